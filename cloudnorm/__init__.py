@@ -1,0 +1,52 @@
+"""cloudnorm: every compute cloud, the way AWS behaves for the person who automates it.
+
+>>> import cloudnorm
+>>> cloud = cloudnorm.connect("mycloud")          # a name from clouds.yaml
+>>> cloud.find_image("ubuntu-22.04"), cloud.find_flavor(min_ram=2048)
+
+Provider SDKs are imported only when a cloud of that provider is opened.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from cloudnorm.errors import (
+    Ambiguous,
+    AuthError,
+    CloudnormError,
+    ConfigError,
+    NotFound,
+    NotReachable,
+    ProviderError,
+    QuotaExceeded,
+    ServiceUnavailable,
+    Timeout,
+)
+from cloudnorm.models import Address, Decision, Flavor, Image, KeyPair, Location, Network, Server
+
+if TYPE_CHECKING:
+    from cloudnorm.cloud import Cloud
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Address", "Ambiguous", "AuthError", "Cloud", "CloudnormError", "ConfigError", "Decision",
+    "Flavor", "Image", "KeyPair", "Location", "Network", "NotFound", "NotReachable",
+    "ProviderError", "QuotaExceeded", "Server", "ServiceUnavailable", "Timeout", "connect",
+]
+
+
+def connect(cloud: str | None = None, **kwargs: Any) -> Cloud:
+    """Open a cloud by its clouds.yaml name; see :func:`cloudnorm.cloud.connect`."""
+    from cloudnorm.cloud import connect as _connect
+
+    return _connect(cloud, **kwargs)
+
+
+def __getattr__(name: str) -> Any:
+    if name == "Cloud":
+        from cloudnorm.cloud import Cloud
+
+        return Cloud
+    raise AttributeError(name)

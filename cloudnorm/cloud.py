@@ -1,0 +1,179 @@
+"""``Cloud``: the one API, the same on every provider."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from cloudnorm import config, errors, flavors, images, networks, profiles
+from cloudnorm.cache import DiscoveryCache
+from cloudnorm.drivers import driver_class
+from cloudnorm.drivers.base import Driver
+from cloudnorm.models import Decision, Flavor, Image, Location, Network, Server
+
+LOG = logging.getLogger(__name__)
+
+
+class Cloud:
+    """One cloud account in one region.
+
+    Discovery (images, flavors, networks) goes through a cache whose lifetime
+    is set in clouds.yaml; ``refresh()`` drops it. Every choice cloudnorm makes
+    for you comes with a :class:`~cloudnorm.models.Decision` saying why.
+    """
+
+    def __init__(self, settings: config.CloudSettings, driver: Driver) -> None:
+        self.settings = settings
+        self.name = settings.name
+        self.provider = settings.provider
+        self.profile = driver.profile
+        self._driver = driver
+        self._cache = DiscoveryCache(settings.cache, driver.identity())
+
+    def __repr__(self) -> str:
+        return f"<Cloud {self.name!r} provider={self.provider} region={self.settings.region}>"
+
+    def __enter__(self) -> Cloud:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def location(self) -> Location:
+        return self._driver.location()
+
+    # -- discovery --------------------------------------------------------------
+    def list_images(self) -> list[Image]:
+        """Every image the account can see, normalized."""
+        return list(self._cache.get_or_create("image", "all", self._driver.list_images))
+
+    def list_flavors(self) -> list[Flavor]:
+        """Every server size the account can use."""
+        return list(self._cache.get_or_create("flavor", "all", self._driver.list_flavors))
+
+    def _network_view(self) -> tuple[list[Network], list[networks.Router]] | None:
+        def discover() -> tuple[list[Network], list[networks.Router]] | None:
+            facts = self._driver.network_facts()
+            if facts is None:
+                return None
+            nets, routers = facts
+            return networks.classify_networks(nets, routers, self._driver.network_hints()), routers
+        return self._cache.get_or_create("network", "view", discover)  # type: ignore[no-any-return]
+
+    @property
+    def has_network_service(self) -> bool:
+        return self._network_view() is not None
+
+    def list_networks(self) -> list[Network]:
+        """Networks with their public/private classification and the reason for it.
+
+        Empty on clouds without a network service.
+        """
+        view = self._network_view()
+        return list(view[0]) if view else []
+
+    def choose_network(self) -> Decision | None:
+        """Which network a new server goes on, and why (None: the cloud decides)."""
+        view = self._network_view()
+        if view is None:
+            return None
+        _, decision = networks.choose_attach_network(view[0], view[1],
+                                                     self._driver.network_hints())
+        return decision
+
+    def default_network(self) -> Network | None:
+        """The network new servers are attached to; None when the cloud has no
+        network service and places servers itself."""
+        view = self._network_view()
+        if view is None:
+            return None
+        net, _ = networks.choose_attach_network(view[0], view[1], self._driver.network_hints())
+        return net
+
+    def floating_network(self, attach: Network | None = None) -> tuple[Network, Decision]:
+        """The external network floating IPs for servers on ``attach`` come from."""
+        view = self._network_view()
+        if view is None:
+            raise errors.NotFound(f"cloud '{self.name}' has no network service, hence no"
+                                  " floating IPs", cloud=self.name)
+        attach = attach or self.default_network()
+        assert attach is not None
+        return networks.choose_floating_network(attach, view[0], view[1],
+                                                self._driver.network_hints())
+
+    def choose_image(self, os: str, *, architecture: str = "x86_64") -> tuple[Image, Decision]:
+        """The image to boot for ``os`` (e.g. ``"ubuntu-22.04"``), with the reason."""
+        try:
+            return images.choose_image(self.list_images(), os, architecture=architecture)
+        except errors.CloudnormError as exc:
+            exc.cloud = exc.cloud or self.name
+            raise
+
+    def find_image(self, os: str, *, architecture: str = "x86_64") -> Image:
+        """The newest public, active, non-hidden image of ``os`` (``"ubuntu-22.04"``)."""
+        return self.choose_image(os, architecture=architecture)[0]
+
+    def choose_flavor(self, *, min_ram: int | None = None, min_vcpus: int | None = None,
+                      min_disk: int | None = None) -> tuple[Flavor, Decision]:
+        """The smallest flavor that fits, with the reason."""
+        try:
+            return flavors.choose_flavor(self.list_flavors(), min_ram=min_ram,
+                                         min_vcpus=min_vcpus, min_disk=min_disk)
+        except errors.CloudnormError as exc:
+            exc.cloud = exc.cloud or self.name
+            raise
+
+    def find_flavor(self, *, min_ram: int | None = None, min_vcpus: int | None = None,
+                    min_disk: int | None = None) -> Flavor:
+        """The smallest flavor with at least ``min_ram`` MiB, ``min_vcpus``, ``min_disk`` GiB."""
+        return self.choose_flavor(min_ram=min_ram, min_vcpus=min_vcpus, min_disk=min_disk)[0]
+
+    def login_user(self, image: Image) -> tuple[str | None, str]:
+        """The user a new server of ``image`` lets in first, and where that answer comes from."""
+        if image.login_user:
+            return image.login_user, f"image '{image.name}' names it in its properties"
+        return self.profile.login_user_for(image.os_distro)
+
+    # -- servers ----------------------------------------------------------------
+    def list_servers(self) -> list[Server]:
+        """Every server of the account, normalized, addresses classified."""
+        nets = self.list_networks()
+        return [self._driver.normalize_server(raw, nets) for raw in self._driver.list_servers()]
+
+    def get_server(self, name_or_id: str) -> Server:
+        """One server by id or exact name."""
+        found = self._driver.get_server(name_or_id)
+        if not found:
+            raise errors.NotFound(f"no server '{name_or_id}' in cloud '{self.name}'",
+                                  cloud=self.name)
+        if len(found) > 1:
+            ids = sorted(str(s.get("id")) for s in found)
+            raise errors.Ambiguous(f"{len(found)} servers are named '{name_or_id}' in cloud "
+                                   f"'{self.name}'; use an id", candidates=ids, cloud=self.name)
+        return self._driver.normalize_server(found[0], self.list_networks())
+
+    # -- housekeeping -------------------------------------------------------------
+    def refresh(self, *kinds: str) -> None:
+        """Forget cached discovery (all of it, or just ``image``, ``flavor``, ``network``)."""
+        self._cache.invalidate(*(kinds or ("image", "flavor", "network")))
+
+    def close(self) -> None:
+        self._driver.close()
+
+
+def connect(cloud: str | None = None, *, config_files: list[str] | None = None,
+            **overrides: Any) -> Cloud:
+    """Open the cloud named ``cloud`` in clouds.yaml (``OS_CLOUD`` when None).
+
+    ``overrides`` go to openstack.config (``region_name="..."``, ``auth={...}``);
+    ``cloudnorm={...}`` overrides the entry's ``cloudnorm:`` section.
+    """
+    settings = config.load(cloud, config_files=config_files, **overrides)
+    profile = profiles.load(settings.profile or settings.provider)
+    if profile.provider != settings.provider:
+        raise errors.ConfigError(
+            f"cloud '{settings.name}' is a {settings.provider} cloud but its profile "
+            f"'{profile.name}' is for {profile.provider}", cloud=settings.name)
+    driver = driver_class(settings.provider)(settings, profile)
+    return Cloud(settings, driver)

@@ -1,0 +1,216 @@
+"""Configuration: ``clouds.yaml`` read through ``openstack.config``.
+
+cloudnorm does not parse ``clouds.yaml`` itself: openstack.config already
+knows the search path, ``OS_CLOUD``/``OS_CLIENT_CONFIG_FILE``, ``secure.yaml``,
+vendor profiles, the ``networks:`` keys and the ``cache:`` section. What
+cloudnorm adds is a ``cloudnorm:`` mapping inside a cloud entry::
+
+    clouds:
+      mycloud:
+        auth: {...}
+        cloudnorm:
+          provider: openstack        # openstack (default), aws or gce
+          profile: generic           # a quirk profile from cloudnorm/profiles
+          defaults: {image: ubuntu-22.04, min_ram: 2048}
+
+and a clear error where openstack.config would fail late or quietly.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Any
+
+import attrs
+import yaml
+
+from cloudnorm import errors
+
+if TYPE_CHECKING:  # pragma: no cover - imported lazily: openstack costs ~1 s at import
+    from openstack.config.cloud_region import CloudRegion
+
+
+_KNOWN_KEYS = {"provider", "profile", "defaults", "region", "zone", "project", "cache",
+               "endpoint_url", "credentials_file", "sandbox_profile", "login_user"}
+
+
+@attrs.frozen
+class CacheSettings:
+    """How discovery results are cached (the ``cache:`` section of clouds.yaml).
+
+    ``backend`` is any dogpile.cache backend name (``dogpile.cache.memory``,
+    ``dogpile.cache.redis``, ...); ``expirations`` maps a resource kind
+    (``image``, ``flavor``, ``network``, ``server``, ...) to seconds.
+    """
+
+    backend: str = "dogpile.cache.memory"
+    expiration_time: float = 300.0
+    expirations: dict[str, float] = attrs.field(factory=dict)
+    arguments: dict[str, Any] = attrs.field(factory=dict)
+
+    def expiration_for(self, kind: str) -> float:
+        return float(self.expirations.get(kind, self.expiration_time))
+
+
+@attrs.frozen
+class CloudSettings:
+    """Everything cloudnorm knows about one cloud before talking to it."""
+
+    name: str
+    provider: str
+    region: str | None
+    profile: str | None
+    options: dict[str, Any]
+    cache: CacheSettings
+    source: str | None = None
+    #: The openstack.config view of the same entry (None for non-OpenStack providers).
+    openstack: CloudRegion | None = attrs.field(default=None, eq=False, repr=False)
+
+
+def load(cloud: str | None = None, *, config_files: list[str] | None = None,
+         **overrides: Any) -> CloudSettings:
+    """Resolve the settings of ``cloud`` (``OS_CLOUD`` when None).
+
+    ``overrides`` are passed to openstack.config as it accepts them
+    (``region_name``, ``auth``...); a ``cloudnorm`` override is merged into the
+    entry's ``cloudnorm:`` mapping.
+    """
+    from openstack import exceptions as os_exc
+    from openstack.config import loader
+
+    cloudnorm_overrides = dict(overrides.pop("cloudnorm", None) or {})
+    kwargs: dict[str, Any] = {"load_envvars": True}
+    if config_files:
+        missing = [f for f in config_files if not os.path.exists(f)]
+        if missing:
+            raise errors.ConfigError(
+                f"config file {missing[0]} does not exist; pass an existing clouds.yaml")
+        kwargs["config_files"] = list(config_files)
+    try:
+        config = loader.OpenStackConfig(app_name="cloudnorm", **kwargs)
+    except os_exc.ConfigException as exc:
+        raise errors.ConfigError(f"cannot read cloud configuration: {exc}") from exc
+    _check_yaml(config)
+    source = getattr(config, "config_filename", None)
+    name = cloud or os.environ.get("OS_CLOUD") or None
+    if name is None:
+        names = [n for n in config.get_cloud_names() if n != "defaults"]
+        if len(names) == 1:
+            name = names[0]
+        else:
+            raise errors.ConfigError(
+                "no cloud named: pass cloud=NAME or set OS_CLOUD"
+                + (f"; {source} defines {', '.join(sorted(names))}" if names else
+                   "; no clouds.yaml was found (searched "
+                   + ", ".join(getattr(config, "_config_files", [])) + ")"))
+    if name not in config.get_cloud_names():
+        known = sorted(n for n in config.get_cloud_names() if n != "defaults")
+        where = source or "no clouds.yaml found"
+        raise errors.ConfigError(
+            f"unknown cloud '{name}' ({where}); known clouds: {', '.join(known) or 'none'}",
+            cloud=name)
+
+    try:
+        raw_region = config.get_one(name, validate=False, **overrides)
+    except os_exc.ConfigException as exc:
+        raise errors.ConfigError(f"cannot use cloud '{name}' from {source}: {exc}",
+                                 cloud=name) from exc
+    options = dict(raw_region.config.get("cloudnorm") or {})
+    options.update(cloudnorm_overrides)
+    unknown = sorted(set(options) - _KNOWN_KEYS)
+    if unknown:
+        raise errors.ConfigError(
+            f"unknown key(s) {', '.join(unknown)} in the cloudnorm: section of cloud '{name}'"
+            f" ({source}); known keys: {', '.join(sorted(_KNOWN_KEYS))}", cloud=name)
+    from cloudnorm.drivers import available
+
+    provider = str(options.get("provider", "openstack")).lower()
+    if provider not in available():
+        raise errors.ConfigError(
+            f"cloud '{name}' ({source}) names provider '{provider}'; use one of "
+            + ", ".join(available()), cloud=name)
+
+    region: CloudRegion | None = None
+    if provider == "openstack":
+        region = _validated_region(config, name, source, overrides)
+    cache = _cache_settings(raw_region, options.get("cache"))
+    return CloudSettings(
+        name=name,
+        provider=provider,
+        region=(region.region_name if region is not None else options.get("region")) or None,
+        profile=options.get("profile"),
+        options=options,
+        cache=cache,
+        source=source,
+        openstack=region,
+    )
+
+
+def _validated_region(config: Any, name: str, source: str | None,
+                      overrides: dict[str, Any]) -> CloudRegion:
+    from keystoneauth1 import exceptions as ksa_exc
+    from openstack import exceptions as os_exc
+
+    try:
+        return config.get_one(name, **overrides)  # type: ignore[no-any-return]
+    except ksa_exc.MissingRequiredOptions as exc:
+        needed = ", ".join(sorted(o.dest for o in exc.options))
+        raise errors.ConfigError(
+            f"cloud '{name}' ({source}) lacks auth settings: {needed}; add them under"
+            " auth: in clouds.yaml or as OS_* environment variables", cloud=name) from exc
+    except (os_exc.ConfigException, ksa_exc.ClientException) as exc:
+        raise errors.ConfigError(f"cloud '{name}' ({source}): {exc}", cloud=name) from exc
+
+
+def _check_yaml(config: Any) -> None:
+    """Fail on a clouds.yaml that openstack.config would silently skip.
+
+    openstack.config ignores a file it cannot parse and goes on as if there
+    were none, which surfaces much later as "cloud not found".
+    """
+    for path in list(getattr(config, "_config_files", [])) + list(
+            getattr(config, "_secure_files", [])):
+        if not os.path.exists(path):
+            continue
+        try:
+            with open(path, encoding="utf-8") as stream:
+                data = yaml.safe_load(stream)
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+            raise errors.ConfigError(
+                f"{path} is not valid YAML{where}: {getattr(exc, 'problem', exc)}; fix the file"
+            ) from exc
+        except OSError as exc:
+            raise errors.ConfigError(f"cannot read {path}: {exc.strerror}") from exc
+        if data is not None and not isinstance(data, dict):
+            raise errors.ConfigError(f"{path} must hold a mapping with a 'clouds:' key")
+        if isinstance(data, dict) and not isinstance(data.get("clouds", {}), dict):
+            raise errors.ConfigError(f"{path}: 'clouds:' must be a mapping of cloud names")
+        # openstack.config uses the first file it finds: so do we.
+        return
+
+
+def _cache_settings(region: Any, own: dict[str, Any] | None) -> CacheSettings:
+    """openstack.config's ``cache:`` section, refined by ``cloudnorm: cache:``.
+
+    openstack.config defaults to the null backend; cloudnorm's discovery is
+    meant to be cached, so it defaults to memory with a 5 minute lifetime.
+    """
+    backend = region.get_cache_class() if region is not None else "dogpile.cache.null"
+    expiration = float(region.get_cache_expiration_time() or 0) if region is not None else 0.0
+    expirations = {k: float(v) for k, v in (
+        region.get_cache_expirations() if region is not None else {}).items()}
+    arguments = dict(region.get_cache_arguments() or {}) if region is not None else {}
+    if backend == "dogpile.cache.null":
+        backend, expiration = "dogpile.cache.memory", expiration or 300.0
+    expiration = expiration or 300.0
+    if own:
+        if not isinstance(own, dict):
+            raise errors.ConfigError("cloudnorm: cache: must be a mapping")
+        backend = own.get("class", own.get("backend", backend))
+        expiration = float(own.get("expiration_time", expiration))
+        expirations.update({k: float(v) for k, v in (own.get("expiration") or {}).items()})
+        arguments.update(own.get("arguments") or {})
+    return CacheSettings(backend=backend, expiration_time=expiration,
+                         expirations=expirations, arguments=arguments)

@@ -1,0 +1,67 @@
+"""The small interface every provider driver implements.
+
+A driver makes the provider's raw calls and turns their answers into
+cloudnorm's models; it makes no decisions. Decisions (which image, which
+network, public or private) are pure functions in cloudnorm's core, fed with
+what the driver returns.
+"""
+
+from __future__ import annotations
+
+import abc
+from typing import Any, ClassVar
+
+from cloudnorm.config import CloudSettings
+from cloudnorm.models import Flavor, Image, Location, Network, Server
+from cloudnorm.networks import NetworkFacts, NetworkHints, Router
+from cloudnorm.profiles import Profile
+
+
+class Driver(abc.ABC):
+    """One cloud account in one region, spoken to in its own dialect."""
+
+    provider: ClassVar[str]
+
+    def __init__(self, settings: CloudSettings, profile: Profile) -> None:
+        self.settings = settings
+        self.profile = profile
+
+    @abc.abstractmethod
+    def identity(self) -> str:
+        """A stable, non-secret string naming the account and region (cache namespace)."""
+
+    @abc.abstractmethod
+    def location(self) -> Location:
+        """Where this driver's resources live."""
+
+    @abc.abstractmethod
+    def list_images(self) -> list[Image]:
+        """Every image the account can boot, normalized (unfiltered)."""
+
+    @abc.abstractmethod
+    def list_flavors(self) -> list[Flavor]:
+        """Every server size the account can use."""
+
+    @abc.abstractmethod
+    def network_facts(self) -> tuple[list[NetworkFacts], list[Router]] | None:
+        """Networks and routers as the cloud describes them; None when the cloud
+        has no network service (addresses are then classified from servers alone)."""
+
+    @abc.abstractmethod
+    def network_hints(self) -> NetworkHints:
+        """Operator knowledge about networks (configuration, then profile)."""
+
+    @abc.abstractmethod
+    def list_servers(self) -> list[dict[str, Any]]:
+        """Raw server records of the account."""
+
+    @abc.abstractmethod
+    def get_server(self, name_or_id: str) -> list[dict[str, Any]]:
+        """Raw records of the servers with this id or name (none, one or several)."""
+
+    @abc.abstractmethod
+    def normalize_server(self, raw: dict[str, Any], networks: list[Network]) -> Server:
+        """Turn a raw server record into a :class:`Server` with classified addresses."""
+
+    def close(self) -> None:
+        """Release connections."""

@@ -1,0 +1,359 @@
+"""OpenStack driver over openstacksdk's service proxies.
+
+Calls go through openstacksdk's authenticated proxies (compute, image,
+network) as plain REST requests, so the JSON cloudnorm normalizes is the
+cloud's own and every decision stays cloudnorm's: none of openstacksdk's
+cloud-layer guessing (``auto_ip``, ``get_server_public_ip``) is used.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import logging
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import urlencode
+
+from cloudnorm import __version__, errors, images, networks
+from cloudnorm.drivers.base import Driver
+from cloudnorm.models import Address, Flavor, Image, Location, Network, Server
+
+LOG = logging.getLogger(__name__)
+
+# Nova states, named as EC2 names them.
+_STATUS = {
+    "ACTIVE": "running", "BUILD": "pending", "REBUILD": "pending", "REBOOT": "running",
+    "HARD_REBOOT": "running", "PASSWORD": "running", "RESIZE": "running",
+    "VERIFY_RESIZE": "running", "REVERT_RESIZE": "running", "MIGRATING": "running",
+    "SHUTOFF": "stopped", "SUSPENDED": "stopped", "PAUSED": "stopped", "SHELVED": "stopped",
+    "SHELVED_OFFLOADED": "stopped", "RESCUE": "running", "DELETED": "terminated",
+    "SOFT_DELETED": "terminated", "ERROR": "error", "UNKNOWN": "error",
+}
+_TASK_STATUS = {"powering-off": "stopping", "deleting": "terminated", "spawning": "pending",
+                "scheduling": "pending", "networking": "pending",
+                "block_device_mapping": "pending"}
+_COMPUTE_MICROVERSION = "2.79"  # embedded flavor details (2.47), server tags (2.26)
+_ROUTER_PORT_OWNERS = ("network:router_interface", "network:router_interface_distributed",
+                       "network:ha_router_replicated_interface")
+_PAGE = 1000
+
+
+def _parse_time(value: str | None) -> datetime.datetime | None:
+    if not value:
+        return None
+    try:
+        parsed = datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=datetime.timezone.utc)
+
+
+def normalize_image(raw: dict[str, Any], user_properties: tuple[str, ...] = ()) -> Image:
+    """A Glance v2 image record as an :class:`Image`."""
+    distro, version, arch = images.describe_image(raw.get("id", ""), raw.get("name") or "", raw)
+    login_user = next((str(raw[p]) for p in user_properties if raw.get(p)), None)
+    return Image(
+        id=raw["id"], name=raw.get("name") or raw["id"], os_distro=distro, os_version=version,
+        created=_parse_time(raw.get("created_at")), min_ram=int(raw.get("min_ram") or 0),
+        min_disk=int(raw.get("min_disk") or 0), status=str(raw.get("status", "active")),
+        visibility=str(raw.get("visibility", "public")),
+        hidden=str(raw.get("os_hidden", False)).lower() == "true",
+        is_snapshot=raw.get("image_type") == "snapshot" or bool(raw.get("instance_uuid")),
+        architecture=arch, login_user=login_user, raw=raw)
+
+
+def normalize_flavor(raw: dict[str, Any]) -> Flavor:
+    """A Nova flavor record as a :class:`Flavor`."""
+    return Flavor(
+        id=str(raw["id"]), name=raw.get("name") or str(raw["id"]), ram=int(raw.get("ram") or 0),
+        vcpus=int(raw.get("vcpus") or 0), disk=int(raw.get("disk") or 0),
+        is_public=bool(raw.get("os-flavor-access:is_public", True)),
+        disabled=bool(raw.get("OS-FLV-DISABLED:disabled", False)), raw=raw)
+
+
+def normalize_server(raw: dict[str, Any], location: Location, nets: list[Network],
+                     hints: networks.NetworkHints) -> Server:
+    """A Nova server record as a :class:`Server` with classified addresses."""
+    addresses: list[Address] = []
+    for label, entries in (raw.get("addresses") or {}).items():
+        for entry in entries:
+            ip = entry.get("addr")
+            if not ip:
+                continue
+            addresses.append(networks.classify_address(
+                ip, label, floating=entry.get("OS-EXT-IPS:type") == "floating",
+                networks=nets, hints=hints))
+    status = _STATUS.get(str(raw.get("status", "UNKNOWN")).upper(), "error")
+    status = _TASK_STATUS.get(raw.get("OS-EXT-STS:task_state") or "", status)
+    interface, _ = networks.choose_interface(addresses)
+    flavor = raw.get("flavor") or {}
+    image = raw.get("image") or {}
+    return Server(
+        id=raw["id"], name=raw.get("name", ""), status=status,
+        location=Location(cloud=location.cloud, region=location.region,
+                          zone=raw.get("OS-EXT-AZ:availability_zone") or None,
+                          project=raw.get("tenant_id") or location.project),
+        image=(image.get("id") if isinstance(image, dict) else None) or None,
+        flavor=flavor.get("original_name") or flavor.get("id"),
+        addresses=tuple(addresses),
+        public_v4=_first(addresses, True, 4), public_v6=_first(addresses, True, 6),
+        private_v4=_first(addresses, False, 4),
+        interface_ip=interface.ip if interface else None,
+        key_name=raw.get("key_name"), tags=dict(raw.get("metadata") or {}),
+        created=_parse_time(raw.get("created")), raw=raw)
+
+
+def _first(addresses: list[Address], public: bool, version: int) -> str | None:
+    # Floating addresses first: they are what a person reaches the server on.
+    ordered = sorted(addresses, key=lambda a: a.kind != "floating")
+    return next((a.ip for a in ordered if a.public == public and a.version == version), None)
+
+
+class OpenStackDriver(Driver):
+    provider = "openstack"
+
+    def __init__(self, settings: Any, profile: Any) -> None:
+        super().__init__(settings, profile)
+        if settings.openstack is None:
+            raise errors.ConfigError("an OpenStack cloud needs an openstack.config entry",
+                                     cloud=settings.name)
+        self._region = settings.openstack
+        self._conn: Any = None
+        self._microversion: str | None = None
+
+    # -- plumbing -------------------------------------------------------------
+    @property
+    def conn(self) -> Any:
+        if self._conn is None:
+            import openstack.connection
+
+            self._conn = openstack.connection.Connection(
+                config=self._region, app_name="cloudnorm", app_version=__version__)
+        return self._conn
+
+    def _auth_url(self) -> str:
+        return str((self._region.config.get("auth") or {}).get("auth_url", "?"))
+
+    @contextlib.contextmanager
+    def _translate(self, what: str) -> Iterator[None]:
+        """Turn SDK and transport exceptions into cloudnorm errors naming what to fix."""
+        from keystoneauth1 import exceptions as ksa
+        from openstack import exceptions as os_exc
+
+        name = self.settings.name
+        try:
+            yield
+        except ksa.Unauthorized as exc:
+            raise errors.AuthError(
+                f"cloud '{name}' refused the credentials at {self._auth_url()} while {what}: "
+                f"check username, password and project in {self.settings.source or 'clouds.yaml'}",
+                cloud=name) from exc
+        except ksa.EndpointNotFound as exc:
+            raise errors.ServiceUnavailable(
+                f"cloud '{name}' has no endpoint for {what} in its catalog ({exc}); "
+                "check region_name and interface in clouds.yaml", cloud=name) from exc
+        except (ksa.ConnectFailure, ksa.ConnectTimeout, ksa.DiscoveryFailure) as exc:
+            raise errors.ServiceUnavailable(
+                f"cannot reach cloud '{name}' while {what}: {exc}; check that "
+                f"{self._auth_url()} and the catalog's endpoints are reachable", cloud=name
+            ) from exc
+        except ksa.MissingRequiredOptions as exc:
+            raise errors.ConfigError(f"cloud '{name}' lacks auth settings: {exc}",
+                                     cloud=name) from exc
+        except ksa.ClientException as exc:
+            raise errors.ProviderError(f"cloud '{name}' failed while {what}: {exc}",
+                                       cloud=name) from exc
+        except os_exc.SDKException as exc:
+            raise errors.ProviderError(f"cloud '{name}' failed while {what}: {exc}",
+                                       cloud=name) from exc
+
+    def _request(self, service: str, method: str, path: str, **kwargs: Any) -> Any:
+        """One REST call through openstacksdk's proxy; returns the decoded JSON body."""
+        proxy = getattr(self.conn, service)
+        if service == "compute":
+            kwargs.setdefault("microversion", self._compute_microversion())
+        with self._translate(f"calling {service} {method} {path.split('?')[0]}"):
+            resp = proxy.request(path, method, raise_exc=False, **kwargs)
+        return self._decode(service, method, path, resp)
+
+    def _decode(self, service: str, method: str, path: str, resp: Any) -> Any:
+        request_id = (resp.headers.get("x-openstack-request-id")
+                      or resp.headers.get("x-compute-request-id"))
+        endpoint = f"{service} {method} {path.split('?')[0]}"
+        if resp.status_code >= 400:
+            raise _http_error(self.settings.name, resp, endpoint, request_id)
+        if resp.status_code == 204 or not resp.content:
+            return {}
+        try:
+            return resp.json()
+        except ValueError:
+            raise errors.ProviderError(
+                f"cloud '{self.settings.name}' sent a malformed reply (not JSON) to {endpoint}",
+                status=resp.status_code, request_id=request_id, endpoint=endpoint,
+                cloud=self.settings.name) from None
+
+    def _compute_microversion(self) -> str:
+        if self._microversion is None:
+            with self._translate("discovering the compute API version"):
+                data = self.conn.compute.get_endpoint_data()
+            highest = getattr(data, "max_microversion", None)
+            want = tuple(int(p) for p in _COMPUTE_MICROVERSION.split("."))
+            if highest and tuple(highest) < want:
+                self._microversion = f"{highest[0]}.{highest[1]}"
+            else:
+                self._microversion = _COMPUTE_MICROVERSION if highest else "2.1"
+        return self._microversion
+
+    def _paged(self, service: str, path: str, key: str, **query: Any) -> list[dict[str, Any]]:
+        """Every record of a paginated list, following the ``*_links``/``next`` markers."""
+        items: list[dict[str, Any]] = []
+        query = {"limit": _PAGE, **query}
+        for _ in range(10_000):  # bounded: 10 million records is beyond any real account
+            sep = "&" if "?" in path else "?"
+            body = self._request(service, "GET", f"{path}{sep}{urlencode(query, doseq=True)}")
+            page = body.get(key)
+            if not isinstance(page, list):
+                raise errors.ProviderError(
+                    f"cloud '{self.settings.name}' sent a malformed reply to {service} GET {path}:"
+                    f" no '{key}' list", endpoint=f"{service} GET {path}",
+                    cloud=self.settings.name)
+            items.extend(page)
+            if len(page) < query["limit"] or not page:
+                return items
+            query["marker"] = page[-1]["id"]
+        return items
+
+    def has_service(self, service_type: str) -> bool:
+        with self._translate("reading the service catalog"):
+            access = self.conn.session.auth.get_access(self.conn.session)
+        endpoints = access.service_catalog.get_endpoints(
+            service_type=service_type, region_name=self._region.region_name or None)
+        return bool(endpoints.get(service_type))
+
+    # -- Driver ---------------------------------------------------------------
+    def identity(self) -> str:
+        auth = self._region.config.get("auth") or {}
+        return "|".join(str(x) for x in (
+            "openstack", auth.get("auth_url"), auth.get("project_id") or auth.get("project_name"),
+            auth.get("project_domain_id") or auth.get("project_domain_name"),
+            auth.get("username") or auth.get("application_credential_id"),
+            self._region.region_name))
+
+    def location(self) -> Location:
+        auth = self._region.config.get("auth") or {}
+        return Location(cloud=self.settings.name, region=self._region.region_name or None,
+                        project=auth.get("project_name") or auth.get("project_id"))
+
+    def list_images(self) -> list[Image]:
+        raw = self._paged("image", "/images", "images")
+        return [normalize_image(r, self.profile.image_user_properties) for r in raw]
+
+    def list_flavors(self) -> list[Flavor]:
+        return [normalize_flavor(r) for r in self._paged("compute", "/flavors/detail", "flavors")]
+
+    def network_facts(self) -> tuple[list[networks.NetworkFacts], list[networks.Router]] | None:
+        if not self.has_service("network"):
+            return None
+        nets = self._request("network", "GET", "/v2.0/networks").get("networks", [])
+        subnets = self._request("network", "GET", "/v2.0/subnets").get("subnets", [])
+        routers = self._request("network", "GET", "/v2.0/routers").get("routers", [])
+        ports = self._request("network", "GET", "/v2.0/ports?" + urlencode(
+            {"device_owner": _ROUTER_PORT_OWNERS, "fields": ["network_id", "device_id"]},
+            doseq=True)).get("ports", [])
+        fips = self._request("network", "GET",
+                             "/v2.0/floatingips?fields=floating_network_id").get("floatingips", [])
+        by_net: dict[str, list[networks.Subnet]] = {}
+        for s in subnets:
+            by_net.setdefault(s["network_id"], []).append(networks.Subnet(
+                id=s["id"], network_id=s["network_id"], cidr=s["cidr"],
+                ip_version=int(s.get("ip_version", 4)),
+                service_types=tuple(s.get("service_types") or ())))
+        fip_nets = {f.get("floating_network_id") for f in fips}
+        facts = [networks.NetworkFacts(
+            id=n["id"], name=n.get("name") or n["id"],
+            router_external=bool(n.get("router:external")), shared=bool(n.get("shared")),
+            subnets=tuple(by_net.get(n["id"], ())), has_floating_ips=n["id"] in fip_nets, raw=n)
+            for n in nets]
+        interfaces: dict[str, list[str]] = {}
+        for p in ports:
+            interfaces.setdefault(p["device_id"], []).append(p["network_id"])
+        router_list = [networks.Router(
+            id=r["id"], name=r.get("name") or r["id"],
+            external_network_id=(r.get("external_gateway_info") or {}).get("network_id"),
+            internal_network_ids=tuple(interfaces.get(r["id"], ()))) for r in routers]
+        return facts, router_list
+
+    def network_hints(self) -> networks.NetworkHints:
+        profile_hints = networks.NetworkHints.from_entries(
+            self.profile.networks, f"profile '{self.profile.name}'")
+        configured = self._region.config.get("networks") or []
+        if not configured:
+            return profile_hints
+        return networks.NetworkHints.from_entries(
+            configured, self.settings.source or "clouds.yaml").merged_over(profile_hints)
+
+    def list_servers(self) -> list[dict[str, Any]]:
+        return self._paged("compute", "/servers/detail", "servers")
+
+    def get_server(self, name_or_id: str) -> list[dict[str, Any]]:
+        body = None
+        with contextlib.suppress(errors.NotFound):
+            body = self._request("compute", "GET", f"/servers/{name_or_id}")
+        if body and isinstance(body.get("server"), dict):
+            return [body["server"]]
+        # Nova's name filter is a regular expression: anchor it for an exact match.
+        found = self._paged("compute", "/servers/detail", "servers",
+                            name=f"^{_regex_escape(name_or_id)}$")
+        return [s for s in found if s.get("name") == name_or_id]
+
+    def normalize_server(self, raw: dict[str, Any], nets: list[Network]) -> Server:
+        return normalize_server(raw, self.location(), nets, self.network_hints())
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+
+def _regex_escape(text: str) -> str:
+    import re
+
+    return re.escape(text)
+
+
+def _http_error(cloud: str, resp: Any, endpoint: str, request_id: str | None
+                ) -> errors.CloudnormError:
+    status = resp.status_code
+    try:
+        body = resp.json()
+    except ValueError:
+        body = {}
+    message = _error_message(body) or (resp.text or "")[:200] or resp.reason or ""
+    text = f"cloud '{cloud}' answered {status} to {endpoint}: {message}".rstrip(": ")
+    if status == 401:
+        return errors.AuthError(text + "; check the credentials in clouds.yaml", cloud=cloud)
+    if status == 404:
+        return errors.NotFound(text, cloud=cloud)
+    if "quota" in message.lower() or status == 413 and "exceed" in message.lower():
+        return errors.QuotaExceeded(text + "; free resources or ask for a higher quota",
+                                    resource=endpoint.split()[-1].strip("/").split("/")[-1],
+                                    cloud=cloud)
+    return errors.ProviderError(text, status=status, request_id=request_id, endpoint=endpoint,
+                                cloud=cloud)
+
+
+def _error_message(body: Any) -> str:
+    """The human part of OpenStack's several error body shapes."""
+    if not isinstance(body, dict):
+        return ""
+    for value in body.values():
+        if isinstance(value, dict) and "message" in value:
+            return str(value["message"])
+    if "NeutronError" in body and isinstance(body["NeutronError"], dict):
+        return str(body["NeutronError"].get("message", ""))
+    if "message" in body:
+        return str(body["message"])
+    if "error" in body and isinstance(body["error"], dict):
+        return str(body["error"].get("message", ""))
+    return ""

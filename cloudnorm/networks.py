@@ -1,0 +1,331 @@
+"""Public/private classification of networks and addresses, with reasons.
+
+Pure functions over facts a driver gathered; no I/O. A network is public
+because of what the cloud says about it (``router:external``, its subnets,
+its routers, floating IPs on it) or because the configuration says so
+(clouds.yaml ``networks:``, the quirk profile) -- never because of its name.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable, Sequence
+
+import attrs
+
+from cloudnorm import errors
+from cloudnorm.models import Address, Decision, Network
+
+# Addresses that never route on the internet. The documentation ranges
+# (192.0.2.0/24, 198.51.100.0/24, 203.0.113.0/24, 2001:db8::/32) are *not*
+# here on purpose: they stand for public addresses in examples, test clouds
+# and sandboxes, so cloudnorm treats them as the public addresses they model.
+_NON_GLOBAL = tuple(ipaddress.ip_network(n) for n in (
+    "0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16",
+    "172.16.0.0/12", "192.168.0.0/16", "198.18.0.0/15", "224.0.0.0/4", "240.0.0.0/4",
+    "::/128", "::1/128", "fc00::/7", "fe80::/10", "ff00::/8",
+))
+
+
+def is_global(ip_or_cidr: str) -> bool:
+    """True when the address (or every address of the CIDR) can route on the internet."""
+    net = ipaddress.ip_network(ip_or_cidr, strict=False)
+    return not any(net.version == n.version and net.subnet_of(n)  # type: ignore[arg-type]
+                   for n in _NON_GLOBAL)
+
+
+@attrs.frozen
+class Subnet:
+    id: str
+    network_id: str
+    cidr: str
+    ip_version: int
+    service_types: tuple[str, ...] = ()
+
+    @property
+    def allows_floating_ips(self) -> bool:
+        # Neutron's subnet service types: an empty list serves every port kind.
+        return not self.service_types or "network:floatingip" in self.service_types
+
+
+@attrs.frozen
+class Router:
+    id: str
+    name: str
+    external_network_id: str | None
+    internal_network_ids: tuple[str, ...] = ()
+
+
+@attrs.frozen
+class NetworkFacts:
+    """What a driver learned about one network."""
+
+    id: str
+    name: str
+    router_external: bool = False
+    shared: bool = False
+    subnets: tuple[Subnet, ...] = ()
+    has_floating_ips: bool = False
+    raw: dict = attrs.field(factory=dict, eq=False, repr=False)
+
+
+@attrs.frozen
+class NetworkHints:
+    """Operator knowledge about networks: clouds.yaml ``networks:`` and profile data.
+
+    ``routes_externally`` maps a network name or id to True/False.
+    """
+
+    routes_externally: dict[str, bool] = attrs.field(factory=dict)
+    routes_ipv4_externally: dict[str, bool] = attrs.field(factory=dict)
+    routes_ipv6_externally: dict[str, bool] = attrs.field(factory=dict)
+    default_interface: str | None = None
+    nat_destination: str | None = None
+    nat_source: str | None = None
+    source: str = "clouds.yaml"
+
+    @classmethod
+    def from_entries(cls, entries: Iterable[dict], source: str) -> NetworkHints:
+        """Build from ``networks:`` entries as openstack.config normalizes them."""
+        ext: dict[str, bool] = {}
+        ext4: dict[str, bool] = {}
+        ext6: dict[str, bool] = {}
+        default = nat_dest = nat_src = None
+        for entry in entries:
+            name = entry.get("name") or entry.get("id")
+            if not name:
+                raise errors.ConfigError(f"a networks: entry in {source} has no name")
+            if "routes_externally" in entry:
+                ext[name] = bool(entry["routes_externally"])
+            for key, table in (("routes_ipv4_externally", ext4), ("routes_ipv6_externally", ext6)):
+                if key in entry and bool(entry[key]) != ext.get(name, bool(entry[key])):
+                    table[name] = bool(entry[key])
+            if entry.get("default_interface"):
+                default = name
+            if entry.get("nat_destination"):
+                nat_dest = name
+            if entry.get("nat_source"):
+                nat_src = name
+        return cls(routes_externally=ext, routes_ipv4_externally=ext4,
+                   routes_ipv6_externally=ext6, default_interface=default,
+                   nat_destination=nat_dest, nat_source=nat_src, source=source)
+
+    def merged_over(self, base: NetworkHints) -> NetworkHints:
+        """These hints, falling back to ``base`` (e.g. clouds.yaml over profile)."""
+        return NetworkHints(
+            routes_externally={**base.routes_externally, **self.routes_externally},
+            routes_ipv4_externally={**base.routes_ipv4_externally,
+                                    **self.routes_ipv4_externally},
+            routes_ipv6_externally={**base.routes_ipv6_externally,
+                                    **self.routes_ipv6_externally},
+            default_interface=self.default_interface or base.default_interface,
+            nat_destination=self.nat_destination or base.nat_destination,
+            nat_source=self.nat_source or base.nat_source,
+            source=self.source,
+        )
+
+    def routes(self, net_name: str, net_id: str, version: int | None = None) -> bool | None:
+        tables = [self.routes_externally]
+        if version == 4:
+            tables.insert(0, self.routes_ipv4_externally)
+        elif version == 6:
+            tables.insert(0, self.routes_ipv6_externally)
+        for table in tables:
+            for key in (net_id, net_name):
+                if key in table:
+                    return table[key]
+        return None
+
+
+def _cidrs(subnets: Sequence[Subnet]) -> str:
+    return ", ".join(s.cidr for s in subnets)
+
+
+def classify_network(net: NetworkFacts, routers: Sequence[Router],
+                     hints: NetworkHints, fip_capable: set[str] | None = None) -> Network:
+    """Classify one network. ``fip_capable`` holds ids of external networks
+    that can hand out floating IPs (used to describe private networks)."""
+    versions = tuple(sorted({s.ip_version for s in net.subnets}))
+    common = dict(id=net.id, name=net.name, shared=net.shared,
+                  subnets=tuple(s.cidr for s in net.subnets), ip_versions=versions, raw=net.raw)
+    said = hints.routes(net.name, net.id)
+    if said is not None:
+        external = net.router_external and any(s.allows_floating_ips for s in net.subnets)
+        return Network(public=said, external=external, usable=True,
+                       reason=f"{hints.source} says routes_externally: {str(said).lower()}",
+                       **common)
+
+    if net.router_external:
+        if not net.subnets:
+            return Network(public=False, external=False, usable=False,
+                           reason="router:external, but it has no subnet: floating IPs cannot "
+                                  "be allocated from it and servers cannot attach to it",
+                           **common)
+        pool = [s for s in net.subnets if s.allows_floating_ips]
+        if not pool:
+            kinds = sorted({t for s in net.subnets for t in s.service_types})
+            return Network(public=False, external=False, usable=False,
+                           reason="router:external, but its subnets only serve "
+                                  f"{', '.join(kinds)} ports: no floating IPs come from it",
+                           **common)
+        return Network(public=True, external=True, usable=True,
+                       reason=f"router:external with subnet {_cidrs(pool)}: "
+                              "floating IPs come from here", **common)
+
+    if net.has_floating_ips:
+        return Network(public=True, external=True, usable=True,
+                       reason="floating IPs already exist on it", **common)
+    if not net.subnets:
+        return Network(public=False, usable=False,
+                       reason="it has no subnet: servers attached to it get no address",
+                       **common)
+
+    public4 = [s for s in net.subnets if s.ip_version == 4 and is_global(s.cidr)]
+    public6 = [s for s in net.subnets if s.ip_version == 6 and is_global(s.cidr)]
+    private = [s for s in net.subnets if not is_global(s.cidr)]
+    if public4:
+        return Network(public=True, reason=f"subnet {_cidrs(public4)} is globally routable "
+                       "and servers attach to it directly", **common)
+    via = _router_path(net, routers, fip_capable)
+    if public6:
+        return Network(public=True, reason=f"IPv6 subnet {_cidrs(public6)} is globally routable;"
+                       f" IPv4 {_cidrs(private) or 'none'} is private{via}", **common)
+    return Network(public=False, reason=f"subnet {_cidrs(private)} is a private range{via}",
+                   **common)
+
+
+def _router_path(net: NetworkFacts, routers: Sequence[Router],
+                 fip_capable: set[str] | None) -> str:
+    for router in routers:
+        if net.id in router.internal_network_ids and router.external_network_id:
+            if fip_capable is None or router.external_network_id in fip_capable:
+                return (f"; router '{router.name}' connects it to an external network"
+                        " (floating IPs possible)")
+            return f"; router '{router.name}' gives it outbound NAT only"
+    return "; no router leads outside"
+
+
+def classify_networks(nets: Sequence[NetworkFacts], routers: Sequence[Router],
+                      hints: NetworkHints) -> list[Network]:
+    fip_capable = {n.id for n in nets
+                   if n.router_external and any(s.allows_floating_ips for s in n.subnets)}
+    return [classify_network(n, routers, hints, fip_capable) for n in nets]
+
+
+# Rank of a network as the place to attach a new server: lower is better.
+def _attach_rank(net: Network, routers: Sequence[Router], fip_capable: set[str]) -> int | None:
+    if not net.usable or (net.external and not net.shared):
+        return None  # floating IP pools are not for attaching servers
+    if net.public and 4 in net.ip_versions and any(is_global(c) for c in net.subnets
+                                                  if ":" not in c):
+        return 0
+    if net.public:
+        return 1
+    for router in routers:
+        if net.id in router.internal_network_ids and router.external_network_id in fip_capable:
+            return 2
+    return 3
+
+
+_RANK_WORDS = {
+    0: "it is directly public",
+    1: "it has a public IPv6 subnet",
+    2: "it is private behind a router to an external network, so a floating IP can reach it",
+    3: "it is the only private network and nothing better exists",
+}
+
+
+def choose_attach_network(networks: Sequence[Network], routers: Sequence[Router],
+                          hints: NetworkHints) -> tuple[Network, Decision]:
+    """The network a new server should be attached to, with the reason."""
+    if hints.default_interface:
+        net = _by_name_or_id(networks, hints.default_interface, hints.source,
+                             "default_interface")
+        return net, Decision("network", net.name,
+                             f"{hints.source} names it default_interface")
+    fip_capable = {n.id for n in networks if n.external}
+    ranked: dict[int, list[Network]] = {}
+    for net in networks:
+        rank = _attach_rank(net, routers, fip_capable)
+        if rank is not None:
+            ranked.setdefault(rank, []).append(net)
+    if not ranked:
+        raise errors.NotFound(
+            "no network a server can be attached to: "
+            + "; ".join(f"'{n.name}': {n.reason}" for n in networks)
+            + ". Create a network or name one with default_interface in clouds.yaml")
+    best = min(ranked)
+    if len(ranked[best]) > 1:
+        names = sorted(n.name for n in ranked[best])
+        raise errors.Ambiguous(
+            f"several networks are equally good to attach servers to ({', '.join(names)}): "
+            "pick one with network=NAME, or mark it default_interface: true under networks:"
+            " in clouds.yaml", candidates=names)
+    net = ranked[best][0]
+    return net, Decision("network", net.name, f"'{net.name}': {_RANK_WORDS[best]} ({net.reason})")
+
+
+def choose_floating_network(attach: Network, networks: Sequence[Network],
+                            routers: Sequence[Router], hints: NetworkHints
+                            ) -> tuple[Network, Decision]:
+    """The external network to take a floating IP from for a server on ``attach``."""
+    if hints.nat_source:
+        net = _by_name_or_id(networks, hints.nat_source, hints.source, "nat_source")
+        return net, Decision("floating_network", net.name, f"{hints.source} names it nat_source")
+    by_id = {n.id: n for n in networks}
+    for router in routers:
+        ext = by_id.get(router.external_network_id or "")
+        if attach.id in router.internal_network_ids and ext is not None and ext.external:
+            return ext, Decision("floating_network", ext.name,
+                                 f"router '{router.name}' links '{attach.name}' to it")
+    pools = [n for n in networks if n.external]
+    if len(pools) == 1:
+        return pools[0], Decision("floating_network", pools[0].name,
+                                  "it is the only network floating IPs can come from")
+    if not pools:
+        raise errors.NotFound(f"no external network can give '{attach.name}' a floating IP")
+    names = sorted(n.name for n in pools)
+    raise errors.Ambiguous(
+        f"several external networks could give floating IPs ({', '.join(names)}): mark one"
+        " nat_source: true under networks: in clouds.yaml", candidates=names)
+
+
+def _by_name_or_id(networks: Sequence[Network], key: str, source: str, setting: str) -> Network:
+    for net in networks:
+        if key in (net.id, net.name):
+            return net
+    raise errors.ConfigError(
+        f"{source} names '{key}' as {setting}, but the cloud has no such network; "
+        f"known networks: {', '.join(sorted(n.name for n in networks)) or 'none'}")
+
+
+def classify_address(ip: str, network: str | None, *, floating: bool,
+                     networks: Sequence[Network] = (), hints: NetworkHints | None = None
+                     ) -> Address:
+    """Classify one server address (``network`` is the network's name, or the
+    address list's label on clouds without a network service)."""
+    version = ipaddress.ip_address(ip).version
+    kind = "floating" if floating else "fixed"
+    if floating:
+        return Address(ip, version, network, True, "floating IP (NAT to the server)", kind)
+    net = next((n for n in networks if network in (n.name, n.id)), None)
+    if hints is not None and network:
+        said = hints.routes(network, net.id if net else network, version)
+        if said is not None:
+            return Address(ip, version, network, said,
+                           f"{hints.source} says network '{network}' routes_externally: "
+                           f"{str(said).lower()}", kind)
+    where = f" on network '{network}'" if network else ""
+    if is_global(ip):
+        return Address(ip, version, network, True, f"globally routable address{where}", kind)
+    return Address(ip, version, network, False, f"private-range address{where}", kind)
+
+
+def choose_interface(addresses: Sequence[Address]) -> tuple[Address | None, str]:
+    """The address to SSH to: public IPv4, then public IPv6, then private IPv4."""
+    for want, words in (((True, 4), "public IPv4"), ((True, 6), "public IPv6"),
+                        ((False, 4), "private IPv4 (no public address)")):
+        for addr in addresses:
+            if (addr.public, addr.version) == want:
+                return addr, f"{addr.ip} is the {words} address ({addr.reason})"
+    return None, "the server has no address"
