@@ -16,6 +16,7 @@ from cloudnorm.errors import (
     AuthError,
     CloudnormError,
     ConfigError,
+    HostKeyMismatch,
     NotFound,
     NotReachable,
     ProviderError,
@@ -32,8 +33,9 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Address", "Ambiguous", "AuthError", "Cloud", "CloudnormError", "ConfigError", "Decision",
-    "Flavor", "Image", "KeyPair", "Location", "Network", "NotFound", "NotReachable",
-    "ProviderError", "QuotaExceeded", "Server", "ServiceUnavailable", "Timeout", "connect",
+    "Flavor", "HostKeyMismatch", "Image", "KeyPair", "Location", "Network", "NotFound",
+    "NotReachable", "ProviderError", "QuotaExceeded", "Server", "ServiceUnavailable", "Timeout",
+    "connect",
 ]
 
 

@@ -9,7 +9,7 @@ from cloudnorm import config, errors, flavors, images, networks, profiles
 from cloudnorm.cache import DiscoveryCache
 from cloudnorm.drivers import driver_class
 from cloudnorm.drivers.base import Driver
-from cloudnorm.models import Decision, Flavor, Image, Location, Network, Server
+from cloudnorm.models import Decision, Flavor, Image, KeyPair, Location, Network, Server
 
 LOG = logging.getLogger(__name__)
 
@@ -152,6 +152,25 @@ class Cloud:
             raise errors.Ambiguous(f"{len(found)} servers are named '{name_or_id}' in cloud "
                                    f"'{self.name}'; use an id", candidates=ids, cloud=self.name)
         return self._driver.normalize_server(found[0], self.list_networks())
+
+    # -- key pairs ------------------------------------------------------------------
+    def list_keypairs(self) -> list[KeyPair]:
+        """Key pairs registered with the cloud."""
+        return list(self._cache.get_or_create("keypair", "all", self._driver.list_keypairs))
+
+    def create_keypair(self, name: str, public_key: str) -> KeyPair:
+        """Register ``public_key`` (OpenSSH format) under ``name``."""
+        try:
+            return self._driver.create_keypair(name, public_key)
+        finally:
+            self._cache.invalidate("keypair")
+
+    def delete_keypair(self, name: str) -> bool:
+        """Remove a key pair; returns False when there was none (idempotent)."""
+        try:
+            return self._driver.delete_keypair(name)
+        finally:
+            self._cache.invalidate("keypair")
 
     # -- housekeeping -------------------------------------------------------------
     def refresh(self, *kinds: str) -> None:

@@ -106,6 +106,11 @@ class NotReachable(CloudnormError):
     """A server exists but cannot be reached over SSH on any address."""
 
 
+class HostKeyMismatch(NotReachable):
+    """The server presented a host key its console did not announce: possibly not
+    the server cloudnorm created. Nothing was run on it."""
+
+
 def describe(value: Any) -> str:
     """Short printable form of a value for error messages (never a secret)."""
     text = repr(value)

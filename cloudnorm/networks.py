@@ -145,53 +145,52 @@ def classify_network(net: NetworkFacts, routers: Sequence[Router],
                      hints: NetworkHints, fip_capable: set[str] | None = None) -> Network:
     """Classify one network. ``fip_capable`` holds ids of external networks
     that can hand out floating IPs (used to describe private networks)."""
-    versions = tuple(sorted({s.ip_version for s in net.subnets}))
-    common = dict(id=net.id, name=net.name, shared=net.shared,
-                  subnets=tuple(s.cidr for s in net.subnets), ip_versions=versions, raw=net.raw)
     said = hints.routes(net.name, net.id)
     if said is not None:
         external = net.router_external and any(s.allows_floating_ips for s in net.subnets)
-        return Network(public=said, external=external, usable=True,
-                       reason=f"{hints.source} says routes_externally: {str(said).lower()}",
-                       **common)
+        return _network(net, public=said, external=external, usable=True,
+                       reason=f"{hints.source} says routes_externally: {str(said).lower()}")
 
     if net.router_external:
         if not net.subnets:
-            return Network(public=False, external=False, usable=False,
+            return _network(net, public=False, external=False, usable=False,
                            reason="router:external, but it has no subnet: floating IPs cannot "
-                                  "be allocated from it and servers cannot attach to it",
-                           **common)
+                                  "be allocated from it and servers cannot attach to it")
         pool = [s for s in net.subnets if s.allows_floating_ips]
         if not pool:
             kinds = sorted({t for s in net.subnets for t in s.service_types})
-            return Network(public=False, external=False, usable=False,
+            return _network(net, public=False, external=False, usable=False,
                            reason="router:external, but its subnets only serve "
-                                  f"{', '.join(kinds)} ports: no floating IPs come from it",
-                           **common)
-        return Network(public=True, external=True, usable=True,
+                                  f"{', '.join(kinds)} ports: no floating IPs come from it")
+        return _network(net, public=True, external=True, usable=True,
                        reason=f"router:external with subnet {_cidrs(pool)}: "
-                              "floating IPs come from here", **common)
+                              "floating IPs come from here")
 
     if net.has_floating_ips:
-        return Network(public=True, external=True, usable=True,
-                       reason="floating IPs already exist on it", **common)
+        return _network(net, public=True, external=True, usable=True,
+                       reason="floating IPs already exist on it")
     if not net.subnets:
-        return Network(public=False, usable=False,
-                       reason="it has no subnet: servers attached to it get no address",
-                       **common)
+        return _network(net, public=False, usable=False,
+                       reason="it has no subnet: servers attached to it get no address")
 
     public4 = [s for s in net.subnets if s.ip_version == 4 and is_global(s.cidr)]
     public6 = [s for s in net.subnets if s.ip_version == 6 and is_global(s.cidr)]
     private = [s for s in net.subnets if not is_global(s.cidr)]
     if public4:
-        return Network(public=True, reason=f"subnet {_cidrs(public4)} is globally routable "
-                       "and servers attach to it directly", **common)
+        return _network(net, public=True, reason=f"subnet {_cidrs(public4)} is globally "
+                        "routable and servers attach to it directly")
     via = _router_path(net, routers, fip_capable)
     if public6:
-        return Network(public=True, reason=f"IPv6 subnet {_cidrs(public6)} is globally routable;"
-                       f" IPv4 {_cidrs(private) or 'none'} is private{via}", **common)
-    return Network(public=False, reason=f"subnet {_cidrs(private)} is a private range{via}",
-                   **common)
+        return _network(net, public=True, reason=f"IPv6 subnet {_cidrs(public6)} is globally "
+                        f"routable; IPv4 {_cidrs(private) or 'none'} is private{via}")
+    return _network(net, public=False, reason=f"subnet {_cidrs(private)} is a private range{via}")
+
+
+def _network(net: NetworkFacts, *, public: bool, reason: str, external: bool = False,
+             usable: bool = True) -> Network:
+    return Network(id=net.id, name=net.name, public=public, reason=reason, external=external,
+                   usable=usable, shared=net.shared, subnets=tuple(s.cidr for s in net.subnets),
+                   ip_versions=tuple(sorted({s.ip_version for s in net.subnets})), raw=net.raw)
 
 
 def _router_path(net: NetworkFacts, routers: Sequence[Router],

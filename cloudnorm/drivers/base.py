@@ -12,7 +12,7 @@ import abc
 from typing import Any, ClassVar
 
 from cloudnorm.config import CloudSettings
-from cloudnorm.models import Flavor, Image, Location, Network, Server
+from cloudnorm.models import Flavor, Image, KeyPair, Location, Network, Server
 from cloudnorm.networks import NetworkFacts, NetworkHints, Router
 from cloudnorm.profiles import Profile
 
@@ -63,5 +63,17 @@ class Driver(abc.ABC):
     def normalize_server(self, raw: dict[str, Any], networks: list[Network]) -> Server:
         """Turn a raw server record into a :class:`Server` with classified addresses."""
 
-    def close(self) -> None:
+    @abc.abstractmethod
+    def list_keypairs(self) -> list[KeyPair]:
+        """Key pairs registered with the cloud (public halves only)."""
+
+    @abc.abstractmethod
+    def create_keypair(self, name: str, public_key: str) -> KeyPair:
+        """Register a public key under ``name``."""
+
+    @abc.abstractmethod
+    def delete_keypair(self, name: str) -> bool:
+        """Remove a key pair; False when it did not exist."""
+
+    def close(self) -> None:  # noqa: B027 - most drivers hold nothing to release
         """Release connections."""

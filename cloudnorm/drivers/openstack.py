@@ -17,7 +17,7 @@ from urllib.parse import urlencode
 
 from cloudnorm import __version__, errors, images, networks
 from cloudnorm.drivers.base import Driver
-from cloudnorm.models import Address, Flavor, Image, Location, Network, Server
+from cloudnorm.models import Address, Flavor, Image, KeyPair, Location, Network, Server
 
 LOG = logging.getLogger(__name__)
 
@@ -309,6 +309,26 @@ class OpenStackDriver(Driver):
 
     def normalize_server(self, raw: dict[str, Any], nets: list[Network]) -> Server:
         return normalize_server(raw, self.location(), nets, self.network_hints())
+
+    def list_keypairs(self) -> list[KeyPair]:
+        body = self._request("compute", "GET", "/os-keypairs")
+        return [KeyPair(name=k["keypair"]["name"], public_key=k["keypair"].get("public_key", ""),
+                        fingerprint=k["keypair"].get("fingerprint"))
+                for k in body.get("keypairs", [])]
+
+    def create_keypair(self, name: str, public_key: str) -> KeyPair:
+        body = self._request("compute", "POST", "/os-keypairs",
+                             json={"keypair": {"name": name, "public_key": public_key}})
+        kp = body.get("keypair") or {}
+        return KeyPair(name=kp.get("name", name), public_key=kp.get("public_key", public_key),
+                       fingerprint=kp.get("fingerprint"))
+
+    def delete_keypair(self, name: str) -> bool:
+        try:
+            self._request("compute", "DELETE", f"/os-keypairs/{name}")
+        except errors.NotFound:
+            return False
+        return True
 
     def close(self) -> None:
         if self._conn is not None:

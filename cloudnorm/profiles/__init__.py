@@ -76,7 +76,7 @@ def available() -> list[str]:
                   if p.name.endswith(".yaml") and p.name != "distros.yaml")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def load(name: str) -> Profile:
     """Load a profile by name, following ``extends:``."""
     data = _read(name)
@@ -104,7 +104,7 @@ def load(name: str) -> Profile:
     return Profile(**merged)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def distros() -> dict[str, Distro]:
     data = _read("distros")
     return {

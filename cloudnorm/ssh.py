@@ -1,0 +1,260 @@
+"""Reaching a new server over SSH: who logs in, whether the host key is the
+announced one, and the commands of post-boot hardening.
+
+"Ready" means a TCP connection, an SSH banner and a successful key login as the
+discovered user. Failures are split in two: *retryable* (refused, timed out,
+no banner yet: the server is still booting) and *fatal* (the host key is not
+the console's, or the key is refused for every candidate user), so a fatal
+failure ends the wait in seconds instead of at the timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import concurrent.futures
+import logging
+import shlex
+import time
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any, TypeVar
+
+import attrs
+
+from cloudnorm import errors
+from cloudnorm.hostkeys import HostKeys
+
+LOG = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+@attrs.frozen
+class Target:
+    """Where and how to log in. ``host_keys`` None means unverified (explicit opt-out)."""
+
+    address: str
+    port: int
+    private_key: str = attrs.field(repr=False)
+    host_keys: HostKeys | None
+
+
+@attrs.frozen
+class Login:
+    user: str
+    host_key: str  # "<type> <base64>" as presented by the server
+    attempts: int
+    elapsed: float
+
+
+class _Retry(Exception):
+    pass
+
+
+class _Denied(Exception):
+    pass
+
+
+def _run_sync(factory: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """Run a coroutine to completion from synchronous code, even under a running loop."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(factory())
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(lambda: asyncio.run(factory())).result()
+
+
+def _client_factory(target: Target) -> Any:
+    import asyncssh
+
+    class _Client(asyncssh.SSHClient):  # type: ignore[misc]
+        presented: str = ""
+
+        def validate_host_public_key(self, host: str, addr: str, port: int, key: Any) -> bool:
+            algorithm = key.get_algorithm()
+            blob = base64.b64encode(key.public_data).decode()
+            _Client.presented = f"{algorithm} {blob}"
+            return target.host_keys is None or target.host_keys.accepts(algorithm, blob)
+
+    return _Client
+
+
+async def _connect(target: Target, user: str, timeout: float) -> tuple[Any, str]:
+    import asyncssh
+
+    client = _client_factory(target)
+    try:
+        conn, _ = await asyncssh.create_connection(
+            client, target.address, target.port, username=user,
+            client_keys=[asyncssh.import_private_key(target.private_key)],
+            known_hosts=lambda *_: ([], [], []), server_host_key_algs="default",
+            connect_timeout=timeout, login_timeout=timeout, agent_path=None,
+            config=None, preferred_auth="publickey", password=None,
+            kbdint_auth=False, ignore_encrypted=True)
+    except asyncssh.HostKeyNotVerifiable as exc:
+        raise errors.HostKeyMismatch(
+            f"{target.address}:{target.port} presented host key {client.presented[:40]}... "
+            "which its console output did not announce; nothing was run on it. If the server "
+            "was rebuilt, fetch its console again; pass verify_host_keys=False only if you "
+            "accept the risk") from exc
+    except asyncssh.PermissionDenied as exc:
+        raise _Denied(str(exc)) from exc
+    except (OSError, asyncio.TimeoutError, asyncssh.ConnectionLost,
+            asyncssh.DisconnectError) as exc:
+        raise _Retry(f"{type(exc).__name__}: {exc}") from exc
+    return conn, client.presented
+
+
+async def _probe(target: Target, users: Sequence[str], timeout: float) -> Login:
+    """Try every candidate user at once; the first that gets in wins."""
+    started = time.monotonic()
+    results = await asyncio.gather(*(_connect(target, u, timeout) for u in users),
+                                   return_exceptions=True)
+    retry: list[str] = []
+    for user, result in zip(users, results, strict=True):
+        if isinstance(result, tuple):
+            for other in results:
+                if isinstance(other, tuple):
+                    other[0].close()
+            return Login(user=user, host_key=result[1], attempts=1,
+                         elapsed=time.monotonic() - started)
+        if isinstance(result, errors.HostKeyMismatch):
+            raise result
+        if isinstance(result, _Retry):
+            retry.append(f"{user}: {result}")
+        elif not isinstance(result, _Denied):
+            raise result  # type: ignore[misc]
+    if retry:
+        raise _Retry("; ".join(retry))
+    raise _Denied(", ".join(users))
+
+
+def wait_for_login(target: Target, users: Sequence[str], *, timeout: float,
+                   interval: float = 2.0, attempt_timeout: float = 10.0,
+                   on_attempt: Callable[[str], None] | None = None) -> Login:
+    """Log in as the first of ``users`` that works, retrying until ``timeout``.
+
+    Raises :class:`~cloudnorm.errors.HostKeyMismatch` at once on a wrong host
+    key, :class:`~cloudnorm.errors.NotReachable` at once when every user is
+    refused, and :class:`~cloudnorm.errors.Timeout` when the server never answers.
+    """
+    if not users:
+        raise errors.NotReachable("no login user to try: name one with ssh_user=")
+    deadline = time.monotonic() + timeout
+    attempts = 0
+    last = "no attempt made"
+    while True:
+        attempts += 1
+        per_try = max(1.0, min(attempt_timeout, deadline - time.monotonic()))
+        try:
+            login = _run_sync(lambda: _probe(target, users, per_try))  # noqa: B023
+            return attrs.evolve(login, attempts=attempts)
+        except _Denied as exc:
+            raise errors.NotReachable(
+                f"{target.address}:{target.port} answers SSH but refuses the node key for "
+                f"every candidate user ({exc}); the image's login user is unknown: pass "
+                "ssh_user=, or set the image property os_admin_user") from None
+        except _Retry as exc:
+            last = str(exc)
+        if on_attempt:
+            on_attempt(last)
+        if time.monotonic() + interval >= deadline:
+            raise errors.Timeout(
+                f"{target.address}:{target.port} was not reachable over SSH within "
+                f"{timeout:.0f} s ({attempts} attempts); last: {last}")
+        time.sleep(interval)
+
+
+async def _run(target: Target, user: str, command: str, timeout: float) -> tuple[int, str, str]:
+    conn, _ = await _connect(target, user, timeout)
+    try:
+        result = await asyncio.wait_for(conn.run(command, check=False), timeout)
+    finally:
+        conn.close()
+    return int(result.exit_status or 0), str(result.stdout or ""), str(result.stderr or "")
+
+
+def run(target: Target, user: str, command: str, *, timeout: float = 60.0
+        ) -> tuple[int, str, str]:
+    """Run one command as ``user``; returns (exit status, stdout, stderr)."""
+    try:
+        return _run_sync(lambda: _run(target, user, command, timeout))
+    except _Retry as exc:
+        raise errors.NotReachable(f"lost {target.address}:{target.port}: {exc}") from None
+    except _Denied as exc:
+        raise errors.NotReachable(
+            f"{target.address}:{target.port} refused the key for {user}: {exc}") from None
+
+
+async def _password_refused(address: str, port: int, user: str, timeout: float) -> bool:
+    import asyncssh
+
+    try:
+        conn = await asyncssh.connect(
+            address, port, username=user, password="cloudnorm-probe-not-a-password",
+            known_hosts=None, client_keys=None, agent_path=None, config=None,
+            preferred_auth="password,keyboard-interactive", connect_timeout=timeout,
+            login_timeout=timeout)
+    except asyncssh.PermissionDenied:
+        return True
+    conn.close()
+    return False
+
+
+def password_login_refused(address: str, port: int, user: str = "root",
+                           timeout: float = 10.0) -> bool:
+    """True when the server offers no password authentication (the probe password is
+    not a secret and never valid; the host key is not needed to ask)."""
+    return _run_sync(lambda: _password_refused(address, port, user, timeout))
+
+
+def hardening_script(user: str, authorized_keys: Sequence[str], remove_key: str | None) -> str:
+    """Shell run as ``user`` (with sudo) on the node: operator keys for root and
+    ``user``, password logins off, sshd reloaded, the node key removed."""
+    keys = "\n".join(k.strip() for k in authorized_keys if k.strip())
+    lines = [
+        "set -eu",
+        f"KEYS={shlex.quote(keys)}",
+        "SUDO=; [ \"$(id -u)\" = 0 ] || SUDO='sudo -n'",
+        "for home in /root \"$HOME\"; do",
+        "  $SUDO mkdir -p \"$home/.ssh\"; $SUDO chmod 700 \"$home/.ssh\"",
+        "  $SUDO touch \"$home/.ssh/authorized_keys\"",
+        "  printf '%s\\n' \"$KEYS\" | while IFS= read -r key; do",
+        "    [ -n \"$key\" ] || continue",
+        "    $SUDO grep -qxF \"$key\" \"$home/.ssh/authorized_keys\" ||"
+        " printf '%s\\n' \"$key\" | $SUDO tee -a \"$home/.ssh/authorized_keys\" >/dev/null",
+        "  done",
+        "  $SUDO chmod 600 \"$home/.ssh/authorized_keys\"",
+        "done",
+        f"$SUDO chown -R {shlex.quote(user)}: \"$HOME/.ssh\" 2>/dev/null || true",
+        # A drop-in wins over the main file where sshd_config includes sshd_config.d
+        # (first value wins in sshd); the main file is edited too for images without it.
+        "CFG=/etc/ssh/sshd_config",
+        "if $SUDO grep -qi '^Include /etc/ssh/sshd_config.d' $CFG; then",
+        "  $SUDO mkdir -p /etc/ssh/sshd_config.d",
+        "  printf 'PasswordAuthentication no\\nKbdInteractiveAuthentication no\\n"
+        "PermitRootLogin prohibit-password\\n' |"
+        " $SUDO tee /etc/ssh/sshd_config.d/00-cloudnorm.conf >/dev/null",
+        "fi",
+        "$SUDO sed -i -E 's/^#?[[:space:]]*(PasswordAuthentication|KbdInteractiveAuthentication|"
+        "ChallengeResponseAuthentication)[[:space:]].*/\\1 no/I' $CFG",
+        "$SUDO grep -qi '^PasswordAuthentication no' $CFG ||"
+        " echo 'PasswordAuthentication no' | $SUDO tee -a $CFG >/dev/null",
+        "$SUDO sshd -t 2>/dev/null || $SUDO /usr/sbin/sshd -t",
+        "if command -v systemctl >/dev/null && $SUDO systemctl is-active -q ssh 2>/dev/null;"
+        " then $SUDO systemctl reload ssh",
+        "elif command -v systemctl >/dev/null && $SUDO systemctl is-active -q sshd 2>/dev/null;"
+        " then $SUDO systemctl reload sshd",
+        "else for pidfile in /run/sshd.pid /var/run/sshd.pid; do",
+        "  [ -f $pidfile ] && $SUDO kill -HUP \"$($SUDO cat $pidfile)\" && break",
+        "done; fi",
+    ]
+    if remove_key:
+        lines += [
+            f"NODE_KEY={shlex.quote(remove_key.strip())}",
+            "for home in /root \"$HOME\"; do",
+            "  $SUDO sed -i \"\\|$(printf '%s' \"$NODE_KEY\" | cut -d' ' -f2)|d\""
+            " \"$home/.ssh/authorized_keys\"",
+            "done",
+        ]
+    return "\n".join(lines) + "\n"
