@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 from cloudnorm import config, errors, flavors, images, networks, profiles
 from cloudnorm.cache import DiscoveryCache
 from cloudnorm.drivers import driver_class
 from cloudnorm.drivers.base import Driver
 from cloudnorm.models import Decision, Flavor, Image, KeyPair, Location, Network, Server
+
+if TYPE_CHECKING:
+    from cloudnorm.keys import NodeKey
+    from cloudnorm.provision import StepCallback
 
 LOG = logging.getLogger(__name__)
 
@@ -29,6 +34,9 @@ class Cloud:
         self.profile = driver.profile
         self._driver = driver
         self._cache = DiscoveryCache(settings.cache, driver.identity())
+        from cloudnorm.provision import ServerWatcher
+
+        self._watcher = ServerWatcher(driver)
 
     def __repr__(self) -> str:
         return f"<Cloud {self.name!r} provider={self.provider} region={self.settings.region}>"
@@ -152,6 +160,41 @@ class Cloud:
             raise errors.Ambiguous(f"{len(found)} servers are named '{name_or_id}' in cloud "
                                    f"'{self.name}'; use an id", candidates=ids, cloud=self.name)
         return self._driver.normalize_server(found[0], self.list_networks())
+
+    def create_server(self, name: str, *, image: str | Image = "ubuntu-22.04",
+                      flavor: str | Flavor | None = None, min_ram: int | None = None,
+                      min_vcpus: int | None = None, network: str | None = None,
+                      key: NodeKey | None = None, authorized_keys: Sequence[str] = (),
+                      bootstrap: bool = True, wait: bool = True, timeout: float = 600.0,
+                      tags: dict[str, str] | None = None, on_step: StepCallback | None = None,
+                      verify_host_keys: bool = True, ssh_user: str | None = None,
+                      keep_node_key: bool = False) -> Server:
+        """Create a server and return it once it is reachable over SSH.
+
+        ``image`` is an OS name (``"ubuntu-22.04"``), an image name or id, or an
+        :class:`Image`; the flavor is the smallest with ``min_ram`` MiB and
+        ``min_vcpus`` unless named. The eight steps (node key, discovery,
+        choice, boot, public address, login, bootstrap, key removal) report
+        through ``on_step`` and are recorded in ``server.decisions``. With
+        ``bootstrap``, ``authorized_keys`` are installed for root and the login
+        user and password logins are turned off, both verified. Anything
+        created is removed again if a step fails.
+        """
+        from cloudnorm import provision
+
+        return provision.create_server(
+            self, name, image=image, flavor=flavor, min_ram=min_ram, min_vcpus=min_vcpus,
+            network=network, key=key, authorized_keys=authorized_keys, bootstrap=bootstrap,
+            wait=wait, timeout=timeout, tags=tags, on_step=on_step,
+            verify_host_keys=verify_host_keys, ssh_user=ssh_user, keep_node_key=keep_node_key)
+
+    def delete_server(self, server: Server | str, *, wait: bool = True,
+                      timeout: float = 300.0) -> bool:
+        """Delete a server and everything cloudnorm created for it (floating IP,
+        security group, key pair). Returns False when there was nothing to delete."""
+        from cloudnorm import provision
+
+        return provision.delete_server(self, server, wait=wait, timeout=timeout)
 
     # -- key pairs ------------------------------------------------------------------
     def list_keypairs(self) -> list[KeyPair]:

@@ -13,6 +13,9 @@ from typing import Any
 
 import attrs
 
+#: Tag/metadata key (or description marker) on everything cloudnorm creates.
+OWNER_KEY = "cloudnorm:owner"
+
 #: Server states, named as EC2 names them.
 SERVER_STATES = ("pending", "running", "stopping", "stopped", "terminated", "error")
 

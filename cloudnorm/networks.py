@@ -328,3 +328,48 @@ def choose_interface(addresses: Sequence[Address]) -> tuple[Address | None, str]
             if (addr.public, addr.version) == want:
                 return addr, f"{addr.ip} is the {words} address ({addr.reason})"
     return None, "the server has no address"
+
+
+@attrs.frozen
+class PublicPlan:
+    """How a server on the chosen network gets a public address.
+
+    ``floating_ip`` False means it needs none (or the cloud assigns it);
+    otherwise ``pools`` are the external networks to try, best first.
+    """
+
+    floating_ip: bool
+    pools: tuple[Network, ...]
+    decision: Decision
+
+
+def plan_public_address(attach: Network | None, networks: Sequence[Network],
+                        routers: Sequence[Router], hints: NetworkHints, *,
+                        requires_floating_ip: bool | None, floating_ip_source: str,
+                        profile_name: str) -> PublicPlan:
+    """Decide, before booting, whether a floating IP is needed and from where.
+
+    Deciding up front means a server with no possible way in is never created.
+    """
+    if attach is None:
+        return PublicPlan(False, (), Decision(
+            "public_address", "assigned by the cloud",
+            "the cloud has no network service: it assigns addresses itself"))
+    if floating_ip_source == "none" or requires_floating_ip is False:
+        return PublicPlan(False, (), Decision(
+            "public_address", "none needed",
+            f"profile '{profile_name}' says servers get no floating IPs"))
+    if requires_floating_ip is None and attach.public:
+        return PublicPlan(False, (), Decision(
+            "public_address", "none needed", f"'{attach.name}' is public: {attach.reason}"))
+    pools = [n for n in networks if n.external and n.usable]
+    if not pools:
+        raise errors.NotReachable(
+            f"a server on '{attach.name}' would be unreachable: {attach.reason}, and no "
+            "external network can give it a floating IP. Attach it to a public network "
+            "(network=...), or mark one routes_externally in clouds.yaml")
+    best, decision = choose_floating_network(attach, networks, routers, hints)
+    ordered = (best, *[p for p in pools if p.id != best.id])
+    return PublicPlan(True, ordered, Decision(
+        "public_address", f"floating IP from {best.name}",
+        f"'{attach.name}' is private ({attach.reason}); {decision.reason}"))

@@ -11,10 +11,36 @@ from __future__ import annotations
 import abc
 from typing import Any, ClassVar
 
+import attrs
+
 from cloudnorm.config import CloudSettings
-from cloudnorm.models import Flavor, Image, KeyPair, Location, Network, Server
+from cloudnorm.models import Address, Decision, Flavor, Image, KeyPair, Location, Network, Server
 from cloudnorm.networks import NetworkFacts, NetworkHints, Router
 from cloudnorm.profiles import Profile
+
+
+@attrs.frozen
+class BootSpec:
+    """What to boot. ``owner`` is the marker every created resource carries."""
+
+    name: str
+    image: Image
+    flavor: Flavor
+    network: Network | None
+    key_name: str
+    owner: str
+    security_group: str | None = None
+    config_drive: bool = False
+    metadata: dict[str, str] = attrs.field(factory=dict)
+
+
+@attrs.frozen
+class Created:
+    """A resource cloudnorm created, so it can be removed again."""
+
+    kind: str  # "keypair", "security_group", "floating_ip", "server", ...
+    id: str
+    description: str = ""
 
 
 class Driver(abc.ABC):
@@ -74,6 +100,45 @@ class Driver(abc.ABC):
     @abc.abstractmethod
     def delete_keypair(self, name: str) -> bool:
         """Remove a key pair; False when it did not exist."""
+
+    # -- provisioning verbs ---------------------------------------------------------
+    @abc.abstractmethod
+    def supports_security_groups(self) -> bool:
+        """False when the cloud filters no traffic cloudnorm could open (no groups)."""
+
+    @abc.abstractmethod
+    def create_ssh_access(self, owner: str) -> Created:
+        """A firewall group/rule owned by cloudnorm that lets TCP 22 in."""
+
+    @abc.abstractmethod
+    def boot(self, spec: BootSpec) -> Created:
+        """Ask for the server; returns at once with its id."""
+
+    @abc.abstractmethod
+    def poll_servers(self, ids: set[str]) -> dict[str, dict[str, Any]]:
+        """Raw records of these servers, in as few requests as possible (one list call)."""
+
+    @abc.abstractmethod
+    def console_output(self, server_id: str) -> str:
+        """The server's console text ('' when there is none yet)."""
+
+    @abc.abstractmethod
+    def attach_public_address(self, raw: dict[str, Any], attach: Network,
+                              pools: list[Network], owner: str
+                              ) -> tuple[Created, Address, list[Decision]]:
+        """Give the server a public address from the first of ``pools`` that can."""
+
+    @abc.abstractmethod
+    def delete(self, resource: Created) -> None:
+        """Remove a created resource; a resource already gone is not an error."""
+
+    @abc.abstractmethod
+    def server_gone(self, server_id: str) -> bool:
+        """True once the server no longer exists."""
+
+    @abc.abstractmethod
+    def owned_resources(self, owner: str) -> list[Created]:
+        """Everything carrying this owner marker (servers last), for cleanup."""
 
     def close(self) -> None:  # noqa: B027 - most drivers hold nothing to release
         """Release connections."""

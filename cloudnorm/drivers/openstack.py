@@ -16,8 +16,18 @@ from typing import Any
 from urllib.parse import urlencode
 
 from cloudnorm import __version__, errors, images, networks
-from cloudnorm.drivers.base import Driver
-from cloudnorm.models import Address, Flavor, Image, KeyPair, Location, Network, Server
+from cloudnorm.drivers.base import BootSpec, Created, Driver
+from cloudnorm.models import (
+    OWNER_KEY,
+    Address,
+    Decision,
+    Flavor,
+    Image,
+    KeyPair,
+    Location,
+    Network,
+    Server,
+)
 
 LOG = logging.getLogger(__name__)
 
@@ -329,6 +339,137 @@ class OpenStackDriver(Driver):
         except errors.NotFound:
             return False
         return True
+
+    # -- provisioning -------------------------------------------------------------
+    def supports_security_groups(self) -> bool:
+        return self.profile.secgroup_source == "neutron" and self.has_service("network")
+
+    def create_ssh_access(self, owner: str) -> Created:
+        body = self._request("network", "POST", "/v2.0/security-groups", json={
+            "security_group": {"name": f"cloudnorm-{owner}",
+                               "description": f"{OWNER_KEY}={owner} ssh access"}})
+        group = body["security_group"]
+        created = Created("security_group", group["id"], group["name"])
+        try:
+            for ethertype, prefix in (("IPv4", "0.0.0.0/0"), ("IPv6", "::/0")):
+                self._request("network", "POST", "/v2.0/security-group-rules", json={
+                    "security_group_rule": {
+                        "security_group_id": group["id"], "direction": "ingress",
+                        "protocol": "tcp", "port_range_min": 22, "port_range_max": 22,
+                        "ethertype": ethertype, "remote_ip_prefix": prefix}})
+        except errors.CloudnormError:
+            self.delete(created)
+            raise
+        return created
+
+    def boot(self, spec: BootSpec) -> Created:
+        server: dict[str, Any] = {
+            "name": spec.name, "imageRef": spec.image.id, "flavorRef": spec.flavor.id,
+            "key_name": spec.key_name, "metadata": {OWNER_KEY: spec.owner, **spec.metadata},
+            "networks": [{"uuid": spec.network.id}] if spec.network else "auto",
+        }
+        if spec.security_group:
+            server["security_groups"] = [{"name": spec.security_group}]
+        if spec.config_drive:
+            server["config_drive"] = True
+        body = self._request("compute", "POST", "/servers", json={"server": server})
+        return Created("server", body["server"]["id"], spec.name)
+
+    def poll_servers(self, ids: set[str]) -> dict[str, dict[str, Any]]:
+        if len(ids) == 1:  # one GET is cheaper than listing a whole project
+            (only,) = ids
+            try:
+                return {only: self._request("compute", "GET", f"/servers/{only}")["server"]}
+            except errors.NotFound:
+                return {}
+        return {s["id"]: s for s in self.list_servers() if s.get("id") in ids}
+
+    def console_output(self, server_id: str) -> str:
+        try:
+            body = self._request("compute", "POST", f"/servers/{server_id}/action",
+                                 json={"os-getConsoleOutput": {"length": -1}})
+        except errors.ProviderError as exc:
+            if exc.status == 409:  # not ready for console yet (still building)
+                return ""
+            raise
+        return str(body.get("output") or "")
+
+    def _server_port(self, server_id: str, network_id: str) -> dict[str, Any]:
+        ports = self._request("network", "GET", "/v2.0/ports?" + urlencode(
+            {"device_id": server_id, "network_id": network_id})).get("ports", [])
+        if not ports:
+            raise errors.NotReachable(
+                f"server {server_id} has no port on network {network_id}: cannot attach a "
+                "floating IP", cloud=self.settings.name)
+        return ports[0]
+
+    def attach_public_address(self, raw: dict[str, Any], attach: Network,
+                              pools: list[Network], owner: str
+                              ) -> tuple[Created, Address, list[Decision]]:
+        port = self._server_port(raw["id"], attach.id)
+        fixed = next((ip["ip_address"] for ip in port.get("fixed_ips", [])
+                      if ":" not in ip["ip_address"]), None)
+        notes: list[Decision] = []
+        for pool in pools:
+            request = {"floating_network_id": pool.id, "port_id": port["id"],
+                       "description": f"{OWNER_KEY}={owner}"}
+            if fixed:
+                request["fixed_ip_address"] = fixed
+            try:
+                body = self._request("network", "POST", "/v2.0/floatingips",
+                                     json={"floatingip": request})
+            except errors.QuotaExceeded as exc:
+                exc.resource = "floating IP"
+                raise
+            except (errors.ProviderError, errors.NotFound) as exc:
+                notes.append(Decision("public_address", f"not {pool.name}",
+                                      f"floating IP on '{pool.name}' refused: {exc.message}"))
+                continue
+            fip = body["floatingip"]
+            address = Address(fip["floating_ip_address"], 4, attach.name, True,
+                              f"floating IP from '{pool.name}' on port {port['id'][:8]}",
+                              "floating")
+            notes.append(Decision("public_address", fip["floating_ip_address"],
+                                  f"floating IP from '{pool.name}' attached to the server's"
+                                  f" port on '{attach.name}'"))
+            return Created("floating_ip", fip["id"], fip["floating_ip_address"]), address, notes
+        raise errors.NotReachable(
+            f"no external network gave a floating IP for a server on '{attach.name}': "
+            + "; ".join(n.reason for n in notes), cloud=self.settings.name)
+
+    def delete(self, resource: Created) -> None:
+        paths = {"server": ("compute", "/servers/{}"),
+                 "keypair": ("compute", "/os-keypairs/{}"),
+                 "security_group": ("network", "/v2.0/security-groups/{}"),
+                 "floating_ip": ("network", "/v2.0/floatingips/{}")}
+        service, path = paths[resource.kind]
+        with contextlib.suppress(errors.NotFound):
+            self._request(service, "DELETE", path.format(resource.id))
+
+    def server_gone(self, server_id: str) -> bool:
+        try:
+            server = self._request("compute", "GET", f"/servers/{server_id}")["server"]
+        except errors.NotFound:
+            return True
+        return server.get("status") == "DELETED"
+
+    def owned_resources(self, owner: str) -> list[Created]:
+        marker = f"{OWNER_KEY}={owner}"
+        found: list[Created] = []
+        if self.has_service("network"):
+            fips = self._request("network", "GET", "/v2.0/floatingips").get("floatingips", [])
+            found += [Created("floating_ip", f["id"], f.get("floating_ip_address", ""))
+                      for f in fips if marker in (f.get("description") or "")]
+        found += [Created("server", s["id"], s.get("name", "")) for s in self.list_servers()
+                  if (s.get("metadata") or {}).get(OWNER_KEY) == owner]
+        if self.has_service("network"):
+            groups = self._request("network", "GET", "/v2.0/security-groups?" + urlencode(
+                {"name": f"cloudnorm-{owner}"})).get("security_groups", [])
+            found += [Created("security_group", g["id"], g["name"]) for g in groups
+                      if marker in (g.get("description") or "")]
+        found += [Created("keypair", k.name, k.name) for k in self.list_keypairs()
+                  if k.name == f"cloudnorm-{owner}"]
+        return found
 
     def close(self) -> None:
         if self._conn is not None:
