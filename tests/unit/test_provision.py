@@ -1,0 +1,123 @@
+"""The create flow's moving parts that need no cloud: polling, rollback, the address plan."""
+
+import threading
+import time
+
+import pytest
+
+from cloudnorm import errors, networks
+from cloudnorm.drivers.base import Created
+from cloudnorm.models import Network
+from cloudnorm.provision import Ledger, ServerWatcher
+
+
+class CountingDriver:
+    def __init__(self):
+        self.calls = []
+        self.states = {}
+        self.deleted = []
+        self.lock = threading.Lock()
+
+    def poll_servers(self, ids):
+        with self.lock:
+            self.calls.append(set(ids))
+        return {i: {"id": i, "status": self.states.get(i, "BUILD")} for i in ids}
+
+    def delete(self, item):
+        if item.id == "boom":
+            raise RuntimeError("cloud said no")
+        self.deleted.append(item.id)
+
+
+def test_watcher_polls_once_per_interval_for_all_waiters():
+    driver = CountingDriver()
+    watcher = ServerWatcher(driver, interval=0.2)
+    ids = [f"s{i}" for i in range(10)]
+    results = {}
+
+    def wait(sid):
+        results[sid] = watcher.wait(sid, lambda rec: rec and rec["status"] == "ACTIVE",
+                                    time.monotonic() + 10)
+
+    threads = [threading.Thread(target=wait, args=(i,)) for i in ids]
+    for t in threads:
+        t.start()
+    time.sleep(0.5)
+    for i in ids:
+        driver.states[i] = "ACTIVE"
+    for t in threads:
+        t.join(10)
+    assert all(results[i]["status"] == "ACTIVE" for i in ids)
+    # ten waiters for ~0.7 s at 0.2 s: a handful of polls, not ten per interval
+    assert len(driver.calls) <= 6
+    assert any(len(c) > 1 for c in driver.calls)
+
+
+def test_watcher_times_out():
+    watcher = ServerWatcher(CountingDriver(), interval=0.05)
+    with pytest.raises(errors.Timeout):
+        watcher.wait("s", lambda rec: False, time.monotonic() + 0.3)
+
+
+def test_ledger_removes_in_reverse_and_reports_leftovers():
+    driver = CountingDriver()
+    ledger = Ledger(driver)
+    for rid in ("key", "boom", "group", "server"):
+        ledger.add(Created("thing" if rid != "server" else "server", rid))
+    waited = []
+    leftovers = ledger.rollback(waited.append)
+    assert driver.deleted == ["server", "group", "key"]
+    assert waited == ["server"]
+    assert len(leftovers) == 1 and "boom" in leftovers[0]
+    assert ledger.items == []
+
+
+def _net(name, public, external=False, usable=True, cidr="10.0.0.0/24", nid=None):
+    return Network(id=nid or name, name=name, public=public, reason=f"{name} reason",
+                   external=external, usable=usable, subnets=(cidr,), ip_versions=(4,))
+
+
+def test_plan_no_floating_ip_on_a_public_network():
+    pub = _net("public", True, cidr="203.0.113.0/27")
+    plan = networks.plan_public_address(pub, [pub], [], networks.NetworkHints(),
+                                        requires_floating_ip=None, floating_ip_source="neutron",
+                                        profile_name="openstack")
+    assert not plan.floating_ip and "public" in plan.decision.reason
+
+
+def test_plan_floating_ip_from_the_routers_pool_first():
+    private = _net("private", False)
+    pool_a = _net("a", True, external=True, cidr="203.0.113.0/27")
+    pool_b = _net("b", True, external=True, cidr="203.0.113.32/27")
+    router = networks.Router("r", "r1", "b", ("private",))
+    plan = networks.plan_public_address(private, [private, pool_a, pool_b], [router],
+                                        networks.NetworkHints(), requires_floating_ip=None,
+                                        floating_ip_source="neutron", profile_name="openstack")
+    assert plan.floating_ip
+    assert [p.name for p in plan.pools] == ["b", "a"]
+    assert "router 'r1'" in plan.decision.reason
+
+
+def test_plan_refuses_before_boot_when_there_is_no_way_in():
+    private = _net("private", False)
+    dead = _net("external", False, external=False, usable=False)
+    with pytest.raises(errors.NotReachable, match="unreachable"):
+        networks.plan_public_address(private, [private, dead], [], networks.NetworkHints(),
+                                     requires_floating_ip=None, floating_ip_source="neutron",
+                                     profile_name="openstack")
+
+
+def test_plan_follows_the_profile_when_it_forbids_floating_ips():
+    pub = _net("public", True, cidr="203.0.113.0/27")
+    plan = networks.plan_public_address(pub, [pub], [], networks.NetworkHints(),
+                                        requires_floating_ip=False, floating_ip_source="none",
+                                        profile_name="vexx")
+    assert not plan.floating_ip and "vexx" in plan.decision.reason
+
+
+def test_hardening_script_quotes_keys_and_turns_passwords_off():
+    from cloudnorm import ssh
+
+    script = ssh.hardening_script("ubuntu", ["ssh-ed25519 AAAA op@x", "ssh-rsa BBBB o'q"], None)
+    assert "PasswordAuthentication no" in script
+    assert "o'\"'\"'q" in script  # shell-quoted, not injected
