@@ -49,7 +49,7 @@ class DiscoveryCache:
                 " backend such as dogpile.cache.memory or dogpile.cache.redis") from exc
 
     def _generation(self, kind: str) -> int:
-        value = self.region.get(f"{self.namespace}:gen:{kind}", expiration_time=-1)
+        value = self.region.get(f"{self.namespace}:gen:{kind}", ignore_expiration=True)
         return 0 if value is NO_VALUE else int(value)
 
     def key(self, kind: str, key: str = "") -> str:

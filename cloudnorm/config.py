@@ -63,6 +63,8 @@ class CloudSettings:
     options: dict[str, Any]
     cache: CacheSettings
     source: str | None = None
+    #: ``networks:`` entries exactly as written in clouds.yaml (no defaults filled in).
+    networks: tuple[dict[str, Any], ...] = ()
     #: The openstack.config view of the same entry (None for non-OpenStack providers).
     openstack: CloudRegion | None = attrs.field(default=None, eq=False, repr=False)
 
@@ -79,18 +81,31 @@ def load(cloud: str | None = None, *, config_files: list[str] | None = None,
     from openstack.config import loader
 
     cloudnorm_overrides = dict(overrides.pop("cloudnorm", None) or {})
-    kwargs: dict[str, Any] = {"load_envvars": True}
     if config_files:
         missing = [f for f in config_files if not os.path.exists(f)]
         if missing:
             raise errors.ConfigError(
                 f"config file {missing[0]} does not exist; pass an existing clouds.yaml")
+        search = list(config_files)
+    else:
+        search = [os.environ.get("OS_CLIENT_CONFIG_FILE") or "", *loader.CONFIG_FILES]
+    # openstack.config skips or crashes on a malformed file: check it first.
+    _check_yaml([f for f in search if f])
+
+    class _Loader(loader.OpenStackConfig):  # type: ignore[misc]
+        def _get_envvar(self, key: str, default: str | None = None) -> str | None:
+            # Files named by the caller win over OS_CLIENT_CONFIG_FILE.
+            if config_files and key in ("OS_CLIENT_CONFIG_FILE", "OS_CLIENT_SECURE_FILE"):
+                return default
+            return super()._get_envvar(key, default)  # type: ignore[no-any-return]
+
+    kwargs: dict[str, Any] = {"load_envvars": True}
+    if config_files:
         kwargs["config_files"] = list(config_files)
     try:
-        config = loader.OpenStackConfig(app_name="cloudnorm", **kwargs)
-    except os_exc.ConfigException as exc:
+        config = _Loader(app_name="cloudnorm", **kwargs)
+    except (os_exc.ConfigException, AttributeError, TypeError) as exc:
         raise errors.ConfigError(f"cannot read cloud configuration: {exc}") from exc
-    _check_yaml(config)
     source = getattr(config, "config_filename", None)
     name = cloud or os.environ.get("OS_CLOUD") or None
     if name is None:
@@ -102,20 +117,27 @@ def load(cloud: str | None = None, *, config_files: list[str] | None = None,
                 "no cloud named: pass cloud=NAME or set OS_CLOUD"
                 + (f"; {source} defines {', '.join(sorted(names))}" if names else
                    "; no clouds.yaml was found (searched "
-                   + ", ".join(getattr(config, "_config_files", [])) + ")"))
+                   + ", ".join(f for f in search if f) + ")"))
     if name not in config.get_cloud_names():
         known = sorted(n for n in config.get_cloud_names() if n != "defaults")
         where = source or "no clouds.yaml found"
         raise errors.ConfigError(
             f"unknown cloud '{name}' ({where}); known clouds: {', '.join(known) or 'none'}",
             cloud=name)
+    # What the operator wrote, before openstack.config fills in defaults and
+    # turns values into strings: cloudnorm must not mistake a default for a word.
+    written = dict((config.cloud_config.get("clouds") or {}).get(name) or {})
 
     try:
         raw_region = config.get_one(name, validate=False, **overrides)
     except os_exc.ConfigException as exc:
         raise errors.ConfigError(f"cannot use cloud '{name}' from {source}: {exc}",
                                  cloud=name) from exc
-    options = dict(raw_region.config.get("cloudnorm") or {})
+    options = written.get("cloudnorm") or {}
+    if not isinstance(options, dict):
+        raise errors.ConfigError(f"cloud '{name}' ({source}): cloudnorm: must be a mapping",
+                                 cloud=name)
+    options = dict(options)
     options.update(cloudnorm_overrides)
     unknown = sorted(set(options) - _KNOWN_KEYS)
     if unknown:
@@ -133,7 +155,8 @@ def load(cloud: str | None = None, *, config_files: list[str] | None = None,
     region: CloudRegion | None = None
     if provider == "openstack":
         region = _validated_region(config, name, source, overrides)
-    cache = _cache_settings(raw_region, options.get("cache"))
+    cache = _cache_settings(raw_region, options.get("cache"),
+                            explicit=config.cloud_config.get("cache"))
     return CloudSettings(
         name=name,
         provider=provider,
@@ -142,6 +165,7 @@ def load(cloud: str | None = None, *, config_files: list[str] | None = None,
         options=options,
         cache=cache,
         source=source,
+        networks=tuple(dict(n) for n in written.get("networks") or ()),
         openstack=region,
     )
 
@@ -162,14 +186,13 @@ def _validated_region(config: Any, name: str, source: str | None,
         raise errors.ConfigError(f"cloud '{name}' ({source}): {exc}", cloud=name) from exc
 
 
-def _check_yaml(config: Any) -> None:
-    """Fail on a clouds.yaml that openstack.config would silently skip.
+def _check_yaml(paths: list[str]) -> None:
+    """Fail on a clouds.yaml that openstack.config would silently skip or crash on.
 
     openstack.config ignores a file it cannot parse and goes on as if there
     were none, which surfaces much later as "cloud not found".
     """
-    for path in list(getattr(config, "_config_files", [])) + list(
-            getattr(config, "_secure_files", [])):
+    for path in paths:
         if not os.path.exists(path):
             continue
         try:
@@ -187,22 +210,30 @@ def _check_yaml(config: Any) -> None:
             raise errors.ConfigError(f"{path} must hold a mapping with a 'clouds:' key")
         if isinstance(data, dict) and not isinstance(data.get("clouds", {}), dict):
             raise errors.ConfigError(f"{path}: 'clouds:' must be a mapping of cloud names")
+        if isinstance(data, dict):
+            for cloud_name, entry in (data.get("clouds") or {}).items():
+                if not isinstance(entry, dict):
+                    raise errors.ConfigError(
+                        f"{path}: cloud '{cloud_name}' must be a mapping of settings")
         # openstack.config uses the first file it finds: so do we.
         return
 
 
-def _cache_settings(region: Any, own: dict[str, Any] | None) -> CacheSettings:
+def _cache_settings(region: Any, own: dict[str, Any] | None,
+                    explicit: dict[str, Any] | None = None) -> CacheSettings:
     """openstack.config's ``cache:`` section, refined by ``cloudnorm: cache:``.
 
     openstack.config defaults to the null backend; cloudnorm's discovery is
-    meant to be cached, so it defaults to memory with a 5 minute lifetime.
+    meant to be cached, so it defaults to memory with a 5 minute lifetime --
+    unless the file asks for the null backend in so many words.
     """
     backend = region.get_cache_class() if region is not None else "dogpile.cache.null"
     expiration = float(region.get_cache_expiration_time() or 0) if region is not None else 0.0
     expirations = {k: float(v) for k, v in (
         region.get_cache_expirations() if region is not None else {}).items()}
     arguments = dict(region.get_cache_arguments() or {}) if region is not None else {}
-    if backend == "dogpile.cache.null":
+    asked_null = isinstance(explicit, dict) and explicit.get("class") == "dogpile.cache.null"
+    if backend == "dogpile.cache.null" and not asked_null:
         backend, expiration = "dogpile.cache.memory", expiration or 300.0
     expiration = expiration or 300.0
     if own:

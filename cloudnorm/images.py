@@ -57,13 +57,13 @@ def _read_name(text: str) -> tuple[str | None, str | None, str | None]:
         arch = "x86_64"
     table = profiles.distros()
     distro = None
-    for name, info in table.items():
-        for alias in info.aliases:
-            alias_words = " ".join(_WORD.findall(alias.replace("-", " ")))
-            if re.search(rf"(?<![a-z0-9]){re.escape(alias_words)}(?![a-z0-9])", joined):
-                distro = name
-                break
-        if distro:
+    # Longest alias first: "fedora coreos" is Flatcar's family, not Fedora.
+    aliases = sorted(((" ".join(_WORD.findall(alias.replace("-", " "))), name)
+                      for name, info in table.items() for alias in info.aliases),
+                     key=lambda pair: -len(pair[0]))
+    for alias_words, name in aliases:
+        if re.search(rf"(?<![a-z0-9]){re.escape(alias_words)}(?![a-z0-9])", joined):
+            distro = name
             break
     if distro is None:  # "jammy-server-cloudimg-amd64": a codename names its distribution
         distro = next((name for name, info in table.items()

@@ -73,7 +73,9 @@ class NetworkFacts:
 class NetworkHints:
     """Operator knowledge about networks: clouds.yaml ``networks:`` and profile data.
 
-    ``routes_externally`` maps a network name or id to True/False.
+    ``routes_externally`` maps a network name or id to True/False; only what
+    was actually written counts (an absent key says nothing). ``origins``
+    remembers where each setting came from, for the reasons cloudnorm gives.
     """
 
     routes_externally: dict[str, bool] = attrs.field(factory=dict)
@@ -83,32 +85,29 @@ class NetworkHints:
     nat_destination: str | None = None
     nat_source: str | None = None
     source: str = "clouds.yaml"
+    origins: dict[str, str] = attrs.field(factory=dict)
 
     @classmethod
     def from_entries(cls, entries: Iterable[dict], source: str) -> NetworkHints:
-        """Build from ``networks:`` entries as openstack.config normalizes them."""
-        ext: dict[str, bool] = {}
-        ext4: dict[str, bool] = {}
-        ext6: dict[str, bool] = {}
-        default = nat_dest = nat_src = None
+        """Build from ``networks:`` entries as written (clouds.yaml or a profile)."""
+        tables: dict[str, dict[str, bool]] = {
+            "routes_externally": {}, "routes_ipv4_externally": {}, "routes_ipv6_externally": {}}
+        picks: dict[str, str | None] = {
+            "default_interface": None, "nat_destination": None, "nat_source": None}
+        origins: dict[str, str] = {}
         for entry in entries:
             name = entry.get("name") or entry.get("id")
             if not name:
                 raise errors.ConfigError(f"a networks: entry in {source} has no name")
-            if "routes_externally" in entry:
-                ext[name] = bool(entry["routes_externally"])
-            for key, table in (("routes_ipv4_externally", ext4), ("routes_ipv6_externally", ext6)):
-                if key in entry and bool(entry[key]) != ext.get(name, bool(entry[key])):
+            for key, table in tables.items():
+                if key in entry:
                     table[name] = bool(entry[key])
-            if entry.get("default_interface"):
-                default = name
-            if entry.get("nat_destination"):
-                nat_dest = name
-            if entry.get("nat_source"):
-                nat_src = name
-        return cls(routes_externally=ext, routes_ipv4_externally=ext4,
-                   routes_ipv6_externally=ext6, default_interface=default,
-                   nat_destination=nat_dest, nat_source=nat_src, source=source)
+                    origins[f"{key}:{name}"] = source
+            for key in picks:
+                if entry.get(key):
+                    picks[key] = name
+                    origins[key] = source
+        return cls(**tables, **picks, source=source, origins=origins)  # type: ignore[arg-type]
 
     def merged_over(self, base: NetworkHints) -> NetworkHints:
         """These hints, falling back to ``base`` (e.g. clouds.yaml over profile)."""
@@ -122,18 +121,29 @@ class NetworkHints:
             nat_destination=self.nat_destination or base.nat_destination,
             nat_source=self.nat_source or base.nat_source,
             source=self.source,
+            origins={**base.origins, **self.origins},
         )
 
+    def origin(self, setting: str) -> str:
+        """Where ``setting`` (``default_interface``, ``routes_externally:NAME``...) came from."""
+        return self.origins.get(setting, self.source)
+
     def routes(self, net_name: str, net_id: str, version: int | None = None) -> bool | None:
-        tables = [self.routes_externally]
-        if version == 4:
-            tables.insert(0, self.routes_ipv4_externally)
-        elif version == 6:
-            tables.insert(0, self.routes_ipv6_externally)
-        for table in tables:
-            for key in (net_id, net_name):
-                if key in table:
-                    return table[key]
+        """Whether a network routes externally, or None when nothing was said."""
+        said = self.said(net_name, net_id, version)
+        return None if said is None else said[0]
+
+    def said(self, net_name: str, net_id: str, version: int | None = None
+             ) -> tuple[bool, str] | None:
+        """(routes externally?, where that was said) for a network, or None if unsaid."""
+        keys = ["routes_externally"]
+        if version in (4, 6):
+            keys.insert(0, f"routes_ipv{version}_externally")
+        for key in keys:
+            table = getattr(self, key)
+            for name in (net_id, net_name):
+                if name in table:
+                    return table[name], self.origin(f"{key}:{name}")
         return None
 
 
@@ -145,11 +155,11 @@ def classify_network(net: NetworkFacts, routers: Sequence[Router],
                      hints: NetworkHints, fip_capable: set[str] | None = None) -> Network:
     """Classify one network. ``fip_capable`` holds ids of external networks
     that can hand out floating IPs (used to describe private networks)."""
-    said = hints.routes(net.name, net.id)
+    said = hints.said(net.name, net.id)
     if said is not None:
         external = net.router_external and any(s.allows_floating_ips for s in net.subnets)
-        return _network(net, public=said, external=external, usable=True,
-                       reason=f"{hints.source} says routes_externally: {str(said).lower()}")
+        return _network(net, public=said[0], external=external, usable=True,
+                        reason=f"{said[1]} says routes_externally: {str(said[0]).lower()}")
 
     if net.router_external:
         if not net.subnets:
@@ -215,8 +225,9 @@ def classify_networks(nets: Sequence[NetworkFacts], routers: Sequence[Router],
 def _attach_rank(net: Network, routers: Sequence[Router], fip_capable: set[str]) -> int | None:
     if not net.usable or (net.external and not net.shared):
         return None  # floating IP pools are not for attaching servers
-    if net.public and 4 in net.ip_versions and any(is_global(c) for c in net.subnets
-                                                  if ":" not in c):
+    if net.public and (4 in net.ip_versions and any(is_global(c) for c in net.subnets
+                                                   if ":" not in c) or not net.ip_versions
+                       or "routes_externally" in net.reason):
         return 0
     if net.public:
         return 1
@@ -228,7 +239,7 @@ def _attach_rank(net: Network, routers: Sequence[Router], fip_capable: set[str])
 
 _RANK_WORDS = {
     0: "it is directly public",
-    1: "it has a public IPv6 subnet",
+    1: "it is public over IPv6 only",
     2: "it is private behind a router to an external network, so a floating IP can reach it",
     3: "it is the only private network and nothing better exists",
 }
@@ -238,10 +249,10 @@ def choose_attach_network(networks: Sequence[Network], routers: Sequence[Router]
                           hints: NetworkHints) -> tuple[Network, Decision]:
     """The network a new server should be attached to, with the reason."""
     if hints.default_interface:
-        net = _by_name_or_id(networks, hints.default_interface, hints.source,
-                             "default_interface")
+        net = _by_name_or_id(networks, hints.default_interface,
+                             hints.origin("default_interface"), "default_interface")
         return net, Decision("network", net.name,
-                             f"{hints.source} names it default_interface")
+                             f"{hints.origin('default_interface')} names it default_interface")
     fip_capable = {n.id for n in networks if n.external}
     ranked: dict[int, list[Network]] = {}
     for net in networks:
@@ -269,8 +280,10 @@ def choose_floating_network(attach: Network, networks: Sequence[Network],
                             ) -> tuple[Network, Decision]:
     """The external network to take a floating IP from for a server on ``attach``."""
     if hints.nat_source:
-        net = _by_name_or_id(networks, hints.nat_source, hints.source, "nat_source")
-        return net, Decision("floating_network", net.name, f"{hints.source} names it nat_source")
+        net = _by_name_or_id(networks, hints.nat_source, hints.origin("nat_source"),
+                             "nat_source")
+        return net, Decision("floating_network", net.name,
+                             f"{hints.origin('nat_source')} names it nat_source")
     by_id = {n.id: n for n in networks}
     for router in routers:
         ext = by_id.get(router.external_network_id or "")
@@ -309,11 +322,11 @@ def classify_address(ip: str, network: str | None, *, floating: bool,
         return Address(ip, version, network, True, "floating IP (NAT to the server)", kind)
     net = next((n for n in networks if network in (n.name, n.id)), None)
     if hints is not None and network:
-        said = hints.routes(network, net.id if net else network, version)
+        said = hints.said(network, net.id if net else network, version)
         if said is not None:
-            return Address(ip, version, network, said,
-                           f"{hints.source} says network '{network}' routes_externally: "
-                           f"{str(said).lower()}", kind)
+            return Address(ip, version, network, said[0],
+                           f"{said[1]} says network '{network}' routes_externally: "
+                           f"{str(said[0]).lower()}", kind)
     where = f" on network '{network}'" if network else ""
     if is_global(ip):
         return Address(ip, version, network, True, f"globally routable address{where}", kind)

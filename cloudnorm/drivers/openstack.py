@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import logging
+import re
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlencode
@@ -174,16 +175,20 @@ class OpenStackDriver(Driver):
         except ksa.ClientException as exc:
             raise errors.ProviderError(f"cloud '{name}' failed while {what}: {exc}",
                                        cloud=name) from exc
+        except (os_exc.ServiceDisabledException, os_exc.ServiceDiscoveryException) as exc:
+            raise errors.ServiceUnavailable(
+                f"cloud '{name}' offers no usable service for {what} ({exc}); check the "
+                "region and the catalog of this cloud", cloud=name) from exc
         except os_exc.SDKException as exc:
             raise errors.ProviderError(f"cloud '{name}' failed while {what}: {exc}",
                                        cloud=name) from exc
 
     def _request(self, service: str, method: str, path: str, **kwargs: Any) -> Any:
         """One REST call through openstacksdk's proxy; returns the decoded JSON body."""
-        proxy = getattr(self.conn, service)
         if service == "compute":
             kwargs.setdefault("microversion", self._compute_microversion())
         with self._translate(f"calling {service} {method} {path.split('?')[0]}"):
+            proxy = getattr(self.conn, service)  # the first proxy authenticates
             resp = proxy.request(path, method, raise_exc=False, **kwargs)
         return self._decode(service, method, path, resp)
 
@@ -216,20 +221,24 @@ class OpenStackDriver(Driver):
         return self._microversion
 
     def _paged(self, service: str, path: str, key: str, **query: Any) -> list[dict[str, Any]]:
-        """Every record of a paginated list, following the ``*_links``/``next`` markers."""
+        """Every record of a paginated list: follows Glance's ``next`` and the
+        ``<key>_links`` of Nova and Neutron, whatever page size the cloud caps at."""
         items: list[dict[str, Any]] = []
         query = {"limit": _PAGE, **query}
         for _ in range(10_000):  # bounded: 10 million records is beyond any real account
             sep = "&" if "?" in path else "?"
             body = self._request(service, "GET", f"{path}{sep}{urlencode(query, doseq=True)}")
-            page = body.get(key)
+            page = body.get(key) if isinstance(body, dict) else None
             if not isinstance(page, list):
                 raise errors.ProviderError(
                     f"cloud '{self.settings.name}' sent a malformed reply to {service} GET {path}:"
                     f" no '{key}' list", endpoint=f"{service} GET {path}",
                     cloud=self.settings.name)
             items.extend(page)
-            if len(page) < query["limit"] or not page:
+            # A link says there is more; so does a full page from a service that omits links.
+            more = len(page) >= query["limit"] or bool(body.get("next")) or any(
+                link.get("rel") == "next" for link in body.get(f"{key}_links") or ())
+            if not page or not more:
                 return items
             query["marker"] = page[-1]["id"]
         return items
@@ -265,14 +274,14 @@ class OpenStackDriver(Driver):
     def network_facts(self) -> tuple[list[networks.NetworkFacts], list[networks.Router]] | None:
         if not self.has_service("network"):
             return None
-        nets = self._request("network", "GET", "/v2.0/networks").get("networks", [])
-        subnets = self._request("network", "GET", "/v2.0/subnets").get("subnets", [])
-        routers = self._request("network", "GET", "/v2.0/routers").get("routers", [])
-        ports = self._request("network", "GET", "/v2.0/ports?" + urlencode(
+        nets = self._request("network", "GET", "/networks").get("networks", [])
+        subnets = self._request("network", "GET", "/subnets").get("subnets", [])
+        routers = self._request("network", "GET", "/routers").get("routers", [])
+        ports = self._request("network", "GET", "/ports?" + urlencode(
             {"device_owner": _ROUTER_PORT_OWNERS, "fields": ["network_id", "device_id"]},
             doseq=True)).get("ports", [])
         fips = self._request("network", "GET",
-                             "/v2.0/floatingips?fields=floating_network_id").get("floatingips", [])
+                             "/floatingips?fields=floating_network_id").get("floatingips", [])
         by_net: dict[str, list[networks.Subnet]] = {}
         for s in subnets:
             by_net.setdefault(s["network_id"], []).append(networks.Subnet(
@@ -297,7 +306,7 @@ class OpenStackDriver(Driver):
     def network_hints(self) -> networks.NetworkHints:
         profile_hints = networks.NetworkHints.from_entries(
             self.profile.networks, f"profile '{self.profile.name}'")
-        configured = self._region.config.get("networks") or []
+        configured = self.settings.networks
         if not configured:
             return profile_hints
         return networks.NetworkHints.from_entries(
@@ -314,7 +323,7 @@ class OpenStackDriver(Driver):
             return [body["server"]]
         # Nova's name filter is a regular expression: anchor it for an exact match.
         found = self._paged("compute", "/servers/detail", "servers",
-                            name=f"^{_regex_escape(name_or_id)}$")
+                            name=f"^{re.escape(name_or_id)}$")
         return [s for s in found if s.get("name") == name_or_id]
 
     def normalize_server(self, raw: dict[str, Any], nets: list[Network]) -> Server:
@@ -345,14 +354,14 @@ class OpenStackDriver(Driver):
         return self.profile.secgroup_source == "neutron" and self.has_service("network")
 
     def create_ssh_access(self, owner: str) -> Created:
-        body = self._request("network", "POST", "/v2.0/security-groups", json={
+        body = self._request("network", "POST", "/security-groups", json={
             "security_group": {"name": f"cloudnorm-{owner}",
                                "description": f"{OWNER_KEY}={owner} ssh access"}})
         group = body["security_group"]
         created = Created("security_group", group["id"], group["name"])
         try:
             for ethertype, prefix in (("IPv4", "0.0.0.0/0"), ("IPv6", "::/0")):
-                self._request("network", "POST", "/v2.0/security-group-rules", json={
+                self._request("network", "POST", "/security-group-rules", json={
                     "security_group_rule": {
                         "security_group_id": group["id"], "direction": "ingress",
                         "protocol": "tcp", "port_range_min": 22, "port_range_max": 22,
@@ -395,7 +404,7 @@ class OpenStackDriver(Driver):
         return str(body.get("output") or "")
 
     def _server_port(self, server_id: str, network_id: str) -> dict[str, Any]:
-        ports = self._request("network", "GET", "/v2.0/ports?" + urlencode(
+        ports = self._request("network", "GET", "/ports?" + urlencode(
             {"device_id": server_id, "network_id": network_id})).get("ports", [])
         if not ports:
             raise errors.NotReachable(
@@ -416,7 +425,7 @@ class OpenStackDriver(Driver):
             if fixed:
                 request["fixed_ip_address"] = fixed
             try:
-                body = self._request("network", "POST", "/v2.0/floatingips",
+                body = self._request("network", "POST", "/floatingips",
                                      json={"floatingip": request})
             except errors.QuotaExceeded as exc:
                 exc.resource = "floating IP"
@@ -440,8 +449,8 @@ class OpenStackDriver(Driver):
     def delete(self, resource: Created) -> None:
         paths = {"server": ("compute", "/servers/{}"),
                  "keypair": ("compute", "/os-keypairs/{}"),
-                 "security_group": ("network", "/v2.0/security-groups/{}"),
-                 "floating_ip": ("network", "/v2.0/floatingips/{}")}
+                 "security_group": ("network", "/security-groups/{}"),
+                 "floating_ip": ("network", "/floatingips/{}")}
         service, path = paths[resource.kind]
         with contextlib.suppress(errors.NotFound):
             self._request(service, "DELETE", path.format(resource.id))
@@ -457,13 +466,13 @@ class OpenStackDriver(Driver):
         marker = f"{OWNER_KEY}={owner}"
         found: list[Created] = []
         if self.has_service("network"):
-            fips = self._request("network", "GET", "/v2.0/floatingips").get("floatingips", [])
+            fips = self._request("network", "GET", "/floatingips").get("floatingips", [])
             found += [Created("floating_ip", f["id"], f.get("floating_ip_address", ""))
                       for f in fips if marker in (f.get("description") or "")]
         found += [Created("server", s["id"], s.get("name", "")) for s in self.list_servers()
                   if (s.get("metadata") or {}).get(OWNER_KEY) == owner]
         if self.has_service("network"):
-            groups = self._request("network", "GET", "/v2.0/security-groups?" + urlencode(
+            groups = self._request("network", "GET", "/security-groups?" + urlencode(
                 {"name": f"cloudnorm-{owner}"})).get("security_groups", [])
             found += [Created("security_group", g["id"], g["name"]) for g in groups
                       if marker in (g.get("description") or "")]
@@ -477,10 +486,6 @@ class OpenStackDriver(Driver):
             self._conn = None
 
 
-def _regex_escape(text: str) -> str:
-    import re
-
-    return re.escape(text)
 
 
 def _http_error(cloud: str, resp: Any, endpoint: str, request_id: str | None
@@ -496,12 +501,17 @@ def _http_error(cloud: str, resp: Any, endpoint: str, request_id: str | None
         return errors.AuthError(text + "; check the credentials in clouds.yaml", cloud=cloud)
     if status == 404:
         return errors.NotFound(text, cloud=cloud)
-    if "quota" in message.lower() or status == 413 and "exceed" in message.lower():
+    if status in (403, 409, 413) and _QUOTA.search(message):
         return errors.QuotaExceeded(text + "; free resources or ask for a higher quota",
                                     resource=endpoint.split()[-1].strip("/").split("/")[-1],
                                     cloud=cloud)
     return errors.ProviderError(text, status=status, request_id=request_id, endpoint=endpoint,
                                 cloud=cloud)
+
+
+_QUOTA = re.compile(r"quota exceeded|exceeds? (?:the |your )?quota|over ?quota|"
+                    r"quota .*(?:reached|exhausted)|maximum number of .* (?:reached|exceeded)",
+                    re.I)
 
 
 def _error_message(body: Any) -> str:

@@ -1,0 +1,532 @@
+"""The OpenStack driver against a fake Keystone/Nova/Glance/Neutron (requests-mock).
+
+Every test drives the real ``cloudnorm.connect`` → openstack.config →
+openstacksdk → ``OpenStackDriver`` path; only the HTTP replies are fake.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+import cloudnorm
+from cloudnorm import errors
+from cloudnorm.drivers.openstack import normalize_image, normalize_server
+from cloudnorm.models import Location
+from cloudnorm.networks import NetworkHints
+
+from .conftest import (
+    GLANCE,
+    NOVA,
+    PASSWORD,
+    TOKEN_URL,
+    glance_image,
+    nova_address,
+    nova_server,
+)
+
+
+def _walk_errors(exc: BaseException):
+    while exc is not None:
+        yield exc
+        exc = exc.__cause__ or exc.__context__
+
+
+# -- Glance images ----------------------------------------------------------------------------
+@pytest.mark.parametrize("fields, attribute, expected", [
+    ({"os_hidden": True}, "hidden", True),
+    ({"os_hidden": "True"}, "hidden", True),
+    ({"os_hidden": False}, "hidden", False),
+    ({"image_type": "snapshot"}, "is_snapshot", True),
+    ({"instance_uuid": "5c9a1f3e"}, "is_snapshot", True),
+    ({}, "is_snapshot", False),
+    ({"architecture": "arm64"}, "architecture", "aarch64"),
+    ({"architecture": "x86_64"}, "architecture", "x86_64"),
+    ({"status": "deactivated"}, "status", "deactivated"),
+    ({"visibility": "community"}, "visibility", "community"),
+    ({"min_ram": 1024, "min_disk": 10}, "min_disk", 10),
+])
+def test_glance_image_normalization(fields, attribute, expected):
+    image = normalize_image(glance_image("ubuntu-22.04", **fields))
+    assert getattr(image, attribute) == expected
+
+
+def test_glance_image_properties_and_login_user():
+    image = normalize_image(
+        glance_image("jammy-server-cloudimg-amd64", os_distro="ubuntu", os_version="22.04",
+                     created_at="2024-03-01T10:00:00Z", default_user="ubuntu-admin"),
+        user_properties=("os_admin_user", "default_user"))
+    assert (image.os_distro, image.os_version, image.architecture) == (
+        "ubuntu", "22.04", "x86_64")
+    assert image.login_user == "ubuntu-admin"
+    assert image.created is not None and image.created.year == 2024
+    assert image.created.tzinfo is not None
+
+
+def test_images_come_from_glance_and_choice_passes_over_unusable_ones(connect, fake_os):
+    fake_os.glance("/images", json={"images": [
+        glance_image("Ubuntu-Jammy-22.04-amd64-20240301", id="good"),
+        glance_image("ubuntu-22.04-x86_64-hidden", id="hidden", os_hidden=True,
+                     created_at="2024-06-01T00:00:00Z"),
+        glance_image("ubuntu-22.04 snapshot", id="snap", image_type="snapshot",
+                     visibility="private", created_at="2024-06-01T00:00:00Z"),
+        glance_image("ubuntu-22.04-arm64", id="arm", created_at="2024-06-01T00:00:00Z"),
+        glance_image("ubuntu-22.04-x86_64-old", id="old", status="deactivated",
+                     created_at="2024-06-01T00:00:00Z"),
+        glance_image("Debian 12 (bookworm)", id="deb"),
+    ]})
+    cloud = connect()
+    chosen, decision = cloud.choose_image("ubuntu-22.04")
+    assert chosen.id == "good"
+    for name in ("ubuntu-22.04-x86_64-hidden", "ubuntu-22.04 snapshot", "ubuntu-22.04-arm64",
+                 "ubuntu-22.04-x86_64-old"):
+        assert f"'{name}'" in decision.reason
+    assert cloud.login_user(chosen) == ("ubuntu",
+                                        "ubuntu cloud images create it (distribution default)")
+
+
+def test_image_not_found_names_the_cloud(connect, fake_os):
+    fake_os.glance("/images", json={"images": [glance_image("Debian 12 (bookworm)")]})
+    with pytest.raises(errors.NotFound) as info:
+        connect().find_image("ubuntu-22.04")
+    assert info.value.cloud == "testcloud"
+    assert "testcloud" in str(info.value) and "debian-12" in str(info.value)
+
+
+# -- pagination -------------------------------------------------------------------------------
+def test_images_are_paged_by_marker(connect, fake_os):
+    records = [glance_image(f"img {i}", id=f"img-{i:04d}") for i in range(1001)]
+
+    def page(request, context):
+        marker = request.qs.get("marker", [None])[0]
+        limit = int(request.qs["limit"][0])
+        start = 0 if marker is None else next(
+            i + 1 for i, r in enumerate(records) if r["id"] == marker)
+        return {"images": records[start:start + limit]}
+
+    fake_os.glance("/images", json=page)
+    images = connect().list_images()
+    assert [i.id for i in images] == [r["id"] for r in records]
+    assert len(fake_os.requests_to(GLANCE + "/v2/images")) == 2
+
+
+def test_images_follow_glance_next_link(connect, fake_os):
+    """Glance caps a page at its api_limit_max (operators lower it below 1000) and says
+    where the rest is with ``next``: a short page with ``next`` is not the last one."""
+    first = [glance_image("a", id="img-a"), glance_image("b", id="img-b")]
+    second = [glance_image("c", id="img-c")]
+
+    def page(request, context):
+        if request.qs.get("marker") == ["img-b"]:
+            return {"images": second, "first": "/v2/images"}
+        return {"images": first, "first": "/v2/images",
+                "next": "/v2/images?limit=2&marker=img-b"}
+
+    fake_os.glance("/images", json=page)
+    assert [i.id for i in connect().list_images()] == ["img-a", "img-b", "img-c"]
+
+
+def test_nova_servers_follow_servers_links(connect, fake_os):
+    """Nova caps pages at [api]max_limit and adds a ``servers_links`` next link."""
+    fake_os.services = ["compute", "image"]
+
+    def page(request, context):
+        if request.qs.get("marker") == ["srv-2"]:
+            return {"servers": [nova_server("srv-3", "c")]}
+        return {"servers": [nova_server("srv-1", "a"), nova_server("srv-2", "b")],
+                "servers_links": [{"rel": "next",
+                                   "href": NOVA + "/servers/detail?limit=2&marker=srv-2"}]}
+
+    fake_os.nova("/servers/detail", json=page)
+    assert [s.id for s in connect().list_servers()] == ["srv-1", "srv-2", "srv-3"]
+
+
+def test_reply_without_the_list_is_malformed(connect, fake_os):
+    fake_os.glance("/images", json={"image": []})
+    with pytest.raises(errors.ProviderError, match="no 'images' list"):
+        connect().list_images()
+
+
+# -- flavors and compute microversion ---------------------------------------------------------
+NOVA_FLAVORS = {"flavors": [
+    {"id": "1", "name": "m1.small", "ram": 2048, "vcpus": 1, "disk": 20},
+    {"id": "2", "name": "2GB Standard Instance", "ram": 2048, "vcpus": 1, "disk": 20},
+    {"id": "3", "name": "ssd.2c4g", "ram": 4096, "vcpus": 2, "disk": 40},
+    {"id": "4", "name": "v3-standard-2", "ram": 4096, "vcpus": 2, "disk": 0,
+     "OS-FLV-DISABLED:disabled": True},
+]}
+
+
+def test_flavors_come_from_nova(connect, fake_os):
+    fake_os.nova("/flavors/detail", json=NOVA_FLAVORS)
+    cloud = connect()
+    flavor, decision = cloud.choose_flavor(min_ram=2000)
+    assert flavor.name == "2GB Standard Instance"
+    assert "same size as m1.small" in decision.reason
+    assert cloud.find_flavor(min_vcpus=2).name == "ssd.2c4g"   # v3-standard-2 is disabled
+
+
+@pytest.mark.parametrize("max_version, expected", [("2.90", "2.79"), ("2.60", "2.60"),
+                                                   ("", "2.1")])
+def test_compute_microversion(connect, fake_os, max_version, expected):
+    fake_os.compute_max_version = max_version
+    fake_os.nova("/flavors/detail", json=NOVA_FLAVORS)
+    connect().list_flavors()
+    request = fake_os.requests_to(NOVA + "/flavors/detail")[0]
+    assert request.headers["OpenStack-API-Version"] == f"compute {expected}"
+
+
+# -- cache through Cloud ----------------------------------------------------------------------
+def test_discovery_is_cached(connect, fake_os):
+    fake_os.glance("/images", json={"images": [glance_image("ubuntu-22.04-x86_64")]})
+    cloud = connect()
+    assert cloud.list_images() == cloud.list_images()
+    cloud.find_image("ubuntu-22.04")
+    assert len(fake_os.requests_to(GLANCE + "/v2/images")) == 1
+
+
+def test_refresh_recomputes(connect, fake_os):
+    fake_os.glance("/images", json={"images": [glance_image("ubuntu-22.04-x86_64")]})
+    fake_os.nova("/flavors/detail", json=NOVA_FLAVORS)
+    cloud = connect()
+    cloud.list_images()
+    cloud.list_flavors()
+    cloud.refresh("image")
+    cloud.list_images()
+    cloud.list_flavors()
+    assert len(fake_os.requests_to(GLANCE + "/v2/images")) == 2
+    assert len(fake_os.requests_to(NOVA + "/flavors/detail")) == 1
+
+
+def test_cache_expiration_from_clouds_yaml_reaches_the_cloud(connect, fake_os):
+    cloud = connect(top={"cache": {"class": "dogpile.cache.memory", "expiration_time": 60,
+                                   "expiration": {"image": 7200}}})
+    assert cloud.settings.cache.expiration_for("image") == 7200.0
+    assert cloud._cache.settings.expiration_for("flavor") == 60.0
+
+
+# -- errors -----------------------------------------------------------------------------------
+LISTINGS = ["list_images", "list_flavors", "list_networks"]
+
+
+@pytest.mark.parametrize("listing", LISTINGS)
+def test_refused_token_is_an_auth_error_naming_clouds_yaml(connect, fake_os, listing):
+    fake_os.m.post(TOKEN_URL, status_code=401, json={"error": {
+        "code": 401, "title": "Unauthorized",
+        "message": "The request you have made requires authentication."}})
+    cloud = connect()
+    with pytest.raises(errors.AuthError) as info:
+        getattr(cloud, listing)()
+    text = str(info.value)
+    assert cloud.settings.source in text and cloud.settings.source.endswith("clouds.yaml")
+    assert "http://127.0.0.1:35357/v3" in text
+
+
+@pytest.mark.parametrize("listing", LISTINGS)
+def test_failed_auth_never_shows_the_password(connect, fake_os, listing):
+    fake_os.m.post(TOKEN_URL, status_code=401, json={"error": {
+        "code": 401, "title": "Unauthorized", "message": "Invalid user / password"}})
+    with pytest.raises(Exception) as info:
+        getattr(connect(), listing)()
+    for exc in _walk_errors(info.value):
+        assert PASSWORD not in str(exc) and PASSWORD not in repr(exc)
+
+
+def test_api_401_is_an_auth_error(connect, fake_os):
+    fake_os.nova("/flavors/detail", status_code=401, json={"error": {"message": "expired"}})
+    with pytest.raises(errors.AuthError, match="clouds.yaml"):
+        connect().list_flavors()
+
+
+def test_server_error_carries_status_and_request_id(connect, fake_os):
+    fake_os.glance("/images", status_code=500, text="<html>Internal Server Error</html>",
+                   headers={"x-openstack-request-id": "req-7f3c2a9e-0001"})
+    with pytest.raises(errors.ProviderError) as info:
+        connect().list_images()
+    exc = info.value
+    assert type(exc) is errors.ProviderError
+    assert exc.status == 500 and exc.request_id == "req-7f3c2a9e-0001"
+    assert exc.endpoint == "image GET /images"
+    assert "req-7f3c2a9e-0001" in str(exc) and "status 500" in str(exc)
+    assert "Internal Server Error" in str(exc)
+
+
+def test_compute_request_id_header_is_used(connect, fake_os):
+    fake_os.nova("/flavors/detail", status_code=503,
+                 json={"computeFault": {"code": 503, "message": "nova-api is restarting"}},
+                 headers={"x-compute-request-id": "req-nova-42"})
+    with pytest.raises(errors.ProviderError) as info:
+        connect().list_flavors()
+    assert info.value.request_id == "req-nova-42"
+    assert "nova-api is restarting" in str(info.value)
+
+
+def test_non_json_success_is_malformed(connect, fake_os):
+    fake_os.glance("/images", status_code=200, text="<html>proxy login page</html>",
+                   headers={"x-openstack-request-id": "req-html"})
+    with pytest.raises(errors.ProviderError) as info:
+        connect().list_images()
+    assert "malformed" in str(info.value)
+    assert info.value.status == 200 and info.value.request_id == "req-html"
+
+
+def test_quota_message_is_quota_exceeded(connect, fake_os):
+    fake_os.nova("/servers", method="POST", status_code=403, json={"forbidden": {
+        "code": 403,
+        "message": "Quota exceeded for instances: Requested 1, but already used 10 of 10 "
+                   "instances"}})
+    cloud = connect()
+    with pytest.raises(errors.QuotaExceeded) as info:
+        cloud._driver._request("compute", "POST", "/servers", json={"server": {}})
+    assert info.value.resource == "servers"
+    assert "Quota exceeded for instances" in str(info.value)
+
+
+def test_policy_refusal_mentioning_quotas_is_not_quota_exceeded(connect, fake_os):
+    """A 403 because policy forbids *reading* quotas is not an exhausted quota."""
+    fake_os.nova("/os-quota-sets/p-1", status_code=403, json={"forbidden": {
+        "code": 403,
+        "message": "Policy doesn't allow os_compute_api:os-quota-sets:show to be performed."}})
+    with pytest.raises(errors.ProviderError) as info:
+        connect()._driver._request("compute", "GET", "/os-quota-sets/p-1")
+    assert not isinstance(info.value, errors.QuotaExceeded)
+    assert info.value.status == 403
+
+
+def test_neutron_quota_error_body(connect, fake_os):
+    fake_os.neutron("/floatingips", method="POST", status_code=409, json={"NeutronError": {
+        "type": "OverQuota", "message": "Quota exceeded for resources: ['floatingip'].",
+        "detail": ""}})
+    with pytest.raises(errors.QuotaExceeded) as info:
+        connect()._driver._request("network", "POST", "/floatingips", json={})
+    assert "floatingip" in str(info.value)
+
+
+def test_404_is_not_found(connect, fake_os):
+    fake_os.nova("/flavors/detail", status_code=404,
+                 json={"itemNotFound": {"code": 404, "message": "no such thing"}})
+    with pytest.raises(errors.NotFound, match="no such thing"):
+        connect().list_flavors()
+
+
+def test_missing_service_is_service_unavailable(connect, fake_os):
+    fake_os.services = ["compute", "network"]
+    with pytest.raises(errors.ServiceUnavailable):
+        connect().list_images()
+
+
+# -- servers ----------------------------------------------------------------------------------
+TWO_NETWORKS = {
+    "tenant-net": [nova_address("10.0.0.5"), nova_address("203.0.113.10", "floating")],
+    "v6-net": [nova_address("192.168.7.4"), nova_address("2001:db8:4::5")],
+}
+
+
+def test_server_record_with_fixed_and_floating_addresses():
+    server = normalize_server(nova_server(addresses=TWO_NETWORKS),
+                              Location(cloud="testcloud", region="RegionOne", project="demo"),
+                              [], NetworkHints())
+    assert (server.id, server.name, server.status) == ("srv-1", "web-1", "running")
+    assert server.public_v4 == "203.0.113.10"
+    assert server.private_v4 == "10.0.0.5"
+    assert server.public_v6 == "2001:db8:4::5"
+    assert server.interface_ip == "203.0.113.10"
+    by_ip = {a.ip: a for a in server.addresses}
+    assert set(by_ip) == {"10.0.0.5", "203.0.113.10", "192.168.7.4", "2001:db8:4::5"}
+    assert by_ip["203.0.113.10"].kind == "floating" and by_ip["203.0.113.10"].public
+    assert by_ip["203.0.113.10"].network == "tenant-net"
+    assert by_ip["10.0.0.5"].public is False and "tenant-net" in by_ip["10.0.0.5"].reason
+    assert by_ip["2001:db8:4::5"].public is True and by_ip["2001:db8:4::5"].version == 6
+    assert server.flavor == "m1.small" and server.image == "img-ubuntu"
+    assert server.location == Location(cloud="testcloud", region="RegionOne", zone="nova",
+                                       project="p-1")
+    assert server.key_name == "deploy" and server.tags == {"role": "web"}
+    assert server.created is not None and server.created.year == 2024
+
+
+@pytest.mark.parametrize("status, task_state, expected", [
+    ("ACTIVE", None, "running"),
+    ("BUILD", "spawning", "pending"),
+    ("BUILD", None, "pending"),
+    ("SHUTOFF", None, "stopped"),
+    ("ERROR", None, "error"),
+    ("ACTIVE", "powering-off", "stopping"),
+    ("SUSPENDED", None, "stopped"),
+    ("SHELVED_OFFLOADED", None, "stopped"),
+    ("DELETED", None, "terminated"),
+    ("active", None, "running"),
+    ("SOMETHING_NEW", None, "error"),
+])
+def test_server_status_mapping(status, task_state, expected):
+    raw = nova_server(status=status, task_state=task_state)
+    server = normalize_server(raw, Location(cloud="c"), [], NetworkHints())
+    assert server.status == expected
+
+
+def test_boot_from_volume_server_has_no_image():
+    server = normalize_server(nova_server(image=""), Location(cloud="c"), [], NetworkHints())
+    assert server.image is None
+
+
+def test_get_server_by_id(connect, fake_os):
+    fake_os.services = ["compute", "image"]
+    fake_os.nova("/servers/srv-1", json={"server": nova_server(addresses=TWO_NETWORKS)})
+    server = connect().get_server("srv-1")
+    assert server.id == "srv-1" and server.interface_ip == "203.0.113.10"
+    assert server.location.cloud == "testcloud" and server.location.region == "RegionOne"
+
+
+def test_get_server_by_name_with_two_matches_is_ambiguous(connect, fake_os):
+    fake_os.services = ["compute", "image"]
+    fake_os.nova("/servers/web", status_code=404,
+                 json={"itemNotFound": {"code": 404, "message": "Instance web not found"}})
+    fake_os.nova("/servers/detail", json={"servers": [
+        nova_server("srv-b", "web"), nova_server("srv-a", "web")]})
+    with pytest.raises(errors.Ambiguous) as info:
+        connect().get_server("web")
+    assert info.value.candidates == ["srv-a", "srv-b"]
+    assert "use an id" in str(info.value)
+    listing = fake_os.requests_to(NOVA + "/servers/detail")[0]
+    assert listing.qs["name"] == ["^web$"]
+
+
+def test_get_server_by_name_filters_regex_matches(connect, fake_os):
+    fake_os.services = ["compute", "image"]
+    fake_os.nova("/servers/web.1", status_code=404, json={"itemNotFound": {"message": "no"}})
+    fake_os.nova("/servers/detail", json={"servers": [
+        nova_server("srv-1", "web.1"), nova_server("srv-2", "webx1")]})
+    assert connect().get_server("web.1").id == "srv-1"
+
+
+def test_get_missing_server_is_not_found(connect, fake_os):
+    fake_os.services = ["compute", "image"]
+    fake_os.nova("/servers/ghost", status_code=404, json={"itemNotFound": {"message": "no"}})
+    fake_os.nova("/servers/detail", json={"servers": []})
+    with pytest.raises(errors.NotFound, match="no server 'ghost'"):
+        connect().get_server("ghost")
+
+
+# -- no-neutron -------------------------------------------------------------------------------
+def test_no_neutron_cloud_classifies_address_lists(connect, fake_os):
+    fake_os.services = ["compute", "image"]
+    fake_os.nova("/servers/detail", json={"servers": [nova_server(addresses={
+        "private": [{"addr": "10.11.12.13", "version": 4}],
+        "public": [{"addr": "203.0.113.55", "version": 4},
+                   {"addr": "2001:db8:99::4", "version": 6}],
+    })]})
+    cloud = connect()
+    assert cloud.has_network_service is False
+    assert cloud.list_networks() == [] and cloud.choose_network() is None
+    assert cloud.default_network() is None
+    with pytest.raises(errors.NotFound, match="no network service"):
+        cloud.floating_network()
+    [server] = cloud.list_servers()
+    assert server.public_v4 == "203.0.113.55" and server.private_v4 == "10.11.12.13"
+    assert server.public_v6 == "2001:db8:99::4"
+    assert server.interface_ip == "203.0.113.55"
+    by_ip = {a.ip: a for a in server.addresses}
+    assert by_ip["203.0.113.55"].reason == "globally routable address on network 'public'"
+    assert not any(r.url.startswith("http://127.0.0.1:39696") for r in
+                   fake_os.m.request_history)
+
+
+# -- Neutron ----------------------------------------------------------------------------------
+def _neutron_fip_required(fake_os):
+    fake_os.neutron("/networks", json={"networks": [
+        {"id": "net-ext", "name": "public", "router:external": True, "shared": False},
+        {"id": "net-tenant", "name": "tenant-net", "router:external": False, "shared": False},
+        {"id": "net-old", "name": "old-pool", "router:external": False, "shared": False},
+    ]})
+    fake_os.neutron("/subnets", json={"subnets": [
+        {"id": "sub-ext", "network_id": "net-ext", "cidr": "172.24.4.0/24", "ip_version": 4,
+         "service_types": []},
+        {"id": "sub-tenant", "network_id": "net-tenant", "cidr": "10.0.0.0/24",
+         "ip_version": 4, "service_types": []},
+        {"id": "sub-old", "network_id": "net-old", "cidr": "10.99.0.0/24", "ip_version": 4},
+    ]})
+    fake_os.neutron("/routers", json={"routers": [
+        {"id": "rtr-1", "name": "router1",
+         "external_gateway_info": {"network_id": "net-ext", "enable_snat": True}}]})
+    fake_os.neutron("/ports", json={"ports": [
+        {"network_id": "net-tenant", "device_id": "rtr-1"}]})
+    fake_os.neutron("/floatingips", json={"floatingips": [
+        {"floating_network_id": "net-old"}]})
+
+
+def test_neutron_network_facts_are_read_and_classified(connect, fake_os):
+    _neutron_fip_required(fake_os)
+    cloud = connect()
+    nets = {n.name: n for n in cloud.list_networks()}
+    assert nets["public"].external and "172.24.4.0/24" in nets["public"].reason
+    assert "router 'router1'" in nets["tenant-net"].reason
+    assert nets["old-pool"].reason == "floating IPs already exist on it"
+    assert cloud.default_network().name == "tenant-net"
+    pool, decision = cloud.floating_network()
+    assert pool.name == "public" and "router1" in decision.reason
+    ports = [r for r in fake_os.m.request_history if "/ports" in r.url][0]
+    assert sorted(ports.qs["device_owner"]) == sorted([
+        "network:router_interface", "network:router_interface_distributed",
+        "network:ha_router_replicated_interface"])
+
+
+def test_neutron_requests_use_the_versioned_endpoint_once(connect, fake_os):
+    """openstacksdk's network proxy already ends in /v2.0: paths must not repeat it."""
+    _neutron_fip_required(fake_os)
+    try:
+        connect().list_networks()
+    except Exception:  # noqa: BLE001 - the URLs are what this test checks
+        pass
+    urls = [r.url for r in fake_os.m.request_history if r.url.startswith(
+        "http://127.0.0.1:39696")]
+    assert urls, "no request reached Neutron"
+    assert not [u for u in urls if "/v2.0/v2.0/" in u]
+
+
+def test_clouds_yaml_network_hints_reach_the_driver(connect, fake_os):
+    cloud = connect(cloudnorm={"profile": "limestone"}, networks=[
+        {"name": "Private Network (10.0.0.0/8 only)", "default_interface": True},
+        {"name": "DDoS Protected", "routes_externally": True}])
+    hints = cloud._driver.network_hints()
+    assert hints.default_interface == "Private Network (10.0.0.0/8 only)"
+    assert hints.nat_source == "Public Internet"                 # from the profile
+    assert hints.routes("DDoS Protected", "x") is True
+    assert hints.source == cloud.settings.source
+
+
+def test_networks_entry_without_routes_externally_says_nothing_about_routing(connect,
+                                                                             fake_os):
+    """openstack.config fills ``routes_externally: false`` into every networks: entry that
+    omits it; cloudnorm must not read that filler as the operator's word, or a public
+    provider network named only as default_interface turns private."""
+    cloud = connect(networks=[{"name": "provider-net", "default_interface": True}])
+    hints = cloud._driver.network_hints()
+    assert hints.default_interface == "provider-net"
+    assert hints.routes("provider-net", "net-1") is None
+    server = cloud._driver.normalize_server(
+        nova_server(addresses={"provider-net": [nova_address("203.0.113.5")]}), [])
+    assert server.public_v4 == "203.0.113.5"
+
+
+def test_profile_hints_without_clouds_yaml_networks(connect, fake_os):
+    hints = connect(cloudnorm={"profile": "limestone"})._driver.network_hints()
+    assert hints.default_interface == "Private Network (Floating Public)"
+    assert hints.source == "profile 'limestone'"
+
+
+# -- identity and secrets ---------------------------------------------------------------------
+def test_identity_and_location_hold_no_secret(connect, fake_os):
+    cloud = connect()
+    identity = cloud._driver.identity()
+    assert PASSWORD not in identity
+    assert "http://127.0.0.1:35357/v3" in identity and "RegionOne" in identity
+    assert cloud.location == Location(cloud="testcloud", region="RegionOne", project="demo")
+    assert PASSWORD not in repr(cloud)
+
+
+def test_keypair_repr_hides_the_private_key():
+    private = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\n-----END"
+    key = cloudnorm.KeyPair(name="deploy", public_key="ssh-ed25519 AAAAC3Nza deploy",
+                            fingerprint="SHA256:abc", private_key=private)
+    assert "b3BlbnNzaC1rZXktdjEAAAAA" not in repr(key)
+    assert "BEGIN OPENSSH PRIVATE KEY" not in repr(key)
+    assert "deploy" in repr(key)
+    assert key.private_key == private
