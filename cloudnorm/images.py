@@ -87,12 +87,14 @@ def describe_image(image_id: str, name: str, properties: dict) -> tuple[str | No
                                                                        str | None]:
     """(distro, version, architecture) of an image: properties first, then the name."""
     name_distro, name_version, name_arch = _read_name(name or "")
-    distro = properties.get("os_distro")
+    # Glance's os_distro, or its older namespaced form ("org.openstack__1__os_distro:
+    # org.ubuntu") that some public clouds still set.
+    distro = properties.get("os_distro") or properties.get("org.openstack__1__os_distro")
     if distro:
-        distro = str(distro).lower()
+        distro = str(distro).lower().removeprefix("org.").removeprefix("com.")
         distro = next((k for k, v in profiles.distros().items()
                        if distro == k or distro in v.aliases), distro)
-    version = properties.get("os_version")
+    version = properties.get("os_version") or properties.get("org.openstack__1__os_version")
     arch = properties.get("architecture") or properties.get("hw_architecture")
     if arch:
         arch = _ARCH_WORDS.get(str(arch).lower(), str(arch).lower())

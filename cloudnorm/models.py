@@ -72,6 +72,12 @@ class Network:
     ip_versions: tuple[int, ...] = ()
     raw: dict[str, Any] = attrs.field(factory=dict, eq=False, repr=False, converter=_frozen_dict)
 
+    @property
+    def attachable(self) -> bool:
+        """True when a server can be attached to this network (not just take
+        floating IPs from it)."""
+        return self.usable and (not self.external or self.shared)
+
 
 @attrs.frozen
 class Image:

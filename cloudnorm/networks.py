@@ -223,7 +223,7 @@ def classify_networks(nets: Sequence[NetworkFacts], routers: Sequence[Router],
 
 # Rank of a network as the place to attach a new server: lower is better.
 def _attach_rank(net: Network, routers: Sequence[Router], fip_capable: set[str]) -> int | None:
-    if not net.usable or (net.external and not net.shared):
+    if not net.attachable:
         return None  # floating IP pools are not for attaching servers
     if net.public and (4 in net.ip_versions and any(is_global(c) for c in net.subnets
                                                    if ":" not in c) or not net.ip_versions
