@@ -1,0 +1,1 @@
+"""A real, local OpenStack for tests: see ``stack.OpenStackStack``."""

@@ -1,0 +1,42 @@
+"""pytest plugin: the ``openstack_sandbox`` fixture, one local OpenStack per test session.
+
+Load it with ``pytest_plugins = ["cloudnorm.testing.pytest_plugin"]``. The sandbox starts on
+first use with every profile, in a temporary directory, and stops when the session ends.
+To iterate quickly, start one yourself and point the tests at it::
+
+    python -m cloudnorm.testing run --workdir /tmp/sandbox -- sleep infinity &
+    CLOUDNORM_SANDBOX_CLOUDS_YAML=/tmp/sandbox/clouds.yaml pytest tests/functional
+
+``python -m cloudnorm.testing run -- pytest ...`` sets that variable for its command, so
+such a run reuses the sandbox it started.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REUSE_VARIABLE = "CLOUDNORM_SANDBOX_CLOUDS_YAML"
+
+
+@pytest.fixture(scope="session")
+def openstack_sandbox(tmp_path_factory):
+    """A running sandbox: ``clouds_yaml``, ``cloud_names``, ``admin_auth``, ``request_log``,
+    ``requests(since=, service=, project=)``, ``profile(name)`` (ids and expectations)."""
+    reuse = os.environ.get(REUSE_VARIABLE)
+    if reuse:
+        from cloudnorm.testing.openstack.state import SandboxState
+
+        yield SandboxState.from_clouds_yaml(Path(reuse))
+        return
+
+    from cloudnorm.testing.openstack.stack import OpenStackStack
+
+    stack = OpenStackStack(tmp_path_factory.mktemp("openstack-sandbox"))
+    stack.start()
+    try:
+        yield stack
+    finally:
+        stack.stop()

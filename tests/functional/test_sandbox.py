@@ -1,0 +1,290 @@
+"""The local OpenStack sandbox behaves as its quirk profiles say, seen through openstacksdk.
+
+Every check runs as the profile's own user, so it also proves that projects do not see each
+other's networks, images and flavors.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from cloudnorm.testing import profile_data
+
+openstack = pytest.importorskip("openstack")
+
+pytestmark = pytest.mark.functional
+
+PROFILES = profile_data.available()
+WITH_NETWORK = [name for name in PROFILES if name != "no-neutron"]
+BOOT_TIMEOUT = 60
+DELETE_TIMEOUT = 60
+
+
+@pytest.fixture(scope="module")
+def connect(openstack_sandbox):
+    cache = {}
+
+    def connect(profile):
+        if profile not in openstack_sandbox.profile_names:
+            pytest.skip(f"the running sandbox has no profile {profile}")
+        if profile not in cache:
+            cache[profile] = openstack_sandbox.connect(profile)
+        return cache[profile]
+
+    return connect
+
+
+def _profile(name):
+    return profile_data.load(name)
+
+
+@pytest.mark.parametrize("profile", WITH_NETWORK)
+def test_project_sees_exactly_its_networks(connect, profile):
+    spec = _profile(profile)
+    networks = {network.name: network for network in connect(profile).network.networks()}
+
+    assert set(networks) == {network["name"] for network in spec["networks"]}
+    for network in spec["networks"]:
+        external = network["kind"] == "external"
+        assert networks[network["name"]].is_router_external is external, network["name"]
+        assert spec["expect"]["networks"][network["name"]]["external"] is external
+
+
+@pytest.mark.parametrize("profile", WITH_NETWORK)
+def test_project_sees_the_subnets_of_its_networks(connect, profile):
+    spec = _profile(profile)
+    subnets = {subnet.name: subnet.cidr for subnet in connect(profile).network.subnets()}
+
+    assert subnets == {subnet["name"]: str(ipaddress.ip_network(subnet["cidr"]))
+                       for subnet in profile_data.subnets(spec)}
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_project_sees_exactly_its_images(connect, openstack_sandbox, profile):
+    spec = _profile(profile)
+    ids = openstack_sandbox.profile(profile)["images"]
+    conn = connect(profile)
+
+    listed = {image.id for image in conn.image.images()}
+    hidden = {image.id for image in conn.image.images(is_hidden=True)}
+
+    assert listed == {ids[image["key"]] for image in spec["images"] if not image.get("hidden")}
+    assert hidden == {ids[image["key"]] for image in spec["images"] if image.get("hidden")}
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_expected_image_is_the_newest_active_of_its_name(connect, openstack_sandbox, profile):
+    expect = openstack_sandbox.profile(profile)["expect"]["image"]
+    same_name = [image for image in connect(profile).image.images()
+                 if image.name == expect["name"]]
+    chosen = next(image for image in same_name if image.id == expect["id"])
+
+    assert chosen.status == "active"
+    assert all(image.created_at < chosen.created_at for image in same_name if image is not chosen)
+
+
+def test_deactivated_and_private_images_are_as_the_profiles_say(connect, openstack_sandbox):
+    multi = openstack_sandbox.profile("multi-external")["images"]
+    statuses = {image.id: image.status for image in connect("multi-external").image.images()}
+    assert statuses[multi["jammy-deactivated"]] == "deactivated"
+
+    fip = openstack_sandbox.profile("fip-required")
+    snapshot = connect("fip-required").image.get_image(fip["images"]["webserver-snapshot"])
+    assert snapshot.visibility == "private"
+    assert snapshot.owner == fip["project_id"]
+    assert snapshot.properties.get("image_type") == "snapshot"
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_project_sees_exactly_its_flavors(connect, profile):
+    spec = _profile(profile)
+    flavors = {flavor.name: flavor for flavor in connect(profile).compute.flavors()}
+
+    assert set(flavors) == {flavor["name"] for flavor in spec["flavors"]}
+    expected = spec["expect"]["flavor"]
+    assert flavors[expected["name"]].ram >= expected["min_ram"]
+
+
+def test_no_neutron_cloud_has_no_network_endpoint(connect):
+    conn = connect("no-neutron")
+
+    assert conn.has_service("compute")
+    assert conn.has_service("image")
+    assert not conn.has_service("network")
+
+
+def test_clouds_yaml_carries_profile_settings(openstack_sandbox):
+    import yaml
+
+    clouds = yaml.safe_load(openstack_sandbox.clouds_yaml.read_text())["clouds"]
+
+    assert set(clouds) == set(openstack_sandbox.cloud_names)
+    for name, cloud in clouds.items():
+        profile = cloud["cloudnorm"]["sandbox_profile"]
+        assert name == f"sandbox-{profile}"
+        assert cloud["cloudnorm"]["provider"] == "openstack"
+    assert clouds["sandbox-no-neutron"]["region_name"] == "RegionNoNet"
+    networks = {network["name"]: network
+                for network in clouds["sandbox-multi-external"]["networks"]}
+    assert networks["Public Internet"]["nat_source"] is True
+    assert networks["Private Network (Floating Public)"]["default_interface"] is True
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_server_boots_on_the_default_network(connect, openstack_sandbox, profile):
+    spec = _profile(profile)
+    expect = openstack_sandbox.profile(profile)["expect"]
+    conn = connect(profile)
+    # Without a network service the client cannot name one; Nova picks the only one.
+    networks = "auto" if profile == "no-neutron" else [{"uuid": expect["default_network_id"]}]
+
+    server = conn.compute.create_server(
+        name=f"sandbox-test-{profile}", image_id=expect["image"]["id"],
+        flavor_id=expect["flavor"]["id"], networks=networks)
+    try:
+        server = conn.compute.wait_for_server(server, status="ACTIVE", wait=BOOT_TIMEOUT,
+                                              interval=0.5)
+        default = next(n for n in spec["networks"] if n["name"] == expect["default_network"])
+        ranges = [ipaddress.ip_network(subnet["cidr"]) for subnet in default["subnets"]]
+
+        assert list(server.addresses) == [expect["default_network"]]
+        addresses = [ipaddress.ip_address(entry["addr"])
+                     for entry in server.addresses[expect["default_network"]]]
+        assert sorted(address.version for address in addresses) == sorted(
+            network.version for network in ranges)
+        for address in addresses:
+            assert any(address in network for network in ranges), address
+    finally:
+        conn.compute.delete_server(server)
+        conn.compute.wait_for_delete(server, wait=DELETE_TIMEOUT, interval=0.5)
+
+
+def test_console_output_comes_from_the_console_file(connect, openstack_sandbox):
+    expect = openstack_sandbox.profile("direct-public")["expect"]
+    conn = connect("direct-public")
+    server = conn.compute.create_server(
+        name="sandbox-test-console", image_id=expect["image"]["id"],
+        flavor_id=expect["flavor"]["id"], networks=[{"uuid": expect["default_network_id"]}])
+    console_file = Path(openstack_sandbox.console_dir) / f"{server.id}.log"
+    try:
+        conn.compute.wait_for_server(server, status="ACTIVE", wait=BOOT_TIMEOUT, interval=0.5)
+        canned = conn.compute.get_server_console_output(server)["output"]
+        text = ("-----BEGIN SSH HOST KEY FINGERPRINTS-----\n"
+                "256 SHA256:sandbox root@sandbox-test-console (ED25519)\n"
+                "-----END SSH HOST KEY FINGERPRINTS-----\n")
+        console_file.write_text(text)
+
+        assert canned != text
+        assert conn.compute.get_server_console_output(server)["output"] == text
+    finally:
+        console_file.unlink(missing_ok=True)
+        conn.compute.delete_server(server)
+        conn.compute.wait_for_delete(server, wait=DELETE_TIMEOUT, interval=0.5)
+
+
+def test_floating_ip_comes_from_fip_required_public(connect, openstack_sandbox):
+    conn = connect("fip-required")
+    public = openstack_sandbox.profile("fip-required")["networks"]["public"]
+
+    floating_ip = conn.network.create_ip(floating_network_id=public)
+    try:
+        assert ipaddress.ip_address(floating_ip.floating_ip_address) in ipaddress.ip_network(
+            "203.0.113.0/27")
+    finally:
+        conn.network.delete_ip(floating_ip)
+
+
+def test_floating_ip_fails_on_misnamed_external(connect, openstack_sandbox):
+    conn = connect("misnamed")
+    external = openstack_sandbox.profile("misnamed")["networks"]["external"]
+
+    with pytest.raises(openstack.exceptions.BadRequestException,
+                       match="does not contain any IPv4 subnet"):
+        conn.network.create_ip(floating_network_id=external)
+
+
+def test_floating_ip_fails_on_gateway_only_subnet(connect, openstack_sandbox):
+    conn = connect("ipv6-public")
+    egress = openstack_sandbox.profile("ipv6-public")["networks"]["egress"]
+
+    with pytest.raises(openstack.exceptions.ConflictException, match="No valid service subnet"):
+        conn.network.create_ip(floating_network_id=egress)
+
+
+def test_default_security_group_keeps_ssh_closed(connect):
+    conn = connect("fip-required")
+    groups = list(conn.network.security_groups(name="default"))
+
+    assert len(groups) == 1
+    rules = list(conn.network.security_group_rules(security_group_id=groups[0].id))
+    ingress = [rule for rule in rules if rule.direction == "ingress"]
+    assert ingress, "Neutron's default group admits traffic from its own members"
+    assert all(rule.remote_group_id == groups[0].id for rule in ingress)
+
+
+def test_request_log_records_requests_with_project(connect, openstack_sandbox):
+    conn = connect("fip-required")
+    started = time.time()
+    list(conn.compute.flavors())
+    list(conn.network.networks())
+
+    nova = openstack_sandbox.requests(since=started, service="nova",
+                                      project="sandbox-fip-required")
+    neutron = openstack_sandbox.requests(since=started, service="neutron",
+                                         project="sandbox-fip-required")
+    assert any(entry["path"].endswith("/flavors/detail") and entry["status"] == 200
+               for entry in nova)
+    assert any(entry["path"] == "/v2.0/networks" for entry in neutron)
+    assert not openstack_sandbox.requests(since=started, project="sandbox-misnamed")
+
+
+def _processes_mentioning(text: str) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if text.encode() in cmdline:
+            found.append(int(entry.name))
+    return found
+
+
+def test_stop_leaves_no_process(tmp_path):
+    from cloudnorm.testing.openstack.stack import OpenStackStack
+
+    stack = OpenStackStack(tmp_path / "sandbox", ["direct-public"])
+    stack.start()
+    try:
+        pids = stack.pids()
+        assert len(pids) == 5
+        assert _processes_mentioning(str(tmp_path))
+    finally:
+        stack.stop()
+
+    assert _processes_mentioning(str(tmp_path)) == []
+    for pid in pids:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+
+
+def test_failed_start_leaves_no_process(tmp_path, monkeypatch):
+    from cloudnorm.testing.openstack import seed
+    from cloudnorm.testing.openstack.stack import OpenStackStack
+
+    def broken_seed(*args, **kwargs):
+        raise seed.SeedError("seeding broke on purpose")
+
+    monkeypatch.setattr(seed, "seed", broken_seed)
+    stack = OpenStackStack(tmp_path / "sandbox", ["direct-public"])
+
+    with pytest.raises(seed.SeedError, match="on purpose"):
+        stack.start()
+    assert _processes_mentioning(str(tmp_path)) == []
