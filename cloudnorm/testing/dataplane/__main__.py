@@ -1,0 +1,26 @@
+"""python -m cloudnorm.testing.dataplane install"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from cloudnorm.testing.dataplane.install import InstallError, ensure_openssh
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m cloudnorm.testing.dataplane")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("install", help="install openssh-server and sudo if missing")
+    parser.parse_args(argv)
+    try:
+        ensure_openssh()
+    except InstallError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print("openssh-server and sudo are installed")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

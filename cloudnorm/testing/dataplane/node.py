@@ -1,0 +1,414 @@
+"""One server's data plane: its own root filesystem and a real OpenSSH server.
+
+Namespace layout. Every node shares the caller's (private) network namespace,
+where its addresses sit on ``lo``. Each node gets a mount, UTS and PID
+namespace of its own, created by ``unshare`` for a small supervisor that is
+PID 1 there. The supervisor mounts an overlay over ``/`` (upper directory in
+the node's workdir), chroots into it and runs ``/usr/sbin/sshd -D``. Files a
+bootstrap edits inside the node (``/etc/ssh``, ``/root/.ssh``, ``/home``) are
+the node's; the machine's stay untouched. Ending the supervisor ends every
+process of the node and releases its mounts.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import select
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from cloudnorm.testing.dataplane import cloudinit, netns
+from cloudnorm.testing.dataplane.cloudinit import HostKeys
+
+SSHD = "/usr/sbin/sshd"
+PIDFILE = "/run/sshd.pid"
+DEFAULT_PASSWORD = "cloudnorm-node-password"
+SUPERVISOR = Path(__file__).with_name("supervisor.py")
+NODE_ENV = {
+    "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+    "HOME": "/root",
+    "LANG": "C.UTF-8",
+}
+
+
+class NodeError(RuntimeError):
+    """A node could not be started, reconfigured or driven."""
+
+
+class Node:
+    def __init__(
+        self,
+        name: str,
+        addresses: Sequence[str],
+        *,
+        user: str,
+        authorized_key: str,
+        workdir: Path,
+        port: int = 22,
+        host_key_types: Sequence[str] = cloudinit.HOST_KEY_TYPES,
+        password: str = DEFAULT_PASSWORD,
+        disable_root: bool = True,
+        console_lies: bool = False,
+        allow_ssh: bool = True,
+        timeout: float = 30.0,
+    ) -> None:
+        self.name = name
+        self.addresses = _check_addresses(addresses)
+        self.port = port
+        self.user = user
+        self.authorized_key = _check_key(authorized_key)
+        self.host_key_types = tuple(host_key_types)
+        unknown = set(self.host_key_types) - set(cloudinit.HOST_KEY_TYPES)
+        if unknown or not self.host_key_types:
+            raise ValueError(f"host key types must be among {cloudinit.HOST_KEY_TYPES}")
+        self.password = password
+        self.disable_root = disable_root
+        self.console_lies = console_lies
+        self.allow_ssh = allow_ssh
+        self.timeout = timeout
+        self.workdir = Path(workdir).absolute()
+        # The overlay mount options cannot carry these characters.
+        if any(c in str(self.workdir) for c in ",:\\"):
+            raise ValueError(f"workdir must not contain ',', ':' or '\\': {self.workdir}")
+        self.host_keys: HostKeys | None = None
+        self.started_at: float | None = None
+        self._lock = threading.RLock()
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._pid: int | None = None
+        self._pidns: str | None = None
+        self._buffer = b""
+        self._console = ""
+        self._booted = self._finished = 0.0
+        self._decoy: HostKeys | None = None
+        # Only addresses this node put on lo are its to take away.
+        self._on_lo: set[str] = set()
+
+    # -- lifecycle -----------------------------------------------------------
+
+    def start(self) -> None:
+        with self._lock:
+            if self._proc is not None:
+                return
+            if not os.path.exists(SSHD):
+                raise NodeError(
+                    f"{SSHD} is missing; install it first: "
+                    "python -m cloudnorm.testing.dataplane install"
+                )
+            _require_machine_root()
+            netns.require_private_netns()
+            booted = time.time()
+            try:
+                self._spawn()
+                self._claim(self.addresses)
+                self._first_boot(booted)
+                self._start_sshd()
+            except BaseException:
+                self.stop()
+                raise
+
+    def stop(self) -> None:
+        """End every process of the node, release its addresses and files."""
+        with self._lock:
+            proc, self._proc = self._proc, None
+            if proc is not None:
+                try:
+                    proc.stdin.write(b'{"op": "exit"}\n')  # type: ignore[union-attr]
+                    proc.stdin.close()  # type: ignore[union-attr]
+                except OSError:
+                    pass
+                try:
+                    proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    # unshare --kill-child passes this on to the supervisor,
+                    # and the kernel then ends the whole PID namespace.
+                    proc.kill()
+                    proc.wait(timeout=10)
+                proc.stdout.close()  # type: ignore[union-attr]
+            try:
+                self._wait_namespace_empty()
+            finally:
+                self._release(set(self._on_lo))
+                shutil.rmtree(self.workdir, ignore_errors=True)
+                self._pid = None
+                self._buffer = b""
+                self.started_at = None
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def start_sshd(self) -> None:
+        with self._lock:
+            self.allow_ssh = True
+            if self._proc is not None:
+                self._start_sshd()
+
+    def stop_sshd(self) -> None:
+        """Nothing listens any more: connections are refused, sessions stay."""
+        with self._lock:
+            self.allow_ssh = False
+            if self._proc is not None:
+                self._command({"op": "stop-sshd"})
+
+    def sshd_pid(self) -> int | None:
+        """sshd's pid as the node sees it (what its PidFile holds), if it runs."""
+        with self._lock:
+            if self._proc is None:
+                return None
+            return self._command({"op": "status"}).get("sshd_pid")
+
+    def set_addresses(self, addresses: Sequence[str], port: int | None = None) -> None:
+        """Move the node to new addresses; sshd restarts to listen on them."""
+        new = _check_addresses(addresses)
+        with self._lock:
+            port = self.port if port is None else port
+            if new == self.addresses and port == self.port:
+                return
+            if self._proc is None:
+                self.addresses, self.port = new, port
+                return
+            self._command({"op": "stop-sshd"})
+            self._release(set(self.addresses) - set(new))
+            self._claim(new)
+            self.addresses, self.port = new, port
+            self._start_sshd()
+
+    # -- looking into the node -----------------------------------------------
+
+    @property
+    def root(self) -> Path:
+        """The node's root filesystem as seen from outside (through /proc)."""
+        if self._pid is None:
+            raise NodeError(f"node {self.name} is not running")
+        return Path(f"/proc/{self._pid}/root")
+
+    def exec(
+        self, argv: Sequence[str], *, input: str | None = None, timeout: float = 30.0,
+        env: dict[str, str] | None = None,
+    ) -> subprocess.CompletedProcess[str]:
+        """Run a command as root inside the node (its root, hostname and processes)."""
+        if self._pid is None:
+            raise NodeError(f"node {self.name} is not running")
+        cmd = ["nsenter", "-t", str(self._pid), "-m", "-u", "-p", "-r", "-w", "--", *argv]
+        return subprocess.run(
+            cmd, input=input, capture_output=True, text=True, timeout=timeout,
+            env=env or NODE_ENV,
+        )
+
+    def console_text(self) -> str:
+        """cloud-init's console output; with ``console_lies`` it shows other keys."""
+        if self.host_keys is None:
+            return ""
+        if not self.console_lies:
+            return self._console
+        decoy = self._decoy_keys()
+        return cloudinit.console_text(decoy, self._booted, self._finished)
+
+    def processes(self) -> list[int]:
+        """Pids (as seen from outside) of every process of the node."""
+        if self._pidns is None:
+            return []
+        return pids_in_pidns(self._pidns)
+
+    def rss_bytes(self) -> int:
+        total = 0
+        for pid in self.processes():
+            try:
+                with open(f"/proc/{pid}/status") as f:
+                    for line in f:
+                        if line.startswith("VmRSS:"):
+                            total += int(line.split()[1]) * 1024
+            except OSError:
+                continue
+        return total
+
+    def log_text(self) -> str:
+        try:
+            return (self.workdir / "node.log").read_text(errors="replace")
+        except OSError:
+            return ""
+
+    # -- internals -------------------------------------------------------------
+
+    def _spawn(self) -> None:
+        for sub in ("upper", "work", "root"):
+            (self.workdir / sub).mkdir(parents=True, exist_ok=True)
+        spec = {
+            "root": str(self.workdir / "root"),
+            "upper": str(self.workdir / "upper"),
+            "work": str(self.workdir / "work"),
+            "log": str(self.workdir / "node.log"),
+            "hostname": self.name,
+            "hide": [str(self.workdir.parent)],
+        }
+        argv = [
+            "unshare", "-m", "-u", "-p", "--fork", "--kill-child",
+            "--propagation", "private", "--",
+            sys.executable, "-I", "-S", str(SUPERVISOR), json.dumps(spec),
+        ]
+        with open(self.workdir / "node.log", "ab") as log:
+            # A session of its own keeps a Ctrl-C meant for the caller from
+            # killing nodes before the caller has cleaned them up.
+            self._proc = subprocess.Popen(
+                argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log,
+                start_new_session=True,
+            )
+        ready = self._read_reply()
+        if not ready.get("ok"):
+            raise NodeError(f"node {self.name} could not start: {ready.get('error')}")
+        self._pid = int(ready["host_pid"])
+        self._pidns = os.readlink(f"/proc/{self._pid}/ns/pid")
+
+    def _first_boot(self, booted: float) -> None:
+        env = cloudinit.first_boot_env(
+            name=self.name, user=self.user, authorized_key=self.authorized_key,
+            password=self.password, host_key_types=self.host_key_types,
+            disable_root=self.disable_root,
+        )
+        proc = self.exec(["/bin/sh", "-c", cloudinit.FIRST_BOOT], env=env,
+                         timeout=self.timeout)
+        if proc.returncode != 0:
+            raise NodeError(
+                f"first boot of node {self.name} failed ({proc.returncode}): "
+                f"{proc.stderr.strip()[-2000:]}"
+            )
+        self.host_keys = HostKeys.parse(proc.stdout)
+        if len(self.host_keys.keys) != len(self.host_key_types):
+            raise NodeError(f"node {self.name} made no host keys: {proc.stdout!r}")
+        self._booted, self._finished = booted, time.time()
+        self._console = cloudinit.console_text(self.host_keys, booted, self._finished)
+        (self.workdir / "console.log").write_text(self._console)
+        self.started_at = self._finished
+
+    def _start_sshd(self) -> None:
+        # Without a ListenAddress sshd would answer on every address, other
+        # nodes' included: a node with no reachable address has no sshd.
+        if not (self.allow_ssh and self.addresses):
+            return
+        argv = [SSHD, "-D", "-e", "-p", str(self.port)]
+        for address in self.addresses:
+            argv += ["-o", f"ListenAddress={address}"]
+        reply = self._command(
+            {"op": "start-sshd", "argv": argv, "pidfile": PIDFILE, "timeout": self.timeout}
+        )
+        if not reply.get("ok"):
+            tail = "\n".join(self.log_text().splitlines()[-10:])
+            raise NodeError(f"sshd of node {self.name} did not start: {reply.get('error')}\n{tail}")
+
+    def _command(self, cmd: dict) -> dict:
+        assert self._proc is not None and self._proc.stdin is not None
+        try:
+            self._proc.stdin.write((json.dumps(cmd) + "\n").encode())
+            self._proc.stdin.flush()
+        except OSError as exc:
+            raise NodeError(f"node {self.name} is gone: {exc}") from exc
+        reply = self._read_reply()
+        if not reply.get("ok"):
+            raise NodeError(f"node {self.name}: {cmd['op']} failed: {reply.get('error')}")
+        return reply
+
+    def _read_reply(self) -> dict:
+        assert self._proc is not None and self._proc.stdout is not None
+        fd = self._proc.stdout.fileno()
+        # The supervisor gives up on sshd after self.timeout; wait for it to say so.
+        deadline = time.monotonic() + self.timeout + 10
+        while b"\n" not in self._buffer:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise NodeError(f"node {self.name} did not answer in time")
+            readable, _, _ = select.select([fd], [], [], left)
+            if not readable:
+                continue
+            data = os.read(fd, 65536)
+            if not data:
+                tail = "\n".join(self.log_text().splitlines()[-10:])
+                raise NodeError(f"node {self.name} ended unexpectedly\n{tail}")
+            self._buffer += data
+        line, self._buffer = self._buffer.split(b"\n", 1)
+        return json.loads(line)
+
+    def _claim(self, addresses: Sequence[str]) -> None:
+        for address in addresses:
+            if address not in self._on_lo:
+                netns.add_address(address)
+                self._on_lo.add(address)
+
+    def _release(self, addresses: set[str]) -> None:
+        for address in addresses & self._on_lo:
+            netns.remove_address(address)
+            self._on_lo.discard(address)
+
+    def _wait_namespace_empty(self) -> None:
+        if self._pidns is None:
+            return
+        deadline = time.monotonic() + 10
+        while pids_in_pidns(self._pidns):
+            if time.monotonic() > deadline:
+                raise NodeError(f"processes of node {self.name} outlived it")
+            time.sleep(0.01)
+        self._pidns = None
+
+    def _decoy_keys(self) -> HostKeys:
+        # Same types and comment as the real keys, so only the key material differs.
+        if self._decoy is None:
+            decoy_dir = self.workdir / "decoy"
+            decoy_dir.mkdir(exist_ok=True)
+            fps, keys = [], []
+            for kind in sorted(self.host_key_types, key=lambda t: f"ssh_host_{t}_key.pub"):
+                path = decoy_dir / f"ssh_host_{kind}_key"
+                if not path.exists():
+                    subprocess.run(
+                        ["ssh-keygen", "-q", "-t", kind, "-N", "", "-C", f"root@{self.name}",
+                         "-f", str(path)], check=True, capture_output=True, timeout=60,
+                    )
+                out = subprocess.run(["ssh-keygen", "-l", "-f", f"{path}.pub"], check=True,
+                                     capture_output=True, text=True, timeout=60)
+                fps.append(out.stdout.strip())
+                keys.append(Path(f"{path}.pub").read_text().strip())
+            self._decoy = HostKeys(tuple(fps), tuple(keys))
+        return self._decoy
+
+
+def _require_machine_root() -> None:
+    # The overlay's lower layer is the machine's root, whose submounts a user
+    # namespace may not see under ("failed to clone lowerpath"): real root only.
+    with open("/proc/self/uid_map") as f:
+        whole_range = f.read().split() == ["0", "0", "4294967295"]
+    if os.geteuid() != 0 or not whole_range:
+        raise NodeError(
+            "nodes need root in the machine's own user namespace "
+            "(an overlay over / cannot be mounted from a user namespace)"
+        )
+
+
+def pids_in_pidns(pidns: str) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            if os.readlink(f"/proc/{entry}/ns/pid") == pidns:
+                found.append(int(entry))
+        except OSError:
+            continue
+    return found
+
+
+def _check_addresses(addresses: Sequence[str]) -> tuple[str, ...]:
+    if isinstance(addresses, str):
+        raise TypeError("addresses must be a list of addresses, not a string")
+    return tuple(dict.fromkeys(str(ipaddress.ip_address(a)) for a in addresses))
+
+
+def _check_key(key: str) -> str:
+    key = key.strip()
+    if not key or "\n" in key or len(key.split()) < 2:
+        raise ValueError("authorized_key must be one OpenSSH public key line")
+    return key
