@@ -439,6 +439,9 @@ def _remove_node_key(target: ssh.Target, user: str, node_key: keys.NodeKey) -> N
     if status != 0:
         raise errors.NotReachable(f"could not remove the node key from {target.address}: "
                                   f"{err.strip()}")
+    if not ssh.key_refused(target, user):
+        raise errors.NotReachable(f"{target.address} still accepts the node key after its "
+                                  "removal")
 
 
 def delete_server(cloud: Cloud, server: Server | str, *, wait: bool = True,

@@ -174,16 +174,47 @@ async def _run(target: Target, user: str, command: str, timeout: float) -> tuple
     return int(result.exit_status or 0), str(result.stdout or ""), str(result.stderr or "")
 
 
-def run(target: Target, user: str, command: str, *, timeout: float = 60.0
-        ) -> tuple[int, str, str]:
+def _reconnecting(what: Callable[[], T], address: str, port: int, patience: float) -> T:
+    """Call ``what``, retrying while the server cannot be connected to, for ``patience`` s.
+
+    An sshd told to reload (SIGHUP) re-executes itself and listens again a
+    moment later; connections in between are refused. Only connection set-up
+    failures are retried, so a command is never run twice after it started.
+    """
+    deadline = time.monotonic() + patience
+    delay = 0.2
+    while True:
+        try:
+            return what()
+        except _Retry as exc:
+            if time.monotonic() + delay >= deadline:
+                raise errors.NotReachable(f"lost {address}:{port}: {exc}") from None
+            time.sleep(delay)
+            delay = min(delay * 2, 2.0)
+
+
+def run(target: Target, user: str, command: str, *, timeout: float = 60.0,
+        patience: float = 30.0) -> tuple[int, str, str]:
     """Run one command as ``user``; returns (exit status, stdout, stderr)."""
     try:
-        return _run_sync(lambda: _run(target, user, command, timeout))
-    except _Retry as exc:
-        raise errors.NotReachable(f"lost {target.address}:{target.port}: {exc}") from None
+        return _reconnecting(lambda: _run_sync(lambda: _run(target, user, command, timeout)),
+                             target.address, target.port, patience)
     except _Denied as exc:
         raise errors.NotReachable(
             f"{target.address}:{target.port} refused the key for {user}: {exc}") from None
+
+
+def key_refused(target: Target, user: str, *, patience: float = 30.0) -> bool:
+    """True when the server no longer accepts ``target``'s key for ``user``."""
+    async def attempt() -> bool:
+        try:
+            conn, _ = await _connect(target, user, 10.0)
+        except _Denied:
+            return True
+        conn.close()
+        return False
+
+    return _reconnecting(lambda: _run_sync(attempt), target.address, target.port, patience)
 
 
 async def _password_refused(address: str, port: int, user: str, timeout: float) -> bool:
@@ -197,15 +228,20 @@ async def _password_refused(address: str, port: int, user: str, timeout: float) 
             login_timeout=timeout)
     except asyncssh.PermissionDenied:
         return True
+    except (OSError, asyncio.TimeoutError, asyncssh.ConnectionLost,
+            asyncssh.DisconnectError) as exc:
+        raise _Retry(f"{type(exc).__name__}: {exc}") from exc
     conn.close()
     return False
 
 
 def password_login_refused(address: str, port: int, user: str = "root",
-                           timeout: float = 10.0) -> bool:
+                           timeout: float = 10.0, patience: float = 30.0) -> bool:
     """True when the server offers no password authentication (the probe password is
     not a secret and never valid; the host key is not needed to ask)."""
-    return _run_sync(lambda: _password_refused(address, port, user, timeout))
+    return _reconnecting(lambda: _run_sync(lambda: _password_refused(address, port, user,
+                                                                     timeout)),
+                         address, port, patience)
 
 
 def hardening_script(user: str, authorized_keys: Sequence[str], remove_key: str | None) -> str:

@@ -1,0 +1,164 @@
+"""create_server on every OpenStack profile, proven by real SSH logins.
+
+Runs inside a private network namespace (the suite's runner creates it): the
+sandbox's services listen on its 127.0.0.1, and a real OpenStack sshd per
+server answers on the address that profile makes reachable.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import subprocess
+import time
+
+import pytest
+
+import cloudnorm
+from cloudnorm import errors, provision
+from cloudnorm.testing import profile_data
+
+pytestmark = pytest.mark.functional
+PROFILES = profile_data.available()
+
+
+@pytest.fixture(scope="module")
+def dataplane(openstack_sandbox, tmp_path_factory):
+    """SSH nodes that follow the cloud: started per ACTIVE server, on reachable addresses."""
+    from keystoneauth1 import session as ks_session
+    from keystoneauth1.identity import v3
+
+    from cloudnorm.testing.dataplane import Fleet, netns
+    from cloudnorm.testing.openstack.dataplane_sync import DataPlaneSync, image_login_user
+
+    netns.require_private_netns()
+    admin = ks_session.Session(auth=v3.Password(**openstack_sandbox.admin_auth))
+    fleet = Fleet(tmp_path_factory.mktemp("nodes"))
+    sync = DataPlaneSync(admin, "RegionOne", fleet, openstack_sandbox.console_dir,
+                         image_login_user).start()
+    yield fleet
+    sync.stop()
+    fleet.close()
+
+
+@pytest.fixture(scope="module")
+def operator_key(tmp_path_factory):
+    path = tmp_path_factory.mktemp("operator") / "id_ed25519"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "operator",
+                    "-f", str(path)], check=True)
+    return path, path.with_suffix(".pub").read_text().strip()
+
+
+def connect(sandbox, profile):
+    return cloudnorm.connect(f"sandbox-{profile}", config_files=[str(sandbox.clouds_yaml)])
+
+
+def system_ssh(address, port, key, known_hosts, *extra, user="root", command="id -un"):
+    return subprocess.run(
+        ["ssh", "-F", "/dev/null", "-i", str(key), "-p", str(port),
+         "-o", "StrictHostKeyChecking=yes", "-o", f"UserKnownHostsFile={known_hosts}",
+         "-o", "BatchMode=yes", "-o", "ConnectTimeout=5", "-o", "IdentitiesOnly=yes", *extra,
+         f"{user}@{address}", command],
+        capture_output=True, text=True, timeout=30)
+
+
+def leftovers(sandbox, profile, owner):
+    """What the cloud still holds for this create, seen through openstacksdk directly."""
+    sdk = sandbox.connect(profile)
+    try:
+        found = [f"server {s.id}" for s in sdk.compute.servers()
+                 if (s.metadata or {}).get("cloudnorm:owner") == owner]
+        found += [f"key pair {k.name}" for k in sdk.compute.keypairs() if owner in k.name]
+        if sdk.has_service("network"):
+            found += [f"floating IP {f.floating_ip_address}" for f in sdk.network.ips()
+                      if owner in (f.description or "")]
+            found += [f"security group {g.name}" for g in sdk.network.security_groups()
+                      if owner in (g.name or "")]
+    finally:
+        sdk.close()
+    return found
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_create_login_harden_delete(profile, openstack_sandbox, dataplane, operator_key,
+                                    tmp_path):
+    expect = profile_data.load(profile)["expect"]
+    key_path, operator_pub = operator_key
+    events: list[provision.StepEvent] = []
+    cloud = connect(openstack_sandbox, profile)
+    started = time.monotonic()
+    server = cloud.create_server(f"cn-{profile}", image="ubuntu-22.04", min_ram=2048,
+                                 authorized_keys=[operator_pub], on_step=events.append,
+                                 timeout=240)
+    elapsed = time.monotonic() - started
+    owner = server.tags["cloudnorm:owner"]
+    try:
+        print(f"\n{profile}: create_server took {elapsed:.1f}s")
+        assert server.status == "running"
+        assert server.ssh_user == "ubuntu"
+        assert server.interface_ip
+        assert ipaddress.ip_address(server.interface_ip).version == \
+            expect["interface_ip_version"]
+        assert server.host_keys
+        done = [e.step for e in events if e.status == "done"]
+        assert done == list(provision.STEPS), [(e.step, e.status, e.detail) for e in events]
+        chosen = {d.step: d for d in server.decisions}
+        assert chosen["image"].choice == expect["image"]["name"]
+        assert {"flavor", "public_address", "interface", "login_user", "host_keys",
+                "bootstrap"} <= set(chosen)
+        if expect["floating_ip_network"]:
+            assert server.public_v4 and any(
+                a.kind == "floating" and a.ip == server.interface_ip for a in server.addresses)
+
+        known_hosts = tmp_path / "known_hosts"
+        host = server.interface_ip if ":" not in server.interface_ip else server.interface_ip
+        known_hosts.write_text("".join(f"{host} {k}\n" for k in server.host_keys))
+        login = system_ssh(server.interface_ip, server.ssh_port, key_path, known_hosts)
+        assert login.returncode == 0, login.stderr
+        assert login.stdout.strip() == "root"
+        # the operator key works for the login user too
+        login = system_ssh(server.interface_ip, server.ssh_port, key_path, known_hosts,
+                           user=server.ssh_user)
+        assert login.stdout.strip() == "ubuntu", login.stderr
+        # passwords are refused by the server itself, not merely unused
+        refused = system_ssh(server.interface_ip, server.ssh_port, key_path, known_hosts,
+                             "-o", "PubkeyAuthentication=no",
+                             "-o", "PreferredAuthentications=password,keyboard-interactive")
+        assert refused.returncode == 255
+        assert "Permission denied (publickey)" in refused.stderr
+        # the node key is gone from the cloud
+        assert all(k.name != f"cloudnorm-{owner}" for k in cloud.list_keypairs())
+    finally:
+        assert cloud.delete_server(server) is True
+    assert leftovers(openstack_sandbox, profile, owner) == []
+    # deleting again is a no-op
+    assert cloud.delete_server(server.id) is False
+    cloud.close()
+
+
+def test_host_key_mismatch_is_fatal_and_cleaned_up(openstack_sandbox, dataplane):
+    cloud = connect(openstack_sandbox, "direct-public")
+    real_ensure = dataplane.ensure
+
+    def lying_ensure(node_id, *args, **kwargs):
+        kwargs["console_lies"] = True
+        return real_ensure(node_id, *args, **kwargs)
+
+    dataplane.ensure = lying_ensure
+    owner_seen = []
+    try:
+        started = time.monotonic()
+        with pytest.raises(errors.HostKeyMismatch):
+            cloud.create_server("cn-liar", min_ram=2048, timeout=120,
+                                on_step=lambda e: owner_seen.append(e))
+        assert time.monotonic() - started < 60  # fatal: no waiting for the timeout
+    finally:
+        dataplane.ensure = real_ensure
+    sdk = openstack_sandbox.connect("direct-public")
+    try:
+        assert [s.name for s in sdk.compute.servers() if s.name == "cn-liar"] == []
+        assert [k.name for k in sdk.compute.keypairs() if k.name.startswith("cloudnorm-")] == []
+        assert [g.name for g in sdk.network.security_groups()
+                if (g.name or "").startswith("cloudnorm-")] == []
+    finally:
+        sdk.close()
+    cloud.close()
