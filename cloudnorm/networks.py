@@ -347,34 +347,44 @@ def choose_interface(addresses: Sequence[Address]) -> tuple[Address | None, str]
 class PublicPlan:
     """How a server on the chosen network gets a public address.
 
-    ``floating_ip`` False means it needs none (or the cloud assigns it);
-    otherwise ``pools`` are the external networks to try, best first.
+    ``method`` is ``none`` (it needs none, or the cloud assigns it),
+    ``floating_ip`` (from ``pools``, best first) or ``port_forwarding`` (a port
+    of a floating IP the project shares, forwarded to the server's port 22).
     """
 
-    floating_ip: bool
+    method: str
     pools: tuple[Network, ...]
     decision: Decision
+
+    @property
+    def floating_ip(self) -> bool:
+        return self.method == "floating_ip"
 
 
 def plan_public_address(attach: Network | None, networks: Sequence[Network],
                         routers: Sequence[Router], hints: NetworkHints, *,
                         requires_floating_ip: bool | None, floating_ip_source: str,
-                        profile_name: str) -> PublicPlan:
+                        profile_name: str, public_access: str = "floating_ip") -> PublicPlan:
     """Decide, before booting, whether a floating IP is needed and from where.
 
     Deciding up front means a server with no possible way in is never created.
     """
     if attach is None:
-        return PublicPlan(False, (), Decision(
+        return PublicPlan("none", (), Decision(
             "public_address", "assigned by the cloud",
             "the cloud has no network service: it assigns addresses itself"))
     if floating_ip_source == "none" or requires_floating_ip is False:
-        return PublicPlan(False, (), Decision(
+        return PublicPlan("none", (), Decision(
             "public_address", "none needed",
             f"profile '{profile_name}' says servers get no floating IPs"))
     if requires_floating_ip is None and attach.public:
-        return PublicPlan(False, (), Decision(
+        return PublicPlan("none", (), Decision(
             "public_address", "none needed", f"'{attach.name}' is public: {attach.reason}"))
+    if public_access == "port_forwarding":
+        return PublicPlan("port_forwarding", (), Decision(
+            "public_address", "port forwarding on the shared floating IP",
+            f"'{attach.name}' is private ({attach.reason}); profile '{profile_name}' says "
+            "servers are reached through a port of the floating IP the project shares"))
     pools = [n for n in networks if n.external and n.usable]
     if not pools:
         raise errors.NotReachable(
@@ -383,6 +393,6 @@ def plan_public_address(attach: Network | None, networks: Sequence[Network],
             "(network=...), or mark one routes_externally in clouds.yaml")
     best, decision = choose_floating_network(attach, networks, routers, hints)
     ordered = (best, *[p for p in pools if p.id != best.id])
-    return PublicPlan(True, ordered, Decision(
+    return PublicPlan("floating_ip", ordered, Decision(
         "public_address", f"floating IP from {best.name}",
         f"'{attach.name}' is private ({attach.reason}); {decision.reason}"))

@@ -228,7 +228,7 @@ def create_server(cloud: Cloud, name: str, *, image: str | Image = "ubuntu-22.04
                 attach, nets, routers, hints,
                 requires_floating_ip=cloud.profile.requires_floating_ip,
                 floating_ip_source=cloud.profile.floating_ip_source,
-                profile_name=cloud.profile.name)
+                profile_name=cloud.profile.name, public_access=cloud.profile.public_access)
         report.decide(plan.decision)
         report.emit(step, "done", f"{chosen_image.name} / {chosen_flavor.name} / "
                     f"{attach.name if attach else 'network chosen by the cloud'}")
@@ -273,7 +273,15 @@ def create_server(cloud: Cloud, name: str, *, image: str | Image = "ubuntu-22.04
         step = STEPS[4]
         report.emit(step, "started", plan.decision.choice)
         server = driver.normalize_server(raw, cloud.list_networks())
-        if plan.floating_ip:
+        ssh_port = 22
+        if plan.method == "port_forwarding":
+            assert attach is not None
+            forwarding, address, ssh_port, notes = driver.forward_ssh_port(raw, attach, owner)
+            ledger.add(forwarding)
+            for note in notes:
+                report.decide(note)
+            server = _with_address(server, address)
+        elif plan.floating_ip:
             assert attach is not None
             fip, address, notes = driver.attach_public_address(raw, attach, list(plan.pools),
                                                                owner)
@@ -289,14 +297,14 @@ def create_server(cloud: Cloud, name: str, *, image: str | Image = "ubuntu-22.04
                 + (", ".join(f"{a.ip} ({a.reason})" for a in server.addresses) or "none"),
                 cloud=cloud.name)
         report.decide(Decision("interface", interface.ip, why))
-        report.emit(step, "done", f"{interface.ip} ({interface.reason})")
+        report.emit(step, "done", f"{interface.ip} port {ssh_port} ({interface.reason})")
 
         # 6: login, host key checked against the console
         step = STEPS[5]
         report.emit(step, "started", f"waiting for SSH on {interface.ip}")
         announced = _announced_host_keys(driver, server.id, deadline, verify_host_keys, report)
         users, why = _login_candidates(cloud, chosen_image, ssh_user)
-        target = ssh.Target(interface.ip, 22, node_key.private_key,
+        target = ssh.Target(interface.ip, ssh_port, node_key.private_key,
                             announced if verify_host_keys else None)
         login = ssh.wait_for_login(
             target, users, timeout=max(1.0, deadline - time.monotonic()),
@@ -332,7 +340,7 @@ def create_server(cloud: Cloud, name: str, *, image: str | Image = "ubuntu-22.04
         if leftovers and isinstance(exc, errors.CloudnormError):
             exc.message += "; could not remove: " + ", ".join(leftovers)
         raise
-    return attrs.evolve(server, interface_ip=interface.ip, ssh_user=login.user, ssh_port=22,
+    return attrs.evolve(server, interface_ip=interface.ip, ssh_user=login.user, ssh_port=ssh_port,
                         host_keys=tuple(host_keys), key_name=None,
                         decisions=tuple(report.decisions))
 
@@ -462,7 +470,8 @@ def delete_server(cloud: Cloud, server: Server | str, *, wait: bool = True,
     resources = driver.owned_resources(owner) if owner else []
     if not any(r.kind == "server" and r.id == raw["id"] for r in resources):
         resources.append(Created("server", raw["id"], raw.get("name", "")))
-    order = {"floating_ip": 0, "server": 1, "security_group": 2, "keypair": 3}
+    order = {"port_forwarding": 0, "floating_ip": 0, "server": 1, "security_group": 2,
+             "keypair": 3}
     deadline = time.monotonic() + timeout
     for resource in sorted(resources, key=lambda r: order.get(r.kind, 9)):
         driver.delete(resource)

@@ -128,6 +128,12 @@ class Driver(abc.ABC):
                               ) -> tuple[Created, Address, list[Decision]]:
         """Give the server a public address from the first of ``pools`` that can."""
 
+    def forward_ssh_port(self, raw: dict[str, Any], attach: Network, owner: str
+                         ) -> tuple[Created, Address, int, list[Decision]]:
+        """Reach the server through a port of an address the account shares;
+        returns the forwarding, the address, the external port and what was decided."""
+        raise NotImplementedError(f"{self.provider} clouds have no port forwarding")
+
     @abc.abstractmethod
     def delete(self, resource: Created) -> None:
         """Remove a created resource; a resource already gone is not an error."""

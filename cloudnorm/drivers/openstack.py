@@ -446,7 +446,58 @@ class OpenStackDriver(Driver):
             f"no external network gave a floating IP for a server on '{attach.name}': "
             + "; ".join(n.reason for n in notes), cloud=self.settings.name)
 
+    def forward_ssh_port(self, raw: dict[str, Any], attach: Network, owner: str
+                         ) -> tuple[Created, Address, int, list[Decision]]:
+        port = self._server_port(raw["id"], attach.id)
+        fixed = next((ip["ip_address"] for ip in port.get("fixed_ips", [])
+                      if ":" not in ip["ip_address"]), None)
+        shared = [f for f in self._request("network", "GET", "/floatingips").get(
+            "floatingips", []) if not f.get("port_id")
+            and OWNER_KEY not in (f.get("description") or "")]
+        if not shared or fixed is None:
+            raise errors.NotReachable(
+                f"cloud '{self.settings.name}' reaches servers through port forwarding, but "
+                "the project has no unattached floating IP to forward from"
+                + ("" if fixed else f" (and the server has no IPv4 address on '{attach.name}')")
+                + ": allocate one, or change the profile", cloud=self.settings.name)
+        fip = shared[0]
+        path = f"/floatingips/{fip['id']}/port_forwardings"
+        used = {pf.get("external_port") for pf in self._request("network", "GET", path).get(
+            "port_forwardings", [])}
+        request = {"protocol": "tcp", "internal_port_id": port["id"],
+                   "internal_ip_address": fixed, "internal_port": 22,
+                   "description": f"{OWNER_KEY}={owner}"}
+        # Two creates may pick the same free port at once; Neutron refuses the second.
+        for external in (p for p in range(2201, 2300) if p not in used):
+            try:
+                body = self._request("network", "POST", path, json={
+                    "port_forwarding": {**request, "external_port": external}})
+            except errors.ProviderError as exc:
+                if exc.status in (400, 409) and re.search(r"already exist|duplicate|in use",
+                                                          exc.message, re.I):
+                    continue
+                raise
+            forwarding = body["port_forwarding"]
+            address = Address(fip["floating_ip_address"], 4, attach.name, True,
+                              f"port {external} of the shared floating IP forwards to port 22",
+                              "floating")
+            note = Decision("public_address", f"{fip['floating_ip_address']}:{external}",
+                            f"port forwarding {external} -> 22 on the shared floating IP "
+                            f"{fip['floating_ip_address']}")
+            return (Created("port_forwarding", f"{fip['id']}/{forwarding['id']}",
+                            f"{fip['floating_ip_address']}:{external}"),
+                    address, external, [note])
+        raise errors.QuotaExceeded(
+            f"no free port left on the shared floating IP {fip['floating_ip_address']}",
+            resource="port forwarding", cloud=self.settings.name)
+
     def delete(self, resource: Created) -> None:
+        if resource.kind == "port_forwarding":
+            fip_id, forwarding_id = resource.id.split("/", 1)
+            with contextlib.suppress(errors.NotFound):
+                self._request("network", "DELETE",
+                              f"/floatingips/{fip_id}/port_forwardings/{forwarding_id}")
+            return
         paths = {"server": ("compute", "/servers/{}"),
                  "keypair": ("compute", "/os-keypairs/{}"),
                  "security_group": ("network", "/security-groups/{}"),
@@ -469,6 +520,16 @@ class OpenStackDriver(Driver):
             fips = self._request("network", "GET", "/floatingips").get("floatingips", [])
             found += [Created("floating_ip", f["id"], f.get("floating_ip_address", ""))
                       for f in fips if marker in (f.get("description") or "")]
+            if self.profile.public_access == "port_forwarding":
+                for fip in fips:
+                    if fip.get("port_id"):
+                        continue
+                    forwardings = self._request(
+                        "network", "GET", f"/floatingips/{fip['id']}/port_forwardings").get(
+                        "port_forwardings", [])
+                    found += [Created("port_forwarding", f"{fip['id']}/{pf['id']}",
+                                      f"{fip.get('floating_ip_address')}:{pf['external_port']}")
+                              for pf in forwardings if marker in (pf.get("description") or "")]
         found += [Created("server", s["id"], s.get("name", "")) for s in self.list_servers()
                   if (s.get("metadata") or {}).get(OWNER_KEY) == owner]
         if self.has_service("network"):

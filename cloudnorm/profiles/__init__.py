@@ -20,8 +20,15 @@ from cloudnorm import errors
 
 _FIELDS = {"name", "provider", "extends", "description", "image_user_properties",
            "login_users", "requires_floating_ip", "floating_ip_source", "secgroup_source",
-           "config_drive", "networks"}
+           "config_drive", "networks", "images", "instance_families", "public_access"}
+# What an ``images:`` entry of a profile may say: the distribution and version it holds,
+# the account that publishes it, its name pattern (``*`` wildcards), and optionally a public
+# parameter naming the current image and the architecture (x86_64 when not said).
+_IMAGE_KEYS = {"distro", "version", "owner", "name", "ssm_parameter", "architecture"}
 _SOURCES = {"neutron", "none", "aws", "gce", "nova"}
+#: How servers on a private network are reached: their own floating IP, or a port
+#: forwarded from a floating IP the project shares between servers.
+_PUBLIC_ACCESS = {"floating_ip", "port_forwarding"}
 
 
 @attrs.frozen
@@ -46,6 +53,12 @@ class Profile:
     secgroup_source: str = "neutron"
     config_drive: bool = False
     networks: tuple[dict[str, Any], ...] = ()
+    public_access: str = "floating_ip"
+    #: Where a provider's official images come from (see ``_IMAGE_KEYS``), for providers
+    #: whose image catalogue is too large to list whole.
+    images: tuple[dict[str, Any], ...] = ()
+    #: Server size families, cheapest first: automatic choices prefer earlier families.
+    instance_families: tuple[str, ...] = ()
 
     def login_user_for(self, distro: str | None) -> tuple[str | None, str]:
         """Login user for a distribution, and where that answer comes from."""
@@ -99,9 +112,37 @@ def load(name: str) -> Profile:
         merged[key] = value
     if "provider" not in merged:
         raise errors.ConfigError(f"profile '{name}' names no provider")
+    if merged.get("public_access", "floating_ip") not in _PUBLIC_ACCESS:
+        raise errors.ConfigError(f"profile '{name}': public_access must be one of "
+                                 f"{', '.join(sorted(_PUBLIC_ACCESS))}")
     merged["image_user_properties"] = tuple(merged.get("image_user_properties") or ())
     merged["networks"] = tuple(dict(n) for n in merged.get("networks") or ())
+    merged["images"] = tuple(_checked_image(name, i) for i in merged.get("images") or ())
+    families = merged.get("instance_families") or ()
+    if isinstance(families, str) or not all(isinstance(f, str) and f for f in families):
+        raise errors.ConfigError(f"profile '{name}': instance_families must be a list of "
+                                 "family names, cheapest first")
+    merged["instance_families"] = tuple(families)
     return Profile(**merged)
+
+
+def _checked_image(profile: str, entry: Any) -> dict[str, Any]:
+    if not isinstance(entry, dict):
+        raise errors.ConfigError(f"profile '{profile}': each images: entry must be a mapping")
+    unknown = set(entry) - _IMAGE_KEYS
+    missing = {"distro", "version", "owner", "name"} - set(entry)
+    if unknown or missing:
+        raise errors.ConfigError(
+            f"profile '{profile}': images: entry {entry.get('name', entry)} "
+            + (f"has unknown key(s) {', '.join(sorted(unknown))}" if unknown else
+               f"lacks {', '.join(sorted(missing))}")
+            + f"; known keys: {', '.join(sorted(_IMAGE_KEYS))}")
+    checked = {key: str(value) for key, value in entry.items()}
+    if checked["distro"] not in distros():
+        raise errors.ConfigError(
+            f"profile '{profile}': images: entry names unknown distribution "
+            f"'{checked['distro']}'; known: {', '.join(sorted(distros()))}")
+    return checked
 
 
 @functools.cache
