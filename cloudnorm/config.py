@@ -31,7 +31,11 @@ if TYPE_CHECKING:  # pragma: no cover - imported lazily: openstack costs ~1 s at
 
 
 _KNOWN_KEYS = {"provider", "profile", "defaults", "region", "zone", "project", "cache",
-               "endpoint_url", "credentials_file", "sandbox_profile", "login_user"}
+               "endpoint_url", "credentials_file", "sandbox_profile", "login_user",
+               # AWS: a named profile of ~/.aws/config (or explicit keys), the VPC or subnet
+               # servers go to, and how they get a public address (public or elastic).
+               "aws_profile", "aws_access_key_id", "aws_secret_access_key",
+               "aws_session_token", "vpc", "subnet", "ip"}
 
 
 @attrs.frozen

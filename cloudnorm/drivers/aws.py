@@ -1,0 +1,929 @@
+"""Amazon EC2 driver over boto3.
+
+botocore does the transport work: the credential chain (explicit keys, named profiles, the
+environment, IAM Identity Center/SSO, instance roles), signing, retries in its ``standard``
+mode (throttling such as ``RequestLimitExceeded`` and transient faults, with backoff and a
+retry quota; ``max_attempts`` comes from ``AWS_MAX_ATTEMPTS`` or ``~/.aws/config``) and
+pagination. This module turns EC2's answers into cloudnorm's models and its errors into
+cloudnorm's errors; it makes no choice the provider-neutral core can make.
+
+The ``cloudnorm:`` mapping of a cloud entry says where to go::
+
+    clouds:
+      work-aws:
+        cloudnorm:
+          provider: aws
+          region: eu-central-1
+          aws_profile: work        # a profile of ~/.aws/config; default: the usual chain
+          vpc: vpc-0abc            # optional: only this VPC's subnets (id or Name tag)
+          subnet: subnet-0def      # optional: the subnet servers go to (id or Name tag)
+          ip: elastic              # optional: an Elastic IP per server (default: public)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import fnmatch
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import attrs
+import boto3
+from botocore import exceptions as bce
+from botocore.config import Config
+
+from cloudnorm import __version__, errors, images, networks
+from cloudnorm.drivers.base import BootSpec, Created, Driver
+from cloudnorm.models import (
+    OWNER_KEY,
+    Address,
+    Decision,
+    Flavor,
+    Image,
+    KeyPair,
+    Location,
+    Network,
+    Server,
+)
+
+LOG = logging.getLogger(__name__)
+
+#: The network Elastic IPs come from, as cloudnorm's flow sees it (there is one per region).
+POOL_ID = "amazon"
+POOL_NAME = "Amazon public IPv4 pool"
+_KEY_PREFIX = "cloudnorm-"
+_IP_MODES = ("public", "elastic")
+_LIVE_STATES = ["pending", "running", "stopping", "stopped", "shutting-down"]
+# EC2 states, in the words the provider-neutral flow waits for (Nova's).
+_FLOW_STATUS = {"pending": "BUILD", "running": "ACTIVE", "stopping": "SHUTOFF",
+                "stopped": "SHUTOFF", "shutting-down": "DELETING", "terminated": "DELETED"}
+_SERVER_STATUS = {"pending": "pending", "running": "running", "stopping": "stopping",
+                  "stopped": "stopped", "shutting-down": "terminated",
+                  "terminated": "terminated"}
+_USER_ENDED = ("Client.UserInitiatedShutdown", "Client.InstanceInitiatedShutdown")
+_FILTER_VALUES = 200  # EC2 accepts at most this many values per filter
+
+_AUTH_CODES = {"AuthFailure", "UnrecognizedClientException", "InvalidClientTokenId",
+               "SignatureDoesNotMatch", "IncompleteSignature", "ExpiredToken",
+               "ExpiredTokenException", "InvalidToken"}
+_THROTTLE_CODES = {"RequestLimitExceeded", "Throttling", "ThrottlingException",
+                   "TooManyRequestsException"}
+_CAPACITY_CODES = {"InsufficientInstanceCapacity", "InsufficientHostCapacity",
+                   "InsufficientReservedInstanceCapacity", "InsufficientCapacity",
+                   "InsufficientAddressCapacity"}
+_QUOTA_CODES = {"InstanceLimitExceeded": "instances", "VcpuLimitExceeded": "vCPUs",
+                "AddressLimitExceeded": "Elastic IPs",
+                "SecurityGroupLimitExceeded": "security groups",
+                "RulesPerSecurityGroupLimitExceeded": "security group rules",
+                "VolumeLimitExceeded": "EBS volume storage",
+                "NetworkInterfaceLimitExceeded": "network interfaces",
+                "InsufficientFreeAddressesInSubnet": "free addresses in the subnet",
+                "ResourceLimitExceeded": "resources", "MaxIOPSLimitExceeded": "EBS IOPS"}
+
+
+def _parse_time(value: Any) -> datetime.datetime | None:
+    if isinstance(value, datetime.datetime):
+        return value if value.tzinfo else value.replace(tzinfo=datetime.timezone.utc)
+    if not value:
+        return None
+    try:
+        parsed = datetime.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=datetime.timezone.utc)
+
+
+def _tags(record: dict[str, Any]) -> dict[str, str]:
+    return {t["Key"]: t.get("Value", "") for t in record.get("Tags") or ()}
+
+
+def _owner_tags(owner: str, resource_type: str, **extra: str) -> list[dict[str, Any]]:
+    tags = [{"Key": OWNER_KEY, "Value": owner}]
+    tags += [{"Key": k, "Value": v} for k, v in extra.items()]
+    return [{"ResourceType": resource_type, "Tags": tags}]
+
+
+def _by_owner(owner: str) -> list[dict[str, Any]]:
+    return [{"Name": f"tag:{OWNER_KEY}", "Values": [owner]}]
+
+
+# -- normalization ------------------------------------------------------------------------
+def normalize_image(raw: dict[str, Any], entry: dict[str, str] | None = None,
+                    source: str = "") -> Image:
+    """A DescribeImages record as an :class:`Image`.
+
+    ``entry`` is the profile's ``images:`` entry the image was found through: it says which
+    distribution and version the publisher's series holds (names such as
+    ``al2023-ami-2023.4.20240401.1-kernel-6.1-x86_64`` do not say it in a readable way).
+    """
+    name = raw.get("Name") or raw["ImageId"]
+    properties: dict[str, Any] = {"architecture": raw.get("Architecture")}
+    if entry is not None:
+        properties.update(os_distro=entry["distro"], os_version=entry["version"])
+    distro, version, arch = images.describe_image(raw["ImageId"], name, properties)
+    deprecated = _parse_time(raw.get("DeprecationTime"))
+    now = datetime.datetime.now(datetime.timezone.utc)
+    state = str(raw.get("State") or "available")
+    return Image(
+        id=raw["ImageId"], name=name, os_distro=distro, os_version=version,
+        created=_parse_time(raw.get("CreationDate")),
+        # EBS-backed: the root volume is sized at launch, no flavor disk has to hold it.
+        min_ram=0, min_disk=0,
+        status="active" if state == "available" else state,
+        visibility="public" if raw.get("Public") else "private",
+        hidden=deprecated is not None and deprecated <= now,
+        is_snapshot=False, architecture=arch, login_user=None,
+        raw={**raw, "cloudnorm:source": source or "owned by this account"})
+
+
+def normalize_flavors(raw: list[dict[str, Any]], families: tuple[str, ...]) -> list[Flavor]:
+    """DescribeInstanceTypes records as flavors, cheapest family first.
+
+    The neutral chooser takes the smallest fitting size; on EC2 the same size costs more in
+    a dearer family. So a type is left to automatic choice only when no earlier (cheaper)
+    family of ``families`` has a type with as much memory and as many vCPUs; the others are
+    marked ``disabled`` with the reason in ``raw["cloudnorm:passed_over"]`` and can still be
+    named.
+    """
+    def family(name: str) -> str:
+        return name.split(".", 1)[0]
+
+    def rank(name: str) -> int:
+        return families.index(family(name)) if family(name) in families else len(families)
+
+    found = []
+    for record in raw:
+        name = record["InstanceType"]
+        found.append(Flavor(
+            id=name, name=name, ram=int((record.get("MemoryInfo") or {}).get("SizeInMiB") or 0),
+            vcpus=int((record.get("VCpuInfo") or {}).get("DefaultVCpus") or 0), disk=0,
+            is_public=True, disabled=False, raw=record))
+    found.sort(key=lambda f: (rank(f.name), f.ram, f.vcpus, f.name))
+    result = []
+    for flavor in found:
+        cheaper = next((o for o in found if rank(o.name) < rank(flavor.name)
+                        and o.ram >= flavor.ram and o.vcpus >= flavor.vcpus), None)
+        if cheaper is not None:
+            flavor = attrs.evolve(flavor, disabled=True, raw={
+                **flavor.raw, "cloudnorm:passed_over":
+                f"'{cheaper.name}' of the cheaper family '{family(cheaper.name)}' has as much "
+                "memory and as many vCPUs"})
+        result.append(flavor)
+    return result
+
+
+def flow_view(instance: dict[str, Any], owner_id: str | None = None,
+              terminating: bool = False) -> dict[str, Any]:
+    """A DescribeInstances record with the keys the provider-neutral flow reads.
+
+    ``id``, ``name``, ``status`` (Nova's words: BUILD, ACTIVE, DELETED, ERROR...),
+    ``metadata`` (the tags) and ``fault`` are added; everything else is EC2's own.
+    An instance that EC2 ended without being asked to (capacity, a volume limit...)
+    is in ERROR with EC2's reason, so a wait for it to boot ends at once.
+    """
+    tags = _tags(instance)
+    state = (instance.get("State") or {}).get("Name", "pending")
+    status = _FLOW_STATUS.get(state, "ERROR")
+    reason = instance.get("StateReason") or {}
+    fault: dict[str, Any] = {}
+    if state in ("shutting-down", "terminated") and not terminating \
+            and reason.get("Code") not in _USER_ENDED:
+        status = "ERROR"
+        fault = {"message": reason.get("Message") or reason.get("Code")
+                 or instance.get("StateTransitionReason") or "EC2 ended the instance"}
+    view = dict(instance)
+    view.update(id=instance["InstanceId"], name=tags.get("Name", ""), status=status,
+                metadata=tags, fault=fault)
+    if owner_id:
+        view.setdefault("OwnerId", owner_id)
+    return view
+
+
+def normalize_server(raw: dict[str, Any], location: Location, nets: list[Network]) -> Server:
+    """A :func:`flow_view` record as a :class:`Server` with classified addresses."""
+    by_subnet = {n.id: n for n in nets}
+    addresses: list[Address] = []
+    for nic in sorted(raw.get("NetworkInterfaces") or [],
+                      key=lambda n: (n.get("Attachment") or {}).get("DeviceIndex", 0)):
+        net = by_subnet.get(nic.get("SubnetId", ""))
+        label = net.name if net else nic.get("SubnetId")
+        cidr = f" ({', '.join(net.subnets)})" if net and net.subnets else ""
+        for private in nic.get("PrivateIpAddresses") or (
+                [{"PrivateIpAddress": nic["PrivateIpAddress"]}]
+                if nic.get("PrivateIpAddress") else []):
+            addresses.append(Address(
+                private["PrivateIpAddress"], 4, label, False,
+                f"private address in subnet {label}{cidr}; AWS never routes it from outside",
+                "fixed"))
+            public = (private.get("Association") or {}).get("PublicIp")
+            if public:
+                addresses.append(_public_address(public, label, private.get("Association")))
+        nic_public = (nic.get("Association") or {}).get("PublicIp")
+        if nic_public and all(a.ip != nic_public for a in addresses):
+            addresses.append(_public_address(nic_public, label, nic.get("Association")))
+        for v6 in nic.get("Ipv6Addresses") or ():
+            ip = v6.get("Ipv6Address")
+            if ip:
+                routable = networks.is_global(ip)
+                addresses.append(Address(
+                    ip, 6, label, routable,
+                    f"{'globally routable' if routable else 'private-range'} IPv6 address in "
+                    f"subnet {label}", "fixed"))
+    top_public = raw.get("PublicIpAddress")
+    if top_public and all(a.ip != top_public for a in addresses):
+        addresses.append(_public_address(top_public, raw.get("SubnetId"), None))
+    if raw.get("PrivateIpAddress") and all(a.ip != raw["PrivateIpAddress"] for a in addresses):
+        addresses.append(Address(raw["PrivateIpAddress"], 4, raw.get("SubnetId"), False,
+                                 "private address of the instance", "fixed"))
+    state = (raw.get("State") or {}).get("Name", "pending")
+    status = "error" if raw.get("status") == "ERROR" else _SERVER_STATUS.get(state, "error")
+    interface, _ = networks.choose_interface(addresses)
+    placement = raw.get("Placement") or {}
+    return Server(
+        id=raw["InstanceId"], name=_tags(raw).get("Name", ""), status=status,
+        location=Location(cloud=location.cloud, region=location.region,
+                          zone=placement.get("AvailabilityZone") or None,
+                          project=raw.get("OwnerId") or location.project),
+        image=raw.get("ImageId"), flavor=raw.get("InstanceType"),
+        addresses=tuple(addresses),
+        public_v4=next((a.ip for a in addresses if a.public and a.version == 4), None),
+        public_v6=next((a.ip for a in addresses if a.public and a.version == 6), None),
+        private_v4=next((a.ip for a in addresses if not a.public and a.version == 4), None),
+        interface_ip=interface.ip if interface else None,
+        key_name=raw.get("KeyName"), tags=_tags(raw),
+        created=_parse_time(raw.get("LaunchTime")), raw=raw)
+
+
+def _public_address(ip: str, label: str | None, association: dict[str, Any] | None) -> Address:
+    owner = (association or {}).get("IpOwnerId")
+    if owner == "amazon":
+        how = "public IPv4 AWS assigned at launch"
+    elif owner:
+        how = f"public IPv4 of account {owner} (an Elastic IP)"
+    else:
+        how = "public IPv4 address of the instance"
+    # EC2 never puts public IPv4 addresses on the NIC: the internet gateway translates.
+    return Address(ip, 4, label, True, f"{how}, NATed to the private address by the "
+                   "internet gateway", "floating")
+
+
+class AwsDriver(Driver):
+    provider = "aws"
+
+    def __init__(self, settings: Any, profile: Any) -> None:
+        super().__init__(settings, profile)
+        options = settings.options
+        self._endpoint_url = options.get("endpoint_url") or None
+        self._ip_mode = str(options.get("ip") or "public").lower()
+        if self._ip_mode not in _IP_MODES:
+            raise errors.ConfigError(
+                f"cloud '{settings.name}': cloudnorm: ip: must be one of "
+                f"{', '.join(_IP_MODES)}, not '{options.get('ip')}'", cloud=settings.name)
+        if self._ip_mode == "elastic":
+            # An Elastic IP per server, even on subnets that map a public address at
+            # launch: the flow then plans one for every server (step 5).
+            self.profile = attrs.evolve(profile, requires_floating_ip=True,
+                                        floating_ip_source="aws")
+        self._lock = threading.Lock()
+        self._session: Any = None
+        self._clients: dict[str, Any] = {}
+        self._region: str | None = settings.region
+        self._net: tuple[list[networks.NetworkFacts], list[networks.Router],
+                         networks.NetworkHints] | None = None
+        self._group_vpcs: dict[str, str] = {}
+        self._replaced_groups: dict[str, str] = {}
+        self._terminating: set[str] = set()
+        self._console_latest: set[str] = set()
+
+    # -- plumbing -------------------------------------------------------------------------
+    def _client(self, service: str) -> Any:
+        with self._lock:
+            if service in self._clients:
+                return self._clients[service]
+            options = self.settings.options
+            with self._translate(f"reading the AWS configuration for {service}"):
+                if self._session is None:
+                    kwargs: dict[str, Any] = {}
+                    if options.get("aws_profile"):
+                        kwargs["profile_name"] = str(options["aws_profile"])
+                    for key in ("aws_access_key_id", "aws_secret_access_key",
+                                "aws_session_token"):
+                        if options.get(key):
+                            kwargs[key] = str(options[key])
+                    if self._region:
+                        kwargs["region_name"] = self._region
+                    self._session = boto3.session.Session(**kwargs)
+                    self._region = self._session.region_name
+                if not self._region:
+                    raise errors.ConfigError(
+                        f"cloud '{self.settings.name}' names no region: add region: under "
+                        f"cloudnorm: in {self.settings.source or 'clouds.yaml'}, or set "
+                        "AWS_REGION", cloud=self.settings.name)
+                config = Config(retries={"mode": "standard"}, connect_timeout=10,
+                                read_timeout=60, user_agent_extra=f"cloudnorm/{__version__}")
+                client = self._session.client(service, endpoint_url=self._endpoint_url,
+                                              config=config)
+            self._clients[service] = client
+            return client
+
+    @property
+    def region(self) -> str:
+        if not self._region:
+            self._client("ec2")
+        return str(self._region)
+
+    @contextlib.contextmanager
+    def _translate(self, what: str) -> Iterator[None]:
+        """Turn botocore's exceptions into cloudnorm errors naming what to fix."""
+        name = self.settings.name
+        source = self.settings.source or "clouds.yaml"
+        try:
+            yield
+        except bce.ClientError as exc:
+            raise _client_error(name, what, exc) from exc
+        except (bce.ProfileNotFound, bce.InvalidConfigError, bce.NoRegionError) as exc:
+            raise errors.ConfigError(f"cloud '{name}': {exc}; check aws_profile and region "
+                                     f"under cloudnorm: in {source}", cloud=name) from exc
+        except (bce.NoCredentialsError, bce.PartialCredentialsError) as exc:
+            raise errors.AuthError(
+                f"cloud '{name}' has no usable AWS credentials while {what} ({exc}): name a "
+                f"profile with aws_profile: in {source}, or set AWS_PROFILE or "
+                "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY", cloud=name) from exc
+        except (bce.SSOError, bce.CredentialRetrievalError, bce.TokenRetrievalError) as exc:
+            raise errors.AuthError(
+                f"cloud '{name}': AWS credentials could not be obtained while {what} ({exc});"
+                " for an SSO profile run `aws sso login --profile NAME`", cloud=name) from exc
+        except (bce.ConnectionError, bce.HTTPClientError) as exc:
+            raise errors.ServiceUnavailable(
+                f"cannot reach AWS for cloud '{name}' while {what}: {exc}; check the region"
+                + (f" and endpoint_url {self._endpoint_url}" if self._endpoint_url else "")
+                + " and the network", cloud=name) from exc
+        except bce.BotoCoreError as exc:
+            raise errors.ProviderError(f"cloud '{name}' failed while {what}: {exc}",
+                                       cloud=name) from exc
+
+    def _call(self, service: str, operation: str, **params: Any) -> dict[str, Any]:
+        client = self._client(service)
+        with self._translate(f"calling {service} {_op_name(operation)}"):
+            return getattr(client, operation)(**params)  # type: ignore[no-any-return]
+
+    def _pages(self, service: str, operation: str, key: str,
+               **params: Any) -> list[dict[str, Any]]:
+        """Every record of a paginated call (botocore's paginator follows NextToken)."""
+        client = self._client(service)
+        items: list[dict[str, Any]] = []
+        with self._translate(f"calling {service} {_op_name(operation)}"):
+            for page in client.get_paginator(operation).paginate(**params):
+                items.extend(page.get(key) or ())
+        return items
+
+    def _instances(self, **params: Any) -> list[dict[str, Any]]:
+        found = []
+        for reservation in self._pages("ec2", "describe_instances", "Reservations", **params):
+            for instance in reservation.get("Instances") or ():
+                found.append(flow_view(instance, reservation.get("OwnerId"),
+                                       instance.get("InstanceId") in self._terminating))
+        return found
+
+    # -- Driver: discovery ----------------------------------------------------------------
+    def identity(self) -> str:
+        options = self.settings.options
+        who = (options.get("aws_profile") or options.get("aws_access_key_id")
+               or "default credentials")
+        return "|".join(str(x) for x in ("aws", self._endpoint_url or "", who,
+                                         self.settings.region or "", options.get("vpc") or ""))
+
+    def location(self) -> Location:
+        return Location(cloud=self.settings.name, region=self.region,
+                        zone=self.settings.options.get("zone") or None)
+
+    def list_images(self) -> list[Image]:
+        """The profile's publishers' series, and the account's own images.
+
+        Each ``images:`` entry of the profile is resolved through its public parameter
+        (the publisher's "current" image) when the region has it, else by owner and name
+        pattern; all pattern lookups share one DescribeImages call.
+        """
+        entries = list(self.profile.images)
+        found: dict[str, Image] = {}
+        by_parameter = {e["ssm_parameter"]: e for e in entries if e.get("ssm_parameter")}
+        resolved = self._parameters(sorted(by_parameter))
+        if resolved:
+            records = {r["ImageId"]: r for r in self._pages(
+                "ec2", "describe_images", "Images",
+                Filters=[{"Name": "image-id", "Values": sorted(set(resolved.values()))}])}
+            for parameter, image_id in sorted(resolved.items()):
+                record = records.get(image_id)
+                if record is None:
+                    LOG.info("%s: public parameter %s names %s, which DescribeImages does not "
+                             "return; using the name pattern", self.settings.name, parameter,
+                             image_id)
+                    continue
+                entry = by_parameter[parameter]
+                found[image_id] = normalize_image(record, entry, f"public parameter {parameter}")
+                entries.remove(entry)
+        if entries:
+            matching = self._pages(
+                "ec2", "describe_images", "Images", Owners=sorted({e["owner"] for e in entries}),
+                Filters=[{"Name": "name", "Values": sorted({e["name"] for e in entries})},
+                         {"Name": "state", "Values": ["available"]}])
+            for record in matching:
+                # One call serves every series: keep only each owner's own pattern.
+                series = [e for e in entries if record.get("OwnerId") == e["owner"]
+                          and fnmatch.fnmatchcase(record.get("Name") or "", e["name"])]
+                if series:
+                    entry = series[0]
+                    found[record["ImageId"]] = normalize_image(
+                        record, entry, f"owner {entry['owner']}, name {entry['name']}")
+        for record in self._pages("ec2", "describe_images", "Images", Owners=["self"]):
+            found.setdefault(record["ImageId"], normalize_image(record))
+        return list(found.values())
+
+    def _parameters(self, names: list[str]) -> dict[str, str]:
+        """Public parameter name -> image id, for the parameters this region has."""
+        values: dict[str, str] = {}
+        for start in range(0, len(names), 10):  # GetParameters takes at most 10 names
+            try:
+                reply = self._call("ssm", "get_parameters", Names=names[start:start + 10])
+            except errors.ProviderError as exc:
+                # Lacking ssm:GetParameters is common in locked-down accounts, and
+                # EC2-compatible endpoints may have no SSM: the name patterns find the
+                # same series.
+                if isinstance(exc, errors.ServiceUnavailable) or exc.status in (
+                        "AccessDeniedException", "AccessDenied"):
+                    LOG.info("%s: public parameters unreadable (%s); using name patterns",
+                             self.settings.name, exc.status or exc.message)
+                    return values
+                raise
+            values.update({p["Name"]: p["Value"] for p in reply.get("Parameters") or ()
+                           if str(p.get("Value", "")).startswith("ami-")})
+        return values
+
+    def list_flavors(self) -> list[Flavor]:
+        families = self.profile.instance_families
+        params: dict[str, Any] = {}
+        if families:
+            params["Filters"] = [{"Name": "instance-type",
+                                  "Values": [f"{family}.*" for family in families]}]
+        return normalize_flavors(
+            self._pages("ec2", "describe_instance_types", "InstanceTypes", **params), families)
+
+    def network_facts(self) -> tuple[list[networks.NetworkFacts], list[networks.Router]] | None:
+        facts, routers, _ = self._load_networks()
+        return facts, routers
+
+    def network_hints(self) -> networks.NetworkHints:
+        _, _, hints = self._net or self._load_networks()
+        profile_hints = networks.NetworkHints.from_entries(
+            self.profile.networks, f"profile '{self.profile.name}'")
+        merged = hints.merged_over(profile_hints)
+        if self.settings.networks:
+            merged = networks.NetworkHints.from_entries(
+                self.settings.networks, self.settings.source or "clouds.yaml").merged_over(merged)
+        return merged
+
+    def _load_networks(self) -> tuple[list[networks.NetworkFacts], list[networks.Router],
+                                      networks.NetworkHints]:
+        vpcs = self._pages("ec2", "describe_vpcs", "Vpcs")
+        subnets = self._pages("ec2", "describe_subnets", "Subnets")
+        tables = self._pages("ec2", "describe_route_tables", "RouteTables")
+        result = self._networks_from(vpcs, subnets, tables)
+        with self._lock:
+            self._net = result
+        return result
+
+    def _networks_from(self, vpcs: list[dict[str, Any]], subnets: list[dict[str, Any]],
+                       tables: list[dict[str, Any]]
+                       ) -> tuple[list[networks.NetworkFacts], list[networks.Router],
+                                  networks.NetworkHints]:
+        source = self.settings.source or "clouds.yaml"
+        wanted_vpc = self.settings.options.get("vpc")
+        if wanted_vpc:
+            match = [v for v in vpcs if wanted_vpc in (v["VpcId"], _tags(v).get("Name"))]
+            if not match:
+                raise errors.ConfigError(
+                    f"cloud '{self.settings.name}' ({source}) names vpc '{wanted_vpc}', but "
+                    f"region {self.region} has none such; VPCs: "
+                    + (", ".join(f"{v['VpcId']} ({_tags(v).get('Name', 'no name')})"
+                                 for v in vpcs) or "none"), cloud=self.settings.name)
+            vpcs = match[:1]
+        vpc_ids = {v["VpcId"] for v in vpcs}
+        default_vpcs = {v["VpcId"] for v in vpcs if v.get("IsDefault")}
+        subnets = sorted((s for s in subnets if s.get("VpcId") in vpc_ids
+                          and s.get("State", "available") == "available"),
+                         key=lambda s: (s.get("AvailabilityZone", ""), s["SubnetId"]))
+        main_tables = {t.get("VpcId"): t for t in tables
+                       if any(a.get("Main") for a in t.get("Associations") or ())}
+        explicit = {a["SubnetId"]: t for t in tables for a in t.get("Associations") or ()
+                    if a.get("SubnetId")}
+
+        facts: list[networks.NetworkFacts] = []
+        gateways: dict[str, list[str]] = {}
+        routes: dict[str, bool] = {}
+        origins: dict[str, str] = {}
+        for subnet in subnets:
+            sid = subnet["SubnetId"]
+            table = explicit.get(sid) or main_tables.get(subnet.get("VpcId"))
+            igw = _internet_gateway(table)
+            maps = bool(subnet.get("MapPublicIpOnLaunch"))
+            cidrs = [networks.Subnet(id=sid, network_id=sid, cidr=subnet["CidrBlock"],
+                                     ip_version=4)] if subnet.get("CidrBlock") else []
+            cidrs += [networks.Subnet(id=f"{sid}-v6", network_id=sid,
+                                      cidr=a["Ipv6CidrBlock"], ip_version=6)
+                      for a in subnet.get("Ipv6CidrBlockAssociationSet") or ()
+                      if a.get("Ipv6CidrBlock")]
+            raw = {**subnet, "cloudnorm:internet_gateway": igw,
+                   "cloudnorm:route_table": (table or {}).get("RouteTableId"),
+                   "cloudnorm:default_vpc": subnet.get("VpcId") in default_vpcs}
+            facts.append(networks.NetworkFacts(
+                id=sid, name=_tags(subnet).get("Name") or sid, subnets=tuple(cidrs), raw=raw))
+            if igw:
+                gateways.setdefault(igw, []).append(sid)
+                routes[sid] = True
+                origins[f"routes_externally:{sid}"] = (
+                    f"AWS (subnet maps a public IPv4 at launch; 0.0.0.0/0 -> {igw})" if maps
+                    else f"AWS (subnet routes 0.0.0.0/0 to {igw} but maps no public IPv4 at "
+                         "launch: cloudnorm asks for one with AssociatePublicIpAddress)")
+            elif maps:
+                routes[sid] = False
+                origins[f"routes_externally:{sid}"] = (
+                    "AWS (subnet maps a public IPv4 at launch, but no route leads to an "
+                    "internet gateway)")
+        routers = [networks.Router(id=igw, name=igw, external_network_id=POOL_ID,
+                                   internal_network_ids=tuple(ids))
+                   for igw, ids in sorted(gateways.items())]
+        if self._ip_mode == "elastic":
+            facts.append(networks.NetworkFacts(
+                id=POOL_ID, name=POOL_NAME, router_external=True,
+                subnets=(networks.Subnet(id=f"{POOL_ID}-v4", network_id=POOL_ID,
+                                         cidr="0.0.0.0/0", ip_version=4),),
+                raw={"cloudnorm:pool": "amazon"}))
+            routes[POOL_ID] = True
+            origins[f"routes_externally:{POOL_ID}"] = (
+                "AWS (Elastic IPs are allocated from Amazon's public IPv4 pool)")
+        default, why = self._default_subnet(facts, gateways)
+        if default:
+            origins["default_interface"] = why
+        hints = networks.NetworkHints(routes_externally=routes, default_interface=default,
+                                      source="AWS", origins=origins)
+        return facts, routers, hints
+
+    def _default_subnet(self, facts: list[networks.NetworkFacts],
+                        gateways: dict[str, list[str]]) -> tuple[str | None, str]:
+        """The subnet servers go to unless the caller names one, and why."""
+        options = self.settings.options
+        subnets = [f for f in facts if f.id != POOL_ID]
+        zone = options.get("zone")
+        named = options.get("subnet")
+        if named:
+            match = [f for f in subnets if named in (f.id, f.name)]
+            if not match:
+                raise errors.ConfigError(
+                    f"cloud '{self.settings.name}' ({self.settings.source or 'clouds.yaml'}) "
+                    f"names subnet '{named}', but there is none such"
+                    + (f" in VPC {options['vpc']}" if options.get("vpc") else "")
+                    + f"; subnets: {', '.join(f.name for f in subnets) or 'none'}",
+                    cloud=self.settings.name)
+            return match[0].id, f"{self.settings.source or 'clouds.yaml'} (cloudnorm: subnet:)"
+
+        def pick(candidates: list[networks.NetworkFacts]) -> networks.NetworkFacts:
+            in_zone = [f for f in candidates if f.raw.get("AvailabilityZone") == zone]
+            return (in_zone or candidates)[0]  # facts are sorted by zone, then id
+
+        def where(chosen: networks.NetworkFacts) -> str:
+            az = chosen.raw.get("AvailabilityZone")
+            return (f"zone {az}, as cloudnorm: zone: asks" if zone and az == zone
+                    else f"{az}, the first availability zone by name")
+
+        defaults = [f for f in subnets if f.raw.get("cloudnorm:default_vpc")
+                    and f.raw.get("DefaultForAz")]
+        if defaults:
+            chosen = pick(defaults)
+            return chosen.id, (f"AWS (the default VPC {chosen.raw.get('VpcId')}'s subnet in "
+                               f"{where(chosen)})")
+        routed = [f for f in subnets if f.raw.get("cloudnorm:internet_gateway")]
+        if len({f.raw.get("VpcId") for f in routed}) == 1:
+            # Subnets that already map a public address are the VPC owner's public tier.
+            routed.sort(key=lambda f: not f.raw.get("MapPublicIpOnLaunch"))
+            mapped = [f for f in routed if f.raw.get("MapPublicIpOnLaunch")] or routed
+            chosen = pick(mapped)
+            vpc = chosen.raw.get("VpcId")
+            scope = (f"cloudnorm: vpc: names VPC {vpc}" if options.get("vpc") else
+                     f"there is no default VPC and VPC {vpc} is the only one routed to an "
+                     "internet gateway")
+            return chosen.id, (f"AWS ({scope}; its subnet routed to "
+                               f"{chosen.raw.get('cloudnorm:internet_gateway')} in "
+                               f"{where(chosen)})")
+        # Several VPCs reach the internet: the flow asks the caller to pick one.
+        return None, ""
+
+    # -- Driver: servers ------------------------------------------------------------------
+    def list_servers(self) -> list[dict[str, Any]]:
+        return self._instances(Filters=[{"Name": "instance-state-name",
+                                         "Values": _LIVE_STATES}])
+
+    def get_server(self, name_or_id: str) -> list[dict[str, Any]]:
+        if name_or_id.startswith("i-"):
+            found = self._instances(Filters=[{"Name": "instance-id", "Values": [name_or_id]}])
+            if found:
+                return found
+        return self._instances(Filters=[{"Name": "tag:Name", "Values": [name_or_id]},
+                                        {"Name": "instance-state-name", "Values": _LIVE_STATES}])
+
+    def normalize_server(self, raw: dict[str, Any], nets: list[Network]) -> Server:
+        return normalize_server(raw, self.location(), nets)
+
+    def poll_servers(self, ids: set[str]) -> dict[str, dict[str, Any]]:
+        found: dict[str, dict[str, Any]] = {}
+        ordered = sorted(ids)
+        # A filter, unlike InstanceIds, does not fail on an id EC2 does not show yet
+        # (eventual consistency right after RunInstances).
+        for start in range(0, len(ordered), _FILTER_VALUES):
+            for view in self._instances(Filters=[{
+                    "Name": "instance-id", "Values": ordered[start:start + _FILTER_VALUES]}]):
+                found[view["id"]] = view
+        return found
+
+    def console_output(self, server_id: str) -> str:
+        # Latest=True reads the console as it is now (Nitro instances); older types refuse
+        # it and only have the buffer EC2 captured after boot.
+        latest = server_id not in self._console_latest
+        try:
+            reply = self._call("ec2", "get_console_output", InstanceId=server_id,
+                               **({"Latest": True} if latest else {}))
+        except errors.NotFound:
+            return ""
+        except errors.ProviderError as exc:
+            if not latest or exc.status not in ("UnsupportedOperation",
+                                                "InvalidParameterCombination",
+                                                "InvalidParameterValue"):
+                raise
+            self._console_latest.add(server_id)
+            reply = self._call("ec2", "get_console_output", InstanceId=server_id)
+        # botocore has already decoded EC2's base64.
+        return str(reply.get("Output") or "")
+
+    def server_gone(self, server_id: str) -> bool:
+        view = self.poll_servers({server_id}).get(server_id)
+        return view is None or (view.get("State") or {}).get("Name") == "terminated"
+
+    # -- Driver: key pairs ----------------------------------------------------------------
+    def list_keypairs(self) -> list[KeyPair]:
+        reply = self._call("ec2", "describe_key_pairs", IncludePublicKey=True)
+        return [KeyPair(name=k["KeyName"], public_key=k.get("PublicKey", ""),
+                        fingerprint=k.get("KeyFingerprint")) for k in reply.get("KeyPairs", [])]
+
+    def create_keypair(self, name: str, public_key: str) -> KeyPair:
+        params: dict[str, Any] = {"KeyName": name, "PublicKeyMaterial": public_key.encode()}
+        if name.startswith(_KEY_PREFIX):  # cloudnorm's own node keys carry their owner
+            params["TagSpecifications"] = _owner_tags(name[len(_KEY_PREFIX):], "key-pair")
+        reply = self._call("ec2", "import_key_pair", **params)
+        return KeyPair(name=reply.get("KeyName", name), public_key=public_key,
+                       fingerprint=reply.get("KeyFingerprint"))
+
+    def delete_keypair(self, name: str) -> bool:
+        # DeleteKeyPair succeeds for a key that does not exist: ask first to say which.
+        try:
+            self._call("ec2", "describe_key_pairs", KeyNames=[name])
+        except errors.NotFound:
+            return False
+        self._call("ec2", "delete_key_pair", KeyName=name)
+        return True
+
+    # -- Driver: provisioning -------------------------------------------------------------
+    def supports_security_groups(self) -> bool:
+        return True
+
+    def create_ssh_access(self, owner: str) -> Created:
+        return self._create_group(owner, self._group_vpc())
+
+    def _group_vpc(self) -> str | None:
+        """The VPC servers will most likely go to: the default subnet's."""
+        facts, _, hints = self._net or self._load_networks()
+        subnets = {f.id: f for f in facts if f.id != POOL_ID}
+        if hints.default_interface in subnets:
+            return str(subnets[hints.default_interface].raw.get("VpcId"))
+        vpcs = sorted({str(f.raw.get("VpcId")) for f in subnets.values()})
+        return vpcs[0] if vpcs else None
+
+    def _create_group(self, owner: str, vpc_id: str | None) -> Created:
+        name = f"cloudnorm-{owner}"
+        params: dict[str, Any] = {
+            "GroupName": name, "Description": f"{OWNER_KEY}={owner} ssh access",
+            "TagSpecifications": _owner_tags(owner, "security-group", Name=name)}
+        if vpc_id:
+            params["VpcId"] = vpc_id
+        group_id = self._call("ec2", "create_security_group", **params)["GroupId"]
+        created = Created("security_group", group_id, name)
+        try:
+            self._call("ec2", "authorize_security_group_ingress", GroupId=group_id,
+                       IpPermissions=[{
+                           "IpProtocol": "tcp", "FromPort": 22, "ToPort": 22,
+                           "IpRanges": [{"CidrIp": "0.0.0.0/0", "Description": "ssh"}],
+                           "Ipv6Ranges": [{"CidrIpv6": "::/0", "Description": "ssh"}]}])
+        except errors.CloudnormError:
+            self.delete(created)
+            raise
+        with self._lock:
+            self._group_vpcs[group_id] = vpc_id or ""
+        return created
+
+    def boot(self, spec: BootSpec) -> Created:
+        params: dict[str, Any] = {
+            "ImageId": spec.image.id, "InstanceType": spec.flavor.id, "MinCount": 1,
+            "MaxCount": 1, "KeyName": spec.key_name,
+            # Idempotent: botocore's retries of this call cannot start a second server.
+            "ClientToken": f"cloudnorm-{spec.owner}",
+            "TagSpecifications": [
+                {"ResourceType": kind, "Tags": [
+                    {"Key": OWNER_KEY, "Value": spec.owner}, {"Key": "Name", "Value": spec.name},
+                    *({"Key": k, "Value": v} for k, v in spec.metadata.items())]}
+                for kind in ("instance", "volume")],
+        }
+        group = spec.security_group
+        subnet = spec.network.raw if spec.network is not None else {}
+        if group and subnet.get("VpcId"):
+            group = self._group_in_vpc(group, str(subnet["VpcId"]), spec.owner)
+        if spec.network is not None and spec.network.id != POOL_ID:
+            nic: dict[str, Any] = {"DeviceIndex": 0, "SubnetId": spec.network.id,
+                                   "DeleteOnTermination": True}
+            if group:
+                nic["Groups"] = [group]
+            if self._ip_mode == "elastic":
+                nic["AssociatePublicIpAddress"] = False  # the Elastic IP replaces it
+            elif subnet.get("cloudnorm:internet_gateway"):
+                nic["AssociatePublicIpAddress"] = True
+            params["NetworkInterfaces"] = [nic]
+        elif group:
+            params["SecurityGroupIds"] = [group]
+        reply = self._call("ec2", "run_instances", **params)
+        instance = reply["Instances"][0]
+        return Created("server", instance["InstanceId"], spec.name)
+
+    def _group_in_vpc(self, group: str, vpc_id: str, owner: str) -> str:
+        """``group``, or a like one in ``vpc_id`` when the server goes to another VPC.
+
+        A security group belongs to one VPC and the group is made before the flow says
+        which subnet the server goes to; a caller naming a subnet of another VPC gets a
+        group there, and the first one (unused) goes away.
+        """
+        known = self._group_vpcs.get(group)
+        if not known or known == vpc_id:
+            return group
+        replacement = self._create_group(owner, vpc_id).id
+        with self._lock:
+            self._replaced_groups[group] = replacement
+        self._delete_group(group)
+        return replacement
+
+    def attach_public_address(self, raw: dict[str, Any], attach: Network,
+                              pools: list[Network], owner: str
+                              ) -> tuple[Created, Address, list[Decision]]:
+        igw = attach.raw.get("cloudnorm:internet_gateway")
+        if not igw:
+            raise errors.NotReachable(
+                f"subnet '{attach.name}' has no route to an internet gateway: an Elastic IP "
+                "on a server there could not be reached. Use a subnet whose route table sends "
+                "0.0.0.0/0 to an internet gateway (network=...)", cloud=self.settings.name)
+        try:
+            allocation = self._call("ec2", "allocate_address", Domain="vpc",
+                                    TagSpecifications=_owner_tags(owner, "elastic-ip"))
+        except errors.QuotaExceeded as exc:
+            exc.resource = "Elastic IPs"
+            raise
+        created = Created("floating_ip", allocation["AllocationId"], allocation["PublicIp"])
+        try:
+            self._call("ec2", "associate_address", AllocationId=allocation["AllocationId"],
+                       InstanceId=raw["id"], AllowReassociation=False)
+        except BaseException:
+            self.delete(created)
+            raise
+        ip = allocation["PublicIp"]
+        address = Address(ip, 4, attach.name, True,
+                          f"Elastic IP {allocation['AllocationId']}, NATed to the private "
+                          f"address by {igw}", "floating")
+        note = Decision("public_address", ip, f"Elastic IP {allocation['AllocationId']} from "
+                        f"{POOL_NAME} associated with {raw['id']}, as cloudnorm: ip: elastic "
+                        "asks; it stays the server's address until the server is deleted")
+        return created, address, [note]
+
+    def delete(self, resource: Created) -> None:
+        if resource.kind == "server":
+            with self._lock:
+                self._terminating.add(resource.id)
+            with contextlib.suppress(errors.NotFound):
+                self._call("ec2", "terminate_instances", InstanceIds=[resource.id])
+        elif resource.kind == "keypair":
+            self._call("ec2", "delete_key_pair", KeyName=resource.id)
+        elif resource.kind == "security_group":
+            with self._lock:
+                replacement = self._replaced_groups.pop(resource.id, None)
+            for group in filter(None, (replacement, resource.id)):
+                self._delete_group(group)
+        elif resource.kind == "floating_ip":
+            self._release_address(resource.id)
+        else:
+            raise errors.ProviderError(f"cloudnorm cannot delete a {resource.kind} on AWS",
+                                       cloud=self.settings.name)
+
+    def _delete_group(self, group_id: str) -> None:
+        # The group stays in use for a few seconds after its last instance ended while
+        # EC2 detaches the network interface; botocore does not retry that.
+        delay = 1.0
+        for attempt in range(15):  # about a minute at most
+            try:
+                self._call("ec2", "delete_security_group", GroupId=group_id)
+                return
+            except errors.NotFound:
+                return
+            except errors.ProviderError as exc:
+                if exc.status != "DependencyViolation" or attempt == 14:
+                    raise
+            time.sleep(delay)
+            delay = min(delay * 1.5, 5.0)
+
+    def _release_address(self, allocation_id: str) -> None:
+        try:
+            found = self._call("ec2", "describe_addresses", AllocationIds=[allocation_id])
+        except errors.NotFound:
+            return
+        for address in found.get("Addresses") or ():
+            if address.get("AssociationId"):
+                with contextlib.suppress(errors.NotFound):
+                    self._call("ec2", "disassociate_address",
+                               AssociationId=address["AssociationId"])
+        with contextlib.suppress(errors.NotFound):
+            self._call("ec2", "release_address", AllocationId=allocation_id)
+
+    def owned_resources(self, owner: str) -> list[Created]:
+        found = [Created("floating_ip", a["AllocationId"], a.get("PublicIp", ""))
+                 for a in self._call("ec2", "describe_addresses",
+                                     Filters=_by_owner(owner)).get("Addresses", [])]
+        found += [Created("server", v["id"], v["name"]) for v in self._instances(
+            Filters=[*_by_owner(owner), {"Name": "instance-state-name", "Values": _LIVE_STATES}])]
+        found += [Created("security_group", g["GroupId"], g.get("GroupName", ""))
+                  for g in self._pages("ec2", "describe_security_groups", "SecurityGroups",
+                                       Filters=_by_owner(owner))]
+        found += [Created("keypair", k["KeyName"], k["KeyName"])
+                  for k in self._call("ec2", "describe_key_pairs",
+                                      Filters=_by_owner(owner)).get("KeyPairs", [])]
+        return found
+
+    def close(self) -> None:
+        with self._lock:
+            clients, self._clients = self._clients, {}
+        for client in clients.values():
+            with contextlib.suppress(Exception):
+                client.close()
+
+
+def _internet_gateway(table: dict[str, Any] | None) -> str | None:
+    """The internet gateway a route table sends IPv4 default traffic to, if any."""
+    for route in (table or {}).get("Routes") or ():
+        gateway = str(route.get("GatewayId") or "")
+        if (route.get("DestinationCidrBlock") == "0.0.0.0/0" and gateway.startswith("igw-")
+                and route.get("State", "active") == "active"):
+            return gateway
+    return None
+
+
+def _op_name(operation: str) -> str:
+    return "".join(part.capitalize() for part in operation.split("_"))
+
+
+def _client_error(cloud: str, what: str, exc: Any) -> errors.CloudnormError:
+    error = exc.response.get("Error") or {}
+    meta = exc.response.get("ResponseMetadata") or {}
+    code = str(error.get("Code") or "Unknown")
+    message = str(error.get("Message") or "").strip()
+    request_id = meta.get("RequestId") or None
+    endpoint = what.removeprefix("calling ")
+    text = f"cloud '{cloud}': AWS refused {endpoint} ({code}: {message})"
+    if code in _AUTH_CODES:
+        return errors.AuthError(
+            f"{text}; check the credentials (aws_profile, AWS_PROFILE or the access keys), "
+            "and that the region is enabled for the account; an expired SSO session needs "
+            "`aws sso login`", cloud=cloud)
+    if code in _THROTTLE_CODES:
+        tries = int(meta.get("RetryAttempts") or 0) + 1
+        return errors.QuotaExceeded(
+            f"{text} after {tries} attempt(s) with backoff: the account's API request rate "
+            "is exhausted; wait and retry, or allow more attempts (AWS_MAX_ATTEMPTS or "
+            "max_attempts in ~/.aws/config)", resource="API request rate", cloud=cloud)
+    if code in _CAPACITY_CODES:
+        return errors.QuotaExceeded(
+            f"{text}: AWS has no capacity for this request there right now; ask for another "
+            "instance type (flavor=...), another zone (cloudnorm: zone: or network=...), or "
+            "retry later", resource="capacity", cloud=cloud)
+    if code in _QUOTA_CODES:
+        return errors.QuotaExceeded(
+            f"{text}; free some or ask AWS for a higher quota (Service Quotas console)",
+            resource=_QUOTA_CODES[code], cloud=cloud)
+    if code.endswith("NotFound") or code in ("InvalidInstanceID.Malformed",):
+        return errors.NotFound(text, cloud=cloud)
+    return errors.ProviderError(text, status=code, request_id=request_id, endpoint=endpoint,
+                                cloud=cloud)

@@ -1,0 +1,151 @@
+"""Keep the SSH data plane in step with what the local EC2 (moto) says.
+
+moto boots no machines, so this watcher plays the part of the hypervisor and of
+the VPC: for every running instance it keeps a node (a real sshd with the image's
+user and the instance's key pair) answering on exactly what EC2 would make
+reachable from the internet -- the instance's public IPv4 (launch address or
+Elastic IP) when its subnet's route table sends 0.0.0.0/0 to an internet gateway,
+never a private address -- and with sshd running only while one of its security
+groups lets TCP 22 in from anywhere. It publishes each node's console, with
+cloud-init's host key blocks, as the instance's GetConsoleOutput.
+
+It reads the cloud through the EC2 API like any client, with its own boto3
+client: cloudnorm's request counts are unaffected.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+LOG = logging.getLogger(__name__)
+
+
+def _opens_ssh(permission: dict[str, Any]) -> bool:
+    if permission.get("IpProtocol") not in ("tcp", "6", "-1"):
+        return False
+    if permission.get("IpProtocol") != "-1":
+        low, high = permission.get("FromPort"), permission.get("ToPort")
+        if low is None or not (int(low) <= 22 <= int(high if high is not None else low)):
+            return False
+    # Only a rule open to anywhere lets the (simulated) internet in; a rule naming
+    # another group admits that group's members only.
+    return any(r.get("CidrIp") == "0.0.0.0/0" for r in permission.get("IpRanges") or ())
+
+
+def _internet_routed(table: dict[str, Any] | None) -> bool:
+    return any(r.get("DestinationCidrBlock") == "0.0.0.0/0"
+               and str(r.get("GatewayId") or "").startswith("igw-")
+               and r.get("State", "active") == "active"
+               for r in (table or {}).get("Routes") or ())
+
+
+class AwsDataPlaneSync:
+    """A background thread reconciling ``fleet`` with the sandbox every ``interval`` s."""
+
+    def __init__(self, sandbox: Any, fleet: Any, interval: float = 0.2) -> None:
+        self._sandbox = sandbox
+        self._fleet = fleet
+        self._interval = interval
+        self._clients = {region: sandbox.client("ec2", region) for region in sandbox.regions}
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._keys: dict[str, str] = {}  # instance id -> public key of its key pair
+        self._known: set[str] = set()
+        self.errors: list[str] = []
+        self.rounds = 0
+
+    def start(self) -> AwsDataPlaneSync:
+        self._thread = threading.Thread(target=self._run, name="aws-dataplane-sync",
+                                        daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.sync_once()
+            except Exception as exc:  # keep watching: a passing error must not kill the plane
+                LOG.warning("AWS data plane sync failed: %s", exc)
+                self.errors.append(str(exc))
+                del self.errors[:-20]
+            self._stop.wait(self._interval)
+
+    def sync_once(self) -> None:
+        running: dict[str, tuple[str, dict[str, Any]]] = {}
+        for region, ec2 in self._clients.items():
+            reply = ec2.describe_instances(Filters=[{"Name": "instance-state-name",
+                                                     "Values": ["running"]}])
+            for reservation in reply.get("Reservations") or ():
+                for instance in reservation.get("Instances") or ():
+                    running[instance["InstanceId"]] = (region, instance)
+        for gone in self._known - set(running):
+            self._fleet.remove(gone)
+            self._sandbox.set_console(gone, None)
+            self._keys.pop(gone, None)
+        self._known &= set(running)
+        if running:
+            self._reconcile(running)
+        self.rounds += 1
+
+    def _reconcile(self, running: dict[str, tuple[str, dict[str, Any]]]) -> None:
+        regions = {region for region, _ in running.values()}
+        tables = {r: self._clients[r].describe_route_tables()["RouteTables"] for r in regions}
+        groups = {r: {g["GroupId"]: g for g in self._clients[r].describe_security_groups()[
+            "SecurityGroups"]} for r in regions}
+        for iid, (region, instance) in running.items():
+            user = self._sandbox.login_user(instance.get("ImageId", ""))
+            key = self._key(region, iid, instance)
+            if not user or not key:
+                continue
+            addresses = self._reachable(instance, tables[region])
+            if not addresses:
+                # Nothing reaches it from outside: no node to answer (and no console).
+                if iid in self._known:
+                    self._fleet.remove(iid)
+                    self._sandbox.set_console(iid, None)
+                    self._known.discard(iid)
+                continue
+            attached = {g["GroupId"] for g in instance.get("SecurityGroups") or ()}
+            attached |= {g["GroupId"] for nic in instance.get("NetworkInterfaces") or ()
+                         for g in nic.get("Groups") or ()}
+            allow = any(_opens_ssh(p) for g in attached
+                        for p in groups[region].get(g, {}).get("IpPermissions") or ())
+            self._fleet.ensure(iid, addresses, user=user, authorized_key=key, port=22,
+                               allow_ssh=allow)
+            self._known.add(iid)
+            text = self._fleet.console_text(iid)
+            if text:
+                self._sandbox.set_console(iid, text)
+
+    def _key(self, region: str, iid: str, instance: dict[str, Any]) -> str | None:
+        """The public key of the instance's key pair, read once (EC2 fixes it at launch)."""
+        if iid not in self._keys:
+            name = instance.get("KeyName")
+            if not name:
+                return None
+            try:
+                found = self._clients[region].describe_key_pairs(
+                    KeyNames=[name], IncludePublicKey=True)["KeyPairs"]
+            except Exception as exc:  # the key pair may already be deleted: cloudnorm's step 8
+                LOG.warning("instance %s: key pair %s unreadable: %s", iid, name, exc)
+                return None
+            self._keys[iid] = found[0]["PublicKey"].strip()
+        return self._keys[iid]
+
+    def _reachable(self, instance: dict[str, Any], tables: list[dict[str, Any]]) -> list[str]:
+        public = instance.get("PublicIpAddress")
+        if not public:
+            return []
+        subnet, vpc = instance.get("SubnetId"), instance.get("VpcId")
+        explicit = next((t for t in tables for a in t.get("Associations") or ()
+                         if a.get("SubnetId") == subnet), None)
+        main = next((t for t in tables if t.get("VpcId") == vpc
+                     and any(a.get("Main") for a in t.get("Associations") or ())), None)
+        return [public] if _internet_routed(explicit or main) else []

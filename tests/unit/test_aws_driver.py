@@ -1,0 +1,683 @@
+"""The EC2 driver (cloudnorm/drivers/aws.py) against botocore's Stubber: no request leaves
+the process (the endpoint is a closed port on 127.0.0.1 besides)."""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import os
+from typing import Any
+
+import botocore.loaders
+import botocore.session
+import pytest
+from botocore.stub import ANY, Stubber
+
+import cloudnorm
+from cloudnorm import config, errors, networks, profiles
+from cloudnorm.drivers import driver_class
+from cloudnorm.drivers.aws import (
+    POOL_ID,
+    AwsDriver,
+    flow_view,
+    normalize_flavors,
+    normalize_image,
+    normalize_server,
+)
+from cloudnorm.drivers.base import BootSpec, Created
+from cloudnorm.models import OWNER_KEY, Flavor, Image, Location, Network
+
+ENDPOINT = "http://127.0.0.1:9"
+CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+CANONICAL = "099720109477"
+
+
+@pytest.fixture(autouse=True)
+def _no_aws_environment(monkeypatch, tmp_path):
+    for key in list(os.environ):
+        if key.startswith("AWS_"):
+            monkeypatch.delenv(key)
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-credentials"))
+
+
+@pytest.fixture(autouse=True)
+def _shared_api_models(monkeypatch):
+    """One botocore loader for the whole module: reading EC2's API model again for every
+    driver would make these tests several times slower."""
+    monkeypatch.setattr(botocore.session, "create_loader", lambda *a, **k: _LOADER)
+
+
+_LOADER = botocore.loaders.create_loader()
+
+
+def make_driver(region: str | None = "us-east-1", **options: Any) -> AwsDriver:
+    settings = config.CloudSettings(
+        name="aws-test", provider="aws", region=region, profile=None,
+        options={"provider": "aws", "region": region, "endpoint_url": ENDPOINT,
+                 **CREDENTIALS, **options},
+        cache=config.CacheSettings())
+    return AwsDriver(settings, profiles.load("aws"))
+
+
+@pytest.fixture
+def stubbed():
+    """(driver, ec2 stubber, ssm stubber); every queued reply must be used."""
+    made: list[Stubber] = []
+
+    def make(**options: Any) -> tuple[AwsDriver, Stubber, Stubber]:
+        drv = make_driver(**options)
+        ec2, ssm = Stubber(drv._client("ec2")), Stubber(drv._client("ssm"))
+        ec2.activate()
+        ssm.activate()
+        made.extend((ec2, ssm))
+        return drv, ec2, ssm
+
+    yield make
+    for stub in made:
+        stub.assert_no_pending_responses()
+
+
+# -- AWS records ----------------------------------------------------------------------------
+def ami(image_id: str, name: str, owner: str = CANONICAL, created: str = "2024-05-01T08:00:00.000Z",
+        arch: str = "x86_64", **extra: Any) -> dict[str, Any]:
+    return {"ImageId": image_id, "Name": name, "OwnerId": owner, "CreationDate": created,
+            "Architecture": arch, "State": "available", "Public": True, **extra}
+
+
+def vpc(vpc_id: str, default: bool = False, name: str | None = None) -> dict[str, Any]:
+    record: dict[str, Any] = {"VpcId": vpc_id, "IsDefault": default, "CidrBlock": "10.0.0.0/16"}
+    if name:
+        record["Tags"] = [{"Key": "Name", "Value": name}]
+    return record
+
+
+def subnet(subnet_id: str, vpc_id: str, cidr: str, zone: str = "us-east-1a",
+           maps: bool = False, default_for_az: bool = False, name: str | None = None
+           ) -> dict[str, Any]:
+    record: dict[str, Any] = {"SubnetId": subnet_id, "VpcId": vpc_id, "CidrBlock": cidr,
+                              "AvailabilityZone": zone, "MapPublicIpOnLaunch": maps,
+                              "DefaultForAz": default_for_az, "State": "available"}
+    if name:
+        record["Tags"] = [{"Key": "Name", "Value": name}]
+    return record
+
+
+def table(table_id: str, vpc_id: str, *, main: bool = False, subnets: tuple[str, ...] = (),
+          igw: str | None = None, state: str = "active") -> dict[str, Any]:
+    routes = [{"DestinationCidrBlock": "10.0.0.0/16", "GatewayId": "local", "State": "active"}]
+    if igw:
+        routes.append({"DestinationCidrBlock": "0.0.0.0/0", "GatewayId": igw, "State": state})
+    associations = [{"Main": True, "RouteTableId": table_id}] if main else []
+    associations += [{"Main": False, "RouteTableId": table_id, "SubnetId": s} for s in subnets]
+    return {"RouteTableId": table_id, "VpcId": vpc_id, "Routes": routes,
+            "Associations": associations}
+
+
+def instance(instance_id: str = "i-0123456789abcdef0", state: str = "running",
+             **extra: Any) -> dict[str, Any]:
+    record: dict[str, Any] = {
+        "InstanceId": instance_id, "ImageId": "ami-1", "InstanceType": "t3a.small",
+        "KeyName": "cloudnorm-abc", "State": {"Name": state, "Code": 16},
+        "Placement": {"AvailabilityZone": "us-east-1a"}, "SubnetId": "subnet-a",
+        "VpcId": "vpc-d", "PrivateIpAddress": "172.31.0.4",
+        "LaunchTime": datetime.datetime(2024, 5, 1, tzinfo=datetime.timezone.utc),
+        "Tags": [{"Key": "Name", "Value": "web-1"}, {"Key": OWNER_KEY, "Value": "abc"}],
+        "NetworkInterfaces": [{
+            "SubnetId": "subnet-a", "PrivateIpAddress": "172.31.0.4",
+            "Attachment": {"DeviceIndex": 0},
+            "PrivateIpAddresses": [{"PrivateIpAddress": "172.31.0.4", "Association": {
+                "PublicIp": "198.51.100.7", "IpOwnerId": "amazon"}}],
+            "Association": {"PublicIp": "198.51.100.7", "IpOwnerId": "amazon"}}],
+        "PublicIpAddress": "198.51.100.7",
+    }
+    record.update(extra)
+    return record
+
+
+# -- configuration ----------------------------------------------------------------------------
+def test_registry_and_connect_from_a_cloudnorm_only_entry(write_clouds):
+    assert driver_class("aws") is AwsDriver
+    path = write_clouds({"work": {"cloudnorm": {
+        "provider": "aws", "region": "eu-central-1", "endpoint_url": ENDPOINT,
+        "aws_profile": "work", "subnet": "web", "vpc": "main", "ip": "elastic"}}})
+    cloud = cloudnorm.connect("work", config_files=[path])
+    assert cloud.provider == "aws" and cloud.profile.name == "aws"
+    # Elastic IPs are planned for every server (step 5)
+    assert cloud.profile.requires_floating_ip is True
+    assert cloud.profile.floating_ip_source == "aws"
+    assert cloud._driver.identity() == "aws|http://127.0.0.1:9|work|eu-central-1|main"
+
+
+def test_unknown_ip_mode_is_refused():
+    with pytest.raises(errors.ConfigError, match="ip: must be one of public, elastic"):
+        make_driver(ip="floating")
+
+
+def test_missing_named_profile_is_a_config_error():
+    with pytest.raises(errors.ConfigError, match="aws_profile"):
+        make_driver(aws_profile="nope")._client("ec2")
+
+
+def test_no_region_anywhere_is_a_config_error():
+    with pytest.raises(errors.ConfigError, match="names no region"):
+        make_driver(region=None)._client("ec2")
+
+
+@pytest.mark.parametrize("exception, kind, words", [
+    ("NoCredentialsError", errors.AuthError, "no usable AWS credentials"),
+    ("SSOTokenLoadError", errors.AuthError, "aws sso login"),
+    ("EndpointConnectionError", errors.ServiceUnavailable, "cannot reach AWS .* endpoint_url"),
+    ("ReadTimeoutError", errors.ServiceUnavailable, "cannot reach AWS"),
+])
+def test_botocore_failures_become_cloudnorm_errors(monkeypatch, exception, kind, words):
+    # Raised in place of the call: a client without credentials is never built here.
+    import botocore.exceptions
+
+    drv = make_driver()
+    error = getattr(botocore.exceptions, exception)(
+        endpoint_url=ENDPOINT, profile_name="work", error_msg="expired")
+
+    def fail(**params: Any) -> Any:
+        raise error
+
+    monkeypatch.setattr(drv._client("ec2"), "describe_key_pairs", fail)
+    with pytest.raises(kind, match=words):
+        drv.list_keypairs()
+
+
+def test_the_aws_profile_data_is_validated(monkeypatch):
+    real = profiles._read
+
+    def read(name: str) -> dict[str, Any]:
+        if name == "broken":
+            return {"provider": "aws", "images": [{"distro": "ubuntu", "owner": "1",
+                                                   "name": "x-*", "ssm": "/x"}]}
+        if name == "unknown-distro":
+            return {"provider": "aws", "images": [{"distro": "plan9", "version": "4",
+                                                   "owner": "1", "name": "x-*"}]}
+        return real(name)
+
+    monkeypatch.setattr(profiles, "_read", read)
+    profiles.load.cache_clear()
+    try:
+        with pytest.raises(errors.ConfigError, match="unknown key"):
+            profiles.load("broken")
+        with pytest.raises(errors.ConfigError, match="unknown distribution 'plan9'"):
+            profiles.load("unknown-distro")
+        aws = profiles.load("aws")
+        assert aws.instance_families[:3] == ("t3a", "t3", "t2")
+        assert {(i["distro"], i["version"]) for i in aws.images} >= {
+            ("ubuntu", "22.04"), ("ubuntu", "24.04"), ("debian", "12"), ("amazon", "2023")}
+    finally:
+        profiles.load.cache_clear()
+
+
+# -- images ---------------------------------------------------------------------------------
+def test_normalize_image_takes_distribution_and_version_from_the_series():
+    entry = {"distro": "amazon", "version": "2023", "owner": "137112412989",
+             "name": "al2023-ami-2023.*-kernel-*-x86_64"}
+    image = normalize_image(ami("ami-a", "al2023-ami-2023.4.20240401.1-kernel-6.1-x86_64",
+                                owner="137112412989"), entry, "owner 137112412989")
+    assert (image.os_distro, image.os_version, image.architecture) == ("amazon", "2023",
+                                                                       "x86_64")
+    assert image.min_disk == 0 and image.status == "active" and image.visibility == "public"
+    assert image.created == datetime.datetime(2024, 5, 1, 8, tzinfo=datetime.timezone.utc)
+
+
+def test_normalize_image_of_the_account_reads_the_name_and_hides_deprecated():
+    own = normalize_image(ami("ami-b", "ubuntu/images/hvm-ssd/ubuntu-jammy-22.04-arm64-server-1",
+                              owner="123456789012", arch="arm64", Public=False,
+                              DeprecationTime="2020-01-01T00:00:00.000Z"))
+    assert (own.os_distro, own.os_version, own.architecture) == ("ubuntu", "22.04", "aarch64")
+    assert own.hidden and own.visibility == "private"
+    assert own.raw["cloudnorm:source"] == "owned by this account"
+
+
+UBUNTU_PARAM = "/aws/service/canonical/ubuntu/server/22.04/stable/current/amd64/hvm/ebs-gp2/ami-id"
+AL_PARAM = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64"
+
+
+def _all_parameters(drv: AwsDriver) -> list[str]:
+    return sorted(e["ssm_parameter"] for e in drv.profile.images if e.get("ssm_parameter"))
+
+
+def test_list_images_uses_parameters_then_patterns(stubbed):
+    drv, ec2, ssm = stubbed()
+    names = _all_parameters(drv)
+    ssm.add_response("get_parameters", {
+        "Parameters": [{"Name": UBUNTU_PARAM, "Value": "ami-jammy", "Type": "String"},
+                       {"Name": AL_PARAM, "Value": "ami-gone", "Type": "String"}],
+        "InvalidParameters": [n for n in names if n not in (UBUNTU_PARAM, AL_PARAM)]},
+        {"Names": names})
+    # The Amazon Linux parameter names an image DescribeImages does not return: that
+    # series falls back to its pattern, like the ones without a parameter.
+    ec2.add_response("describe_images", {"Images": [
+        ami("ami-jammy", "ubuntu/images/hvm-ssd/ubuntu-jammy-22.04-amd64-server-20240501")]},
+        {"Filters": [{"Name": "image-id", "Values": ["ami-gone", "ami-jammy"]}]})
+    others = [e for e in drv.profile.images if (e["distro"], e["version"]) != ("ubuntu", "22.04")]
+    ec2.add_response("describe_images", {"Images": [
+        ami("ami-al", "al2023-ami-2023.4.20240513.0-kernel-6.1-x86_64", owner="137112412989"),
+        ami("ami-deb", "debian-12-amd64-20240507-1740", owner="136693071363"),
+        # Right name, wrong owner for the pattern: not the series cloudnorm trusts.
+        ami("ami-fake", "debian-12-amd64-20991231-0000", owner=CANONICAL),
+    ]}, {"Owners": sorted({e["owner"] for e in others}),
+         "Filters": [{"Name": "name", "Values": sorted({e["name"] for e in others})},
+                     {"Name": "state", "Values": ["available"]}]})
+    ec2.add_response("describe_images", {"Images": []}, {"Owners": ["self"]})
+    found = {i.id: i for i in drv.list_images()}
+    assert set(found) == {"ami-jammy", "ami-al", "ami-deb"}
+    assert found["ami-jammy"].raw["cloudnorm:source"] == f"public parameter {UBUNTU_PARAM}"
+    assert (found["ami-al"].os_distro, found["ami-al"].os_version) == ("amazon", "2023")
+    assert found["ami-deb"].raw["cloudnorm:source"].startswith("owner 136693071363")
+
+
+def test_list_images_without_parameter_access_uses_patterns(stubbed):
+    drv, ec2, ssm = stubbed()
+    ssm.add_client_error("get_parameters", "AccessDeniedException", "not allowed")
+    ec2.add_response("describe_images", {"Images": [
+        ami("ami-j", "ubuntu/images/hvm-ssd/ubuntu-jammy-22.04-amd64-server-20240501")]},
+        {"Owners": ANY, "Filters": ANY})
+    ec2.add_response("describe_images", {"Images": []}, {"Owners": ["self"]})
+    (image,) = drv.list_images()
+    assert (image.id, image.os_version) == ("ami-j", "22.04")
+
+
+# -- flavors --------------------------------------------------------------------------------
+def instance_type(name: str, mib: int, vcpus: int) -> dict[str, Any]:
+    return {"InstanceType": name, "MemoryInfo": {"SizeInMiB": mib},
+            "VCpuInfo": {"DefaultVCpus": vcpus}}
+
+
+def test_flavors_of_dearer_families_are_left_to_naming():
+    found = {f.name: f for f in normalize_flavors([
+        instance_type("t2.small", 2048, 1), instance_type("t3a.small", 2048, 2),
+        instance_type("t3.small", 2048, 2), instance_type("m6a.large", 8192, 2),
+        instance_type("m6a.4xlarge", 65536, 16), instance_type("t3a.large", 8192, 2),
+        instance_type("c5.large", 4096, 2)], ("t3a", "t3", "t2", "m6a"))}
+    usable = sorted(n for n, f in found.items() if not f.disabled)
+    assert usable == ["m6a.4xlarge", "t3a.large", "t3a.small"]
+    assert found["t2.small"].raw["cloudnorm:passed_over"].startswith("'t3a.small' of the "
+                                                                     "cheaper family 't3a'")
+    assert found["c5.large"].disabled  # not a listed family: behind every listed one
+    assert found["t3a.small"].disk == 0  # EBS only: no flavor disk limits the image
+
+
+def test_list_flavors_asks_for_the_profile_families_only(stubbed):
+    drv, ec2, _ = stubbed()
+    ec2.add_response("describe_instance_types", {"InstanceTypes": [
+        instance_type("t3a.small", 2048, 2)]}, {"Filters": [{
+            "Name": "instance-type",
+            "Values": [f"{f}.*" for f in drv.profile.instance_families]}]})
+    assert [f.name for f in drv.list_flavors()] == ["t3a.small"]
+
+
+# -- networks -------------------------------------------------------------------------------
+def account(drv: AwsDriver) -> Any:
+    return drv._networks_from(
+        [vpc("vpc-d", default=True), vpc("vpc-c", name="custom")],
+        [subnet("subnet-b", "vpc-d", "172.31.16.0/20", zone="us-east-1b", maps=True,
+                default_for_az=True),
+         subnet("subnet-a", "vpc-d", "172.31.0.0/20", zone="us-east-1a", maps=True,
+                default_for_az=True),
+         subnet("subnet-pub", "vpc-c", "10.20.1.0/24", name="custom-public"),
+         subnet("subnet-priv", "vpc-c", "10.20.2.0/24", name="custom-private"),
+         subnet("subnet-odd", "vpc-c", "10.20.3.0/24", name="maps-no-route", maps=True)],
+        [table("rtb-d", "vpc-d", main=True, igw="igw-d"),
+         table("rtb-main", "vpc-c", main=True),
+         table("rtb-pub", "vpc-c", subnets=("subnet-pub",), igw="igw-c"),
+         table("rtb-dead", "vpc-c", subnets=("subnet-odd",), igw="igw-old", state="blackhole")])
+
+
+def classified(drv: AwsDriver) -> tuple[dict[str, Network], Any, networks.NetworkHints]:
+    facts, routers, hints = account(drv)
+    nets = networks.classify_networks(facts, routers, hints)
+    return {n.name: n for n in nets}, routers, hints
+
+
+def test_subnets_are_classified_with_aws_reasons():
+    nets, routers, hints = classified(make_driver())
+    assert nets["subnet-a"].public
+    assert "subnet maps a public IPv4 at launch; 0.0.0.0/0 -> igw-d" in nets["subnet-a"].reason
+    assert nets["custom-public"].public
+    assert "maps no public IPv4 at launch" in nets["custom-public"].reason
+    assert "AssociatePublicIpAddress" in nets["custom-public"].reason
+    assert not nets["custom-private"].public
+    assert nets["custom-private"].reason == ("subnet 10.20.2.0/24 is a private range; no "
+                                            "router leads outside")
+    # A subnet that maps public addresses no route can reach is not public.
+    assert not nets["maps-no-route"].public
+    assert "no route leads to an internet gateway" in nets["maps-no-route"].reason
+    assert POOL_ID not in {n.id for n in nets.values()}  # no Elastic IPs unless asked
+    assert {r.id: r.internal_network_ids for r in routers} == {
+        "igw-c": ("subnet-pub",), "igw-d": ("subnet-a", "subnet-b")}
+
+
+def test_default_subnet_is_the_default_vpcs_first_zone():
+    nets, routers, hints = classified(make_driver())
+    net, decision = networks.choose_attach_network(list(nets.values()), routers, hints)
+    assert net.id == "subnet-a"
+    assert "default VPC vpc-d's subnet in us-east-1a, the first availability zone" in (
+        decision.reason)
+
+
+def test_default_subnet_follows_the_configured_zone_then_subnet():
+    _, _, hints = account(make_driver(zone="us-east-1b"))
+    assert hints.default_interface == "subnet-b"
+    assert "as cloudnorm: zone: asks" in hints.origin("default_interface")
+    _, _, hints = account(make_driver(subnet="custom-private"))
+    assert hints.default_interface == "subnet-priv"
+    with pytest.raises(errors.ConfigError, match="names subnet 'nope'"):
+        account(make_driver(subnet="nope"))
+
+
+def test_a_named_vpc_scopes_the_subnets():
+    facts, _, hints = account(make_driver(vpc="custom"))
+    assert {f.name for f in facts} == {"custom-public", "custom-private", "maps-no-route"}
+    assert hints.default_interface == "subnet-pub"
+    assert hints.origin("default_interface").startswith("AWS (cloudnorm: vpc: names VPC vpc-c")
+    with pytest.raises(errors.ConfigError, match="names vpc 'other'"):
+        account(make_driver(vpc="other"))
+
+
+def test_without_a_default_vpc_several_routed_vpcs_are_for_the_caller_to_pick():
+    drv = make_driver()
+    facts, routers, hints = drv._networks_from(
+        [vpc("vpc-1"), vpc("vpc-2")],
+        [subnet("subnet-1", "vpc-1", "10.1.0.0/24"), subnet("subnet-2", "vpc-2", "10.2.0.0/24")],
+        [table("rtb-1", "vpc-1", main=True, igw="igw-1"),
+         table("rtb-2", "vpc-2", main=True, igw="igw-2")])
+    assert hints.default_interface is None
+    nets = networks.classify_networks(facts, routers, hints)
+    with pytest.raises(errors.Ambiguous, match="subnet-1, subnet-2"):
+        networks.choose_attach_network(nets, routers, hints)
+
+
+def test_elastic_mode_adds_the_pool_the_flow_plans_addresses_from():
+    drv = make_driver(ip="elastic")
+    nets, routers, hints = classified(drv)
+    pool = nets["Amazon public IPv4 pool"]
+    assert pool.external and pool.usable and not pool.attachable
+    plan = networks.plan_public_address(
+        nets["subnet-a"], list(nets.values()), routers, hints,
+        requires_floating_ip=drv.profile.requires_floating_ip,
+        floating_ip_source=drv.profile.floating_ip_source, profile_name="aws")
+    assert plan.floating_ip and plan.pools[0].id == POOL_ID
+    assert "router 'igw-d' links 'subnet-a'" in plan.decision.reason
+
+
+# -- servers --------------------------------------------------------------------------------
+def test_flow_view_speaks_the_flows_words():
+    assert flow_view(instance(state="pending"))["status"] == "BUILD"
+    running = flow_view(instance(), owner_id="123456789012")
+    assert (running["id"], running["name"], running["status"]) == (
+        "i-0123456789abcdef0", "web-1", "ACTIVE")
+    assert running["metadata"][OWNER_KEY] == "abc" and running["OwnerId"] == "123456789012"
+    ended = instance(state="terminated", StateReason={
+        "Code": "Server.InsufficientInstanceCapacity",
+        "Message": "Server.InsufficientInstanceCapacity: Insufficient capacity."})
+    failed = flow_view(ended)
+    assert failed["status"] == "ERROR"
+    assert "Insufficient capacity" in failed["fault"]["message"]
+    assert flow_view(ended, terminating=True)["status"] == "DELETED"
+    asked = instance(state="terminated", StateReason={"Code": "Client.UserInitiatedShutdown"})
+    assert flow_view(asked)["status"] == "DELETED"
+    assert flow_view(instance(state="shutting-down"), terminating=True)["status"] == "DELETING"
+
+
+def test_normalize_server_classifies_its_addresses():
+    net = Network(id="subnet-a", name="web-tier", public=True, reason="x",
+                  subnets=("172.31.0.0/20",))
+    raw = flow_view(instance(), owner_id="123456789012")
+    raw["NetworkInterfaces"][0]["Ipv6Addresses"] = [{"Ipv6Address": "2600:1f18::5"}]
+    server = normalize_server(raw, Location(cloud="aws-test", region="us-east-1"), [net])
+    by_ip = {a.ip: a for a in server.addresses}
+    assert not by_ip["172.31.0.4"].public and by_ip["172.31.0.4"].network == "web-tier"
+    assert "172.31.0.0/20" in by_ip["172.31.0.4"].reason
+    public = by_ip["198.51.100.7"]
+    assert public.public and public.kind == "floating"
+    assert public.reason.startswith("public IPv4 AWS assigned at launch")
+    assert by_ip["2600:1f18::5"].public and by_ip["2600:1f18::5"].version == 6
+    assert (server.public_v4, server.private_v4, server.interface_ip) == (
+        "198.51.100.7", "172.31.0.4", "198.51.100.7")
+    assert (server.status, server.flavor, server.location.zone, server.location.project) == (
+        "running", "t3a.small", "us-east-1a", "123456789012")
+    elastic = instance()
+    elastic["NetworkInterfaces"][0]["Association"]["IpOwnerId"] = "123456789012"
+    del elastic["NetworkInterfaces"][0]["PrivateIpAddresses"][0]["Association"]
+    addr = normalize_server(flow_view(elastic), Location(cloud="c"), []).addresses
+    assert any("an Elastic IP" in a.reason for a in addr)
+
+
+def test_poll_servers_uses_a_filter_and_marks_own_terminations(stubbed):
+    drv, ec2, _ = stubbed()
+    ec2.add_response("terminate_instances", {"TerminatingInstances": []},
+                     {"InstanceIds": ["i-1"]})
+    ec2.add_response("describe_instances", {"Reservations": [{"OwnerId": "1", "Instances": [
+        instance("i-1", state="terminated",
+                 StateReason={"Code": "Server.InternalError", "Message": "x"})]}]},
+        {"Filters": [{"Name": "instance-id", "Values": ["i-1", "i-2"]}]})
+    drv.delete(Created("server", "i-1"))
+    found = drv.poll_servers({"i-1", "i-2"})
+    assert set(found) == {"i-1"} and found["i-1"]["status"] == "DELETED"
+
+
+def test_get_server_by_name_skips_terminated(stubbed):
+    drv, ec2, _ = stubbed()
+    ec2.add_response("describe_instances", {"Reservations": [{"Instances": [instance()]}]},
+                     {"Filters": [{"Name": "tag:Name", "Values": ["web-1"]},
+                                  {"Name": "instance-state-name", "Values": ANY}]})
+    assert [s["id"] for s in drv.get_server("web-1")] == ["i-0123456789abcdef0"]
+
+
+def test_console_output_falls_back_when_latest_is_unsupported(stubbed):
+    drv, ec2, _ = stubbed()
+    ec2.add_client_error("get_console_output", "UnsupportedOperation",
+                         "Latest is not supported for this instance type")
+    # EC2 sends the console base64-encoded; botocore decodes it.
+    ec2.add_response("get_console_output", {"InstanceId": "i-1", "Output": base64.b64encode(
+        b"boot text").decode()}, {"InstanceId": "i-1"})
+    ec2.add_response("get_console_output", {"InstanceId": "i-1"}, {"InstanceId": "i-1"})
+    assert drv.console_output("i-1") == "boot text"
+    assert drv.console_output("i-1") == ""  # remembered: no second refused call
+    ec2.add_client_error("get_console_output", "InvalidInstanceID.NotFound", "not yet")
+    assert drv.console_output("i-2") == ""
+
+
+# -- key pairs ------------------------------------------------------------------------------
+def test_keypairs_carry_their_owner_and_deleting_a_missing_one_says_so(stubbed):
+    drv, ec2, _ = stubbed()
+    ec2.add_response("import_key_pair", {"KeyName": "cloudnorm-abc", "KeyFingerprint": "fp"}, {
+        "KeyName": "cloudnorm-abc", "PublicKeyMaterial": b"ssh-ed25519 AAAA x",
+        "TagSpecifications": [{"ResourceType": "key-pair",
+                               "Tags": [{"Key": OWNER_KEY, "Value": "abc"}]}]})
+    ec2.add_response("import_key_pair", {"KeyName": "mine"},
+                     {"KeyName": "mine", "PublicKeyMaterial": b"ssh-ed25519 AAAA y"})
+    assert drv.create_keypair("cloudnorm-abc", "ssh-ed25519 AAAA x").fingerprint == "fp"
+    drv.create_keypair("mine", "ssh-ed25519 AAAA y")
+    ec2.add_client_error("describe_key_pairs", "InvalidKeyPair.NotFound", "no such key")
+    assert drv.delete_keypair("gone") is False
+    ec2.add_response("describe_key_pairs", {"KeyPairs": [{"KeyName": "mine"}]},
+                     {"KeyNames": ["mine"]})
+    ec2.add_response("delete_key_pair", {}, {"KeyName": "mine"})
+    assert drv.delete_keypair("mine") is True
+
+
+# -- provisioning ---------------------------------------------------------------------------
+def spec(network: Network | None, group: str | None = "sg-1", owner: str = "abc") -> BootSpec:
+    image = Image(id="ami-1", name="jammy")
+    flavor = Flavor(id="t3a.small", name="t3a.small", ram=2048, vcpus=2)
+    return BootSpec(name="web-1", image=image, flavor=flavor, network=network,
+                    key_name=f"cloudnorm-{owner}", owner=owner, security_group=group,
+                    metadata={"team": "qa"})
+
+
+def subnet_network(subnet_id: str, vpc_id: str, igw: str | None) -> Network:
+    return Network(id=subnet_id, name=subnet_id, public=bool(igw), reason="x",
+                   raw={"SubnetId": subnet_id, "VpcId": vpc_id,
+                        "cloudnorm:internet_gateway": igw})
+
+
+def run_params(nic: dict[str, Any] | None = None, **extra: Any) -> dict[str, Any]:
+    tags = [{"Key": OWNER_KEY, "Value": "abc"}, {"Key": "Name", "Value": "web-1"},
+            {"Key": "team", "Value": "qa"}]
+    params = {"ImageId": "ami-1", "InstanceType": "t3a.small", "MinCount": 1, "MaxCount": 1,
+              "KeyName": "cloudnorm-abc", "ClientToken": "cloudnorm-abc",
+              "TagSpecifications": [{"ResourceType": "instance", "Tags": tags},
+                                    {"ResourceType": "volume", "Tags": tags}], **extra}
+    if nic is not None:
+        params["NetworkInterfaces"] = [nic]
+    return params
+
+
+def launched(instance_id: str = "i-new") -> dict[str, Any]:
+    return {"Instances": [{"InstanceId": instance_id}]}
+
+
+@pytest.mark.parametrize("igw, mode, expect", [
+    ("igw-1", "public", True),   # routed: ask for a public address at launch
+    (None, "public", None),      # not routed: an address would be useless
+    ("igw-1", "elastic", False),  # the Elastic IP comes in step 5
+])
+def test_boot_asks_for_a_public_address_as_the_subnet_needs(stubbed, igw, mode, expect):
+    drv, ec2, _ = stubbed(ip=mode)
+    nic: dict[str, Any] = {"DeviceIndex": 0, "SubnetId": "subnet-1",
+                           "DeleteOnTermination": True, "Groups": ["sg-1"]}
+    if expect is not None:
+        nic["AssociatePublicIpAddress"] = expect
+    ec2.add_response("run_instances", launched(), run_params(nic))
+    assert drv.boot(spec(subnet_network("subnet-1", "vpc-1", igw))) == Created(
+        "server", "i-new", "web-1")
+
+
+def test_boot_without_a_network_uses_group_ids(stubbed):
+    drv, ec2, _ = stubbed()
+    ec2.add_response("run_instances", launched(), run_params(SecurityGroupIds=["sg-1"]))
+    drv.boot(spec(None))
+
+
+def test_security_group_follows_the_server_to_another_vpc(stubbed, monkeypatch):
+    drv, ec2, _ = stubbed()
+    monkeypatch.setattr("cloudnorm.drivers.aws.time.sleep", lambda s: None)
+    drv._net = account(drv)
+    ec2.add_response("create_security_group", {"GroupId": "sg-d"}, {
+        "GroupName": "cloudnorm-abc", "Description": f"{OWNER_KEY}=abc ssh access",
+        "VpcId": "vpc-d", "TagSpecifications": ANY})
+    ec2.add_response("authorize_security_group_ingress", {"Return": True}, {
+        "GroupId": "sg-d", "IpPermissions": [{
+            "IpProtocol": "tcp", "FromPort": 22, "ToPort": 22,
+            "IpRanges": [{"CidrIp": "0.0.0.0/0", "Description": "ssh"}],
+            "Ipv6Ranges": [{"CidrIpv6": "::/0", "Description": "ssh"}]}]})
+    first = drv.create_ssh_access("abc")
+    assert first == Created("security_group", "sg-d", "cloudnorm-abc")
+    # The caller named a subnet of the custom VPC: a group there replaces the first.
+    ec2.add_response("create_security_group", {"GroupId": "sg-c"},
+                     {"GroupName": "cloudnorm-abc", "Description": ANY, "VpcId": "vpc-c",
+                      "TagSpecifications": ANY})
+    ec2.add_response("authorize_security_group_ingress", {}, {"GroupId": "sg-c",
+                                                               "IpPermissions": ANY})
+    ec2.add_client_error("delete_security_group", "DependencyViolation", "still in use")
+    ec2.add_response("delete_security_group", {}, {"GroupId": "sg-d"})
+    nic = {"DeviceIndex": 0, "SubnetId": "subnet-pub", "DeleteOnTermination": True,
+           "Groups": ["sg-c"], "AssociatePublicIpAddress": True}
+    ec2.add_response("run_instances", launched(), run_params(nic))
+    drv.boot(spec(subnet_network("subnet-pub", "vpc-c", "igw-c"), group="sg-d"))
+    # Removing the ledger's group removes the one the server really uses.
+    ec2.add_response("delete_security_group", {}, {"GroupId": "sg-c"})
+    ec2.add_client_error("delete_security_group", "InvalidGroup.NotFound", "gone")
+    drv.delete(first)
+
+
+def test_elastic_ip_is_released_when_association_fails(stubbed):
+    drv, ec2, _ = stubbed(ip="elastic")
+    attach = subnet_network("subnet-1", "vpc-1", "igw-1")
+    ec2.add_response("allocate_address", {"AllocationId": "eipalloc-1",
+                                          "PublicIp": "198.51.100.200"}, {
+        "Domain": "vpc", "TagSpecifications": [{"ResourceType": "elastic-ip", "Tags": [
+            {"Key": OWNER_KEY, "Value": "abc"}]}]})
+    ec2.add_client_error("associate_address", "InvalidInstanceID", "not running")
+    ec2.add_response("describe_addresses", {"Addresses": [{"AllocationId": "eipalloc-1"}]},
+                     {"AllocationIds": ["eipalloc-1"]})
+    ec2.add_response("release_address", {}, {"AllocationId": "eipalloc-1"})
+    with pytest.raises(errors.ProviderError, match="InvalidInstanceID"):
+        drv.attach_public_address({"id": "i-1"}, attach, [], "abc")
+
+
+def test_elastic_ip_attached_and_explained(stubbed):
+    drv, ec2, _ = stubbed(ip="elastic")
+    attach = subnet_network("subnet-1", "vpc-1", "igw-1")
+    ec2.add_response("allocate_address", {"AllocationId": "eipalloc-1",
+                                          "PublicIp": "198.51.100.200"}, None)
+    ec2.add_response("associate_address", {"AssociationId": "eipassoc-1"}, {
+        "AllocationId": "eipalloc-1", "InstanceId": "i-1", "AllowReassociation": False})
+    created, address, (note,) = drv.attach_public_address({"id": "i-1"}, attach, [], "abc")
+    assert created == Created("floating_ip", "eipalloc-1", "198.51.100.200")
+    assert address.public and address.kind == "floating" and "igw-1" in address.reason
+    assert "cloudnorm: ip: elastic" in note.reason
+
+
+def test_elastic_ip_refused_on_a_subnet_without_internet_route(stubbed):
+    drv, _, _ = stubbed(ip="elastic")
+    with pytest.raises(errors.NotReachable, match="no route to an internet gateway"):
+        drv.attach_public_address({"id": "i-1"}, subnet_network("s", "v", None), [], "abc")
+
+
+def test_delete_elastic_ip_disassociates_first(stubbed):
+    drv, ec2, _ = stubbed()
+    ec2.add_response("describe_addresses", {"Addresses": [
+        {"AllocationId": "eipalloc-1", "AssociationId": "eipassoc-1"}]},
+        {"AllocationIds": ["eipalloc-1"]})
+    ec2.add_response("disassociate_address", {}, {"AssociationId": "eipassoc-1"})
+    ec2.add_response("release_address", {}, {"AllocationId": "eipalloc-1"})
+    drv.delete(Created("floating_ip", "eipalloc-1"))
+    ec2.add_client_error("describe_addresses", "InvalidAllocationID.NotFound", "gone")
+    drv.delete(Created("floating_ip", "eipalloc-2"))  # already gone: not an error
+
+
+def test_owned_resources_are_found_by_tag(stubbed):
+    drv, ec2, _ = stubbed()
+    by_tag = [{"Name": f"tag:{OWNER_KEY}", "Values": ["abc"]}]
+    ec2.add_response("describe_addresses", {"Addresses": [
+        {"AllocationId": "eipalloc-1", "PublicIp": "198.51.100.200"}]}, {"Filters": by_tag})
+    ec2.add_response("describe_instances", {"Reservations": [{"Instances": [instance("i-1")]}]},
+                     {"Filters": [*by_tag, {"Name": "instance-state-name", "Values": ANY}]})
+    ec2.add_response("describe_security_groups", {"SecurityGroups": [
+        {"GroupId": "sg-1", "GroupName": "cloudnorm-abc"}]}, {"Filters": by_tag})
+    ec2.add_response("describe_key_pairs", {"KeyPairs": [{"KeyName": "cloudnorm-abc"}]},
+                     {"Filters": by_tag})
+    assert [(c.kind, c.id) for c in drv.owned_resources("abc")] == [
+        ("floating_ip", "eipalloc-1"), ("server", "i-1"), ("security_group", "sg-1"),
+        ("keypair", "cloudnorm-abc")]
+
+
+# -- errors ---------------------------------------------------------------------------------
+@pytest.mark.parametrize("code, kind, check", [
+    ("AuthFailure", errors.AuthError, "check the credentials"),
+    ("UnrecognizedClientException", errors.AuthError, "aws sso login"),
+    ("InvalidClientTokenId", errors.AuthError, "aws_profile"),
+    ("InstanceLimitExceeded", errors.QuotaExceeded, "instances"),
+    ("VcpuLimitExceeded", errors.QuotaExceeded, "vCPUs"),
+    ("InsufficientInstanceCapacity", errors.QuotaExceeded, "capacity"),
+    ("RequestLimitExceeded", errors.QuotaExceeded, "API request rate"),
+    ("InvalidAMIID.NotFound", errors.NotFound, "InvalidAMIID.NotFound"),
+    ("InvalidParameterValue", errors.ProviderError, "InvalidParameterValue"),
+])
+def test_aws_errors_become_cloudnorm_errors(stubbed, code, kind, check):
+    drv, ec2, _ = stubbed()
+    ec2.add_client_error("run_instances", code, "the message", http_status_code=400,
+                         response_meta={"RequestId": "req-42"})
+    with pytest.raises(kind) as info:
+        drv.boot(spec(None))
+    error = info.value
+    assert type(error) is kind and "RunInstances" in str(error) and "the message" in str(error)
+    assert check in (str(error) + getattr(error, "resource", ""))
+    if kind is errors.ProviderError:
+        assert (error.status, error.request_id, error.endpoint) == (
+            code, "req-42", "ec2 RunInstances")
+
+
+def test_clients_retry_the_standard_way():
+    client = make_driver()._client("ec2")
+    assert client.meta.config.retries["mode"] == "standard"
+    assert client.meta.endpoint_url == ENDPOINT
