@@ -10,6 +10,7 @@ environment (cached), e.g. in a CI image.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import signal
@@ -17,6 +18,25 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+from cloudnorm.testing import _progress
+
+AWS_PROFILE = "aws"
+
+
+def _start_dataplanes(teardown: contextlib.ExitStack, workdir: Path, stack: object,
+                      aws: object) -> None:
+    """SSH nodes for every cloud that runs: each cloud's watcher steers its own fleet."""
+    if stack is not None:
+        from cloudnorm.testing.openstack.dataplane_sync import DataPlane
+
+        teardown.enter_context(DataPlane(stack, workdir / "nodes"))
+    if aws is not None:
+        from cloudnorm.testing.aws_dataplane import AwsDataPlaneSync
+        from cloudnorm.testing.dataplane import Fleet
+
+        fleet = teardown.enter_context(Fleet(workdir / "aws-nodes"))
+        teardown.callback(AwsDataPlaneSync(aws, fleet).start().stop)
 
 
 class _Interrupted(BaseException):
@@ -27,10 +47,32 @@ class _Interrupted(BaseException):
         self.signum = signum
 
 
+# Set in the copy of this command that runs inside the private network namespace.
+_INSIDE = "CLOUDNORM_SANDBOX_NETNS"
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = _parser().parse_args(argv)
     if args.action == "install":
         return _install()
+    if os.geteuid() == 0 and not os.environ.get(_INSIDE):
+        # Everything that needs the network is installed first; then the sandbox, its
+        # SSH servers and COMMAND run in a namespace of their own, where the public
+        # addresses the cloud hands out exist and nothing else does.
+        if _install() != 0:
+            return 1
+        from cloudnorm.testing.dataplane import InstallError, ensure_openssh
+        from cloudnorm.testing.dataplane.netns import run_in_private_netns
+
+        try:
+            ensure_openssh()
+        except InstallError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 1
+        env = dict(os.environ, **{_INSIDE: "1"})
+        return run_in_private_netns([sys.executable, "-m", "cloudnorm.testing", *argv],
+                                    env=env)
     return _run(args)
 
 
@@ -44,7 +86,8 @@ def _parser() -> argparse.ArgumentParser:
         "run", help="start the sandbox, run COMMAND against it, stop the sandbox",
         usage="%(prog)s [--profile NAME]... [--workdir DIR] -- COMMAND...")
     run.add_argument("--profile", action="append", dest="profiles", metavar="NAME",
-                     help="quirk profile to seed (repeatable; default: all)")
+                     help="quirk profile to seed, or 'aws' for the local EC2 (repeatable; "
+                          "default: all)")
     run.add_argument("--workdir", type=Path, metavar="DIR",
                      help="where state and logs go (kept afterwards; default: a temporary "
                           "directory, removed afterwards)")
@@ -56,7 +99,7 @@ def _install() -> int:
     from cloudnorm.testing.openstack import install
 
     try:
-        print(install.ensure_installed())
+        install.ensure_installed()
     except install.InstallError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
@@ -96,11 +139,39 @@ def _run(args: argparse.Namespace) -> int:
             raise _Interrupted(signum)
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
-    stack = OpenStackStack(workdir, args.profiles)
+    # "aws" names the local EC2; every other name is an OpenStack profile.
+    wanted = args.profiles
+    openstack_profiles = None if wanted is None else [p for p in wanted if p != AWS_PROFILE]
+    teardown = contextlib.ExitStack()
     try:
-        stack.start()
-        env = dict(os.environ, OS_CLIENT_CONFIG_FILE=str(stack.clouds_yaml),
-                   CLOUDNORM_SANDBOX_CLOUDS_YAML=str(stack.clouds_yaml))
+        clouds_yaml = workdir / "clouds.yaml"
+        stack = None
+        if openstack_profiles is None or openstack_profiles:
+            stack = OpenStackStack(workdir, openstack_profiles)
+            teardown.callback(stack.stop)
+            stack.start()
+            clouds_yaml = stack.clouds_yaml
+        aws = None
+        if wanted is None or AWS_PROFILE in wanted:
+            from cloudnorm.testing.aws import MotoSandbox
+
+            aws = MotoSandbox(workdir / "aws")
+            teardown.callback(aws.stop)
+            aws.start()
+            aws.write_clouds_yaml(clouds_yaml)
+            _progress.say(f"local EC2 (moto) up: {', '.join(aws.clouds())}")
+        dataplane = os.environ.get(_INSIDE)
+        if dataplane:
+            _start_dataplanes(teardown, workdir, stack, aws)
+            _progress.say("SSH data plane up: servers answer on their reachable addresses")
+        else:
+            _progress.say("not root: no SSH data plane (servers boot but answer no SSH)")
+        env = dict(os.environ, OS_CLIENT_CONFIG_FILE=str(clouds_yaml),
+                   CLOUDNORM_SANDBOX_CLOUDS_YAML=str(clouds_yaml),
+                   AWS_EC2_METADATA_DISABLED="true")
+        env.pop(_INSIDE, None)
+        if dataplane:
+            env["CLOUDNORM_SANDBOX_DATAPLANE"] = "running"
         try:
             child = subprocess.Popen(command, env=env)
         except OSError as error:
@@ -117,7 +188,7 @@ def _run(args: argparse.Namespace) -> int:
         # Tearing down must not itself be interrupted half-way.
         for sig in previous:
             signal.signal(sig, signal.SIG_IGN)
-        stack.stop()
+        teardown.close()  # data planes first, then the clouds: the reverse of starting
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         if temporary:

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import ipaddress
 import itertools
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 PROFILE_DIR = Path(__file__).resolve().parent / "profiles"
 NETWORK_KINDS = ("tenant", "provider", "external")
@@ -49,7 +50,7 @@ def subnets(profile: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def _check(profile: Any, path: Path) -> None:
-    def fail(message: str) -> None:
+    def fail(message: str) -> NoReturn:
         raise ProfileError(f"{path}: {message}")
 
     if not isinstance(profile, dict):
@@ -68,12 +69,22 @@ def _check(profile: Any, path: Path) -> None:
     subnet_names = [subnet["name"] for subnet in subnets(profile)]
     if len(set(subnet_names)) != len(subnet_names):
         fail("subnet names must be unique within a profile")
+    for subnet in subnets(profile):
+        _check_pools(subnet, fail)
+    if not isinstance(profile.get("metadata_service", True), bool):
+        fail("metadata_service must be true or false")
     for router in profile.get("routers", []):
         if router.get("gateway") not in network_names:
             fail(f"router {router['name']!r}: gateway must name a network of the profile")
         for interface in router.get("interfaces", []):
             if interface not in subnet_names:
                 fail(f"router {router['name']!r}: interface {interface!r} is not a subnet")
+    fip_addresses = _check_floating_ips(profile, fail)
+    cloudnorm_settings = profile.get("clouds_yaml", {}).get("cloudnorm", {})
+    if not isinstance(cloudnorm_settings, dict):
+        fail("clouds_yaml.cloudnorm must be a mapping")
+    if {"provider", "sandbox_profile"} & set(cloudnorm_settings):
+        fail("clouds_yaml.cloudnorm: provider and sandbox_profile are set by the sandbox")
     image_keys = [image["key"] for image in profile["images"]]
     if len(set(image_keys)) != len(image_keys):
         fail("image keys must be unique within a profile")
@@ -93,6 +104,47 @@ def _check(profile: Any, path: Path) -> None:
     fip = expect.get("floating_ip_network")
     if fip is not None and fip not in network_names:
         fail("expect.floating_ip_network must name one of the profile's networks or be null")
+    shared = expect.get("shared_floating_ip")
+    if shared is not None and shared not in fip_addresses:
+        fail("expect.shared_floating_ip must be the address of one of floating_ips")
+
+
+def _check_pools(subnet: dict[str, Any], fail: Callable[[str], NoReturn]) -> None:
+    cidr = ipaddress.ip_network(subnet["cidr"])
+    gateway = subnet.get("gateway_ip")
+    for pool in subnet.get("allocation_pools", []):
+        start, end = ipaddress.ip_address(pool["start"]), ipaddress.ip_address(pool["end"])
+        if start not in cidr or end not in cidr or int(start) > int(end):
+            fail(f"subnet {subnet['name']!r}: allocation pool {start}-{end} is not a range "
+                 f"of {cidr}")
+        if gateway is not None and int(start) <= int(ipaddress.ip_address(gateway)) <= int(end):
+            fail(f"subnet {subnet['name']!r}: gateway_ip {gateway} lies in a pool")
+
+
+def _check_floating_ips(profile: dict[str, Any], fail: Callable[[str], NoReturn]) -> list[str]:
+    """Floating IPs the admin creates in the project; returns their addresses."""
+    networks = {network["name"]: network for network in profile["networks"]}
+    addresses = []
+    for spec in profile.get("floating_ips", []):
+        network = networks.get(spec.get("network"))
+        if network is None or network["kind"] != "external":
+            fail(f"floating IP {spec.get('address')}: network must name an external network")
+        address = ipaddress.ip_address(spec["address"])
+        if not any(_in_pool(address, subnet) for subnet in network.get("subnets", [])):
+            fail(f"floating IP {address}: not in an allocation pool of {network['name']!r}")
+        addresses.append(str(address))
+    if len(set(addresses)) != len(addresses):
+        fail("floating IP addresses must be unique within a profile")
+    return addresses
+
+
+def _in_pool(address: Any, subnet: dict[str, Any]) -> bool:
+    if address not in ipaddress.ip_network(subnet["cidr"]):
+        return False
+    pools = subnet.get("allocation_pools")
+    return not pools or any(
+        int(ipaddress.ip_address(pool["start"])) <= int(address)
+        <= int(ipaddress.ip_address(pool["end"])) for pool in pools)
 
 
 def _check_disjoint(profiles: list[dict[str, Any]]) -> None:

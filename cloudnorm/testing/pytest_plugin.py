@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 REUSE_VARIABLE = "CLOUDNORM_SANDBOX_CLOUDS_YAML"
+DATAPLANE_VARIABLE = "CLOUDNORM_SANDBOX_DATAPLANE"
 
 
 @pytest.fixture(scope="session")
@@ -40,3 +41,19 @@ def openstack_sandbox(tmp_path_factory):
         yield stack
     finally:
         stack.stop()
+
+
+@pytest.fixture(scope="session")
+def openstack_dataplane(openstack_sandbox, tmp_path_factory):
+    """The sandbox's SSH data plane (a :class:`~cloudnorm.testing.dataplane.Fleet`):
+    every ACTIVE server answers SSH on the addresses its profile makes reachable.
+    Needs root and a private network namespace (``python -m cloudnorm.testing run``
+    provides both)."""
+    from cloudnorm.testing.openstack.dataplane_sync import DataPlane
+
+    if os.environ.get(DATAPLANE_VARIABLE):
+        pytest.fail("this sandbox's SSH data plane belongs to `python -m cloudnorm.testing run`;"
+                    " tests that steer nodes need their own: run pytest inside `unshare -n`"
+                    " without `run`", pytrace=False)
+    with DataPlane(openstack_sandbox, tmp_path_factory.mktemp("nodes")) as dataplane:
+        yield dataplane.fleet

@@ -133,6 +133,12 @@ def test_clouds_yaml_carries_profile_settings(openstack_sandbox):
                 for network in clouds["sandbox-multi-external"]["networks"]}
     assert networks["Public Internet"]["nat_source"] is True
     assert networks["Private Network (Floating Public)"]["default_interface"] is True
+    # Clouds whose quirk cloudnorm cannot discover are named to it through its own profiles.
+    assert clouds["sandbox-config-drive-only"]["cloudnorm"] == {
+        "provider": "openstack", "profile": "config-drive",
+        "sandbox_profile": "config-drive-only"}
+    assert clouds["sandbox-port-forward"]["cloudnorm"] == {
+        "provider": "openstack", "profile": "port-forward", "sandbox_profile": "port-forward"}
 
 
 @pytest.mark.parametrize("profile", PROFILES)
@@ -214,6 +220,85 @@ def test_floating_ip_fails_on_gateway_only_subnet(connect, openstack_sandbox):
 
     with pytest.raises(openstack.exceptions.ConflictException, match="No valid service subnet"):
         conn.network.create_ip(floating_network_id=egress)
+
+
+def test_config_drive_only_records_the_config_drive(connect, openstack_sandbox):
+    state = openstack_sandbox.profile("config-drive-only")
+    expect = state["expect"]
+    conn = connect("config-drive-only")
+    # What the SSH data plane reads to decide whether a server's key could arrive.
+    assert state["metadata_service"] is False
+    assert all(openstack_sandbox.profile(name)["metadata_service"] is True
+               for name in openstack_sandbox.profile_names if name != "config-drive-only")
+
+    server = conn.compute.create_server(
+        name="sandbox-test-config-drive", image_id=expect["image"]["id"],
+        flavor_id=expect["flavor"]["id"], networks=[{"uuid": expect["default_network_id"]}],
+        config_drive=True)
+    try:
+        server = conn.compute.wait_for_server(server, status="ACTIVE", wait=BOOT_TIMEOUT,
+                                              interval=0.5)
+        assert str(server.has_config_drive).lower() == "true"
+        (address,) = server.addresses["Ext-Net"]
+        assert ipaddress.ip_address(address["addr"]) in ipaddress.ip_network("203.0.113.224/28")
+    finally:
+        conn.compute.delete_server(server)
+        conn.compute.wait_for_delete(server, wait=DELETE_TIMEOUT, interval=0.5)
+
+
+def test_port_forward_project_owns_one_shared_floating_ip(connect, openstack_sandbox):
+    state = openstack_sandbox.profile("port-forward")
+    shared = state["expect"]["shared_floating_ip"]
+    conn = connect("port-forward")
+
+    (floating_ip,) = conn.network.ips()
+    assert floating_ip.floating_ip_address == shared
+    assert floating_ip.id == state["floating_ips"][shared]
+    assert floating_ip.project_id == state["project_id"]
+    assert floating_ip.port_id is None
+    assert floating_ip.floating_network_id == state["networks"]["public"]
+    assert floating_ip.description == "shared floating IP: reach servers through port forwarding"
+    # The pool held the router's gateway address and this one: there is no other.
+    with pytest.raises(openstack.exceptions.ConflictException,
+                       match="No more IP addresses available"):
+        conn.network.create_ip(floating_network_id=state["networks"]["public"])
+    assert [ip.id for ip in conn.network.ips()] == [floating_ip.id]
+
+
+def test_port_forward_project_can_forward_a_port_of_the_shared_ip(connect, openstack_sandbox):
+    state = openstack_sandbox.profile("port-forward")
+    fip_id = state["floating_ips"][state["expect"]["shared_floating_ip"]]
+    conn = connect("port-forward")
+    # A port of the project's tenant network stands in for a server's: no boot needed.
+    port = conn.network.create_port(network_id=state["networks"]["private"],
+                                    name="sandbox-test-forwarded")
+    try:
+        internal_ip = port.fixed_ips[0]["ip_address"]
+        forwarding = conn.network.create_port_forwarding(
+            floatingip_id=fip_id, internal_port_id=port.id, internal_ip_address=internal_ip,
+            internal_port=22, external_port=2201, protocol="tcp", description="ssh")
+        try:
+            listed = list(conn.network.port_forwardings(fip_id))
+            assert [(pf.id, pf.internal_port, pf.external_port) for pf in listed] == [
+                (forwarding.id, 22, 2201)]
+            # The floating IP shows its forwardings too (expose-port-forwarding-in-fip) and
+            # now belongs to the router that connects the port's subnet.
+            body = conn.network.get(f"/floatingips/{fip_id}").json()["floatingip"]
+            assert [(pf["internal_port_id"], pf["external_port"])
+                    for pf in body["port_forwardings"]] == [(port.id, 2201)]
+            assert body["router_id"] == state["routers"]["router1"]
+            # One external port maps to one place.
+            with pytest.raises(openstack.exceptions.BadRequestException, match="collision"):
+                conn.network.create_port_forwarding(
+                    floatingip_id=fip_id, internal_port_id=port.id,
+                    internal_ip_address=internal_ip, internal_port=23, external_port=2201,
+                    protocol="tcp")
+        finally:
+            conn.network.delete_port_forwarding(forwarding, fip_id, ignore_missing=True)
+        assert list(conn.network.port_forwardings(fip_id)) == []
+        assert conn.network.get_ip(fip_id).router_id is None
+    finally:
+        conn.network.delete_port(port)
 
 
 def test_default_security_group_keeps_ssh_closed(connect):

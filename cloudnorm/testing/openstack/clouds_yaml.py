@@ -30,7 +30,10 @@ def entries(auth_url: str, profiles: list[dict[str, Any]],
             "interface": "public",
         }
         entry.update(profile.get("clouds_yaml", {}))
-        entry["cloudnorm"] = {"provider": "openstack", "sandbox_profile": profile["name"]}
+        # A profile may tell cloudnorm more about its cloud (e.g. which cloudnorm profile
+        # fits it); which sandbox profile made the entry is always the sandbox's to say.
+        entry["cloudnorm"] = {"provider": "openstack", **entry.get("cloudnorm", {}),
+                              "sandbox_profile": profile["name"]}
         clouds[cloud_name(profile["name"])] = entry
     return {"clouds": clouds}
 

@@ -6,8 +6,14 @@ sshd with the image's user and the injected key) listening on exactly the
 addresses a real cloud of this shape would make reachable -- floating IPs
 attached to the server's ports, fixed IPs on globally routed subnets, never a
 private address -- and only while a security group rule lets TCP 22 in (or
-port security is off). It writes each node's console, with cloud-init's host
-key blocks, where Nova's console API reads it.
+port security is off). A server reached through floating IP port forwarding
+answers on the floating IP, on the external port that maps to its port 22.
+It writes each node's console, with cloud-init's host key blocks, where Nova's
+console API reads it.
+
+On a cloud without a metadata service (``without_metadata``: those projects'
+ids) the key reaches a server only on a config drive: a server booted without
+one comes up with no key its owner holds, and every login is refused.
 
 It talks to the services as the sandbox admin, so its requests are logged
 under the admin project and never count against a test's project.
@@ -17,8 +23,11 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import shutil
+import subprocess
+import tempfile
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any
 
@@ -53,13 +62,16 @@ class DataPlaneSync:
     """A background thread reconciling ``fleet`` with the cloud every ``interval`` s."""
 
     def __init__(self, session: Any, region: str, fleet: Any, console_dir: Path,
-                 login_user: Callable[[dict[str, Any]], str], interval: float = 0.3) -> None:
+                 login_user: Callable[[dict[str, Any]], str], interval: float = 0.3,
+                 without_metadata: Collection[str] = ()) -> None:
         self._session = session
         self._region = region
         self._fleet = fleet
         self._console_dir = console_dir
         self._login_user = login_user
         self._interval = interval
+        self._without_metadata = frozenset(without_metadata)
+        self._orphan_key: str | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._keys: dict[str, str] = {}  # server id -> public key injected at boot
@@ -114,11 +126,14 @@ class DataPlaneSync:
         groups = {g["id"]: g for g in self._get("network", "/v2.0/security-groups")[
             "security_groups"]}
         forwardings = self._port_forwardings(fips)
+        reachable: dict[str, tuple[list[dict[str, Any]], list[str], int]] = {}
         for sid, server in active.items():
             mine = [p for p in ports if p.get("device_id") == sid]
             if sid not in self._keys and not self._learn(sid, server):
                 continue
-            addresses, port_number = self._reachable(mine, fips, subnets, forwardings)
+            reachable[sid] = (mine, *self._reachable(mine, fips, subnets, forwardings))
+        self._share_forwarded_addresses(reachable)
+        for sid, (mine, addresses, port_number) in reachable.items():
             allow = any(not p.get("port_security_enabled", True)
                         or any(_opens_ssh(r) for g in p.get("security_groups", [])
                                for r in groups.get(g, {}).get("security_group_rules", []))
@@ -137,27 +152,85 @@ class DataPlaneSync:
 
     def _learn(self, sid: str, server: dict[str, Any]) -> bool:
         """Fetch, once, what the server was booted with: its key and its image's user."""
-        key_name = server.get("key_name")
-        if not key_name:
-            return False
-        try:
-            keypair = self._get("compute", f"/os-keypairs/{key_name}?user_id={server['user_id']}",
-                                headers={"OpenStack-API-Version": "compute 2.10"})["keypair"]
-        except RuntimeError as exc:
-            LOG.warning("server %s: key pair %s unreadable: %s", sid, key_name, exc)
-            return False
+        if server.get("tenant_id") in self._without_metadata and not _has_config_drive(server):
+            # Nothing could carry the key into the server: it boots, and refuses logins.
+            key = self._key_nobody_holds()
+        else:
+            key_name = server.get("key_name")
+            if not key_name:
+                return False
+            try:
+                keypair = self._get(
+                    "compute", f"/os-keypairs/{key_name}?user_id={server['user_id']}",
+                    headers={"OpenStack-API-Version": "compute 2.10"})["keypair"]
+            except RuntimeError as exc:
+                LOG.warning("server %s: key pair %s unreadable: %s", sid, key_name, exc)
+                return False
+            key = keypair["public_key"].strip()
         image = self._get("image", f"/v2/images/{server['image']['id']}")
-        self._keys[sid] = keypair["public_key"].strip()
+        self._keys[sid] = key
         self._users[sid] = self._login_user(image)
         return True
+
+    def _key_nobody_holds(self) -> str:
+        """A public key whose private half was thrown away as soon as it was made.
+
+        The node needs some key for its user; this one can never be used to log in.
+        """
+        if self._orphan_key is None:
+            scratch = Path(tempfile.mkdtemp(prefix="orphan-key-"))
+            try:
+                subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C",
+                                "no-metadata-service", "-f", str(scratch / "key")],
+                               check=True, capture_output=True, timeout=30)
+                self._orphan_key = (scratch / "key.pub").read_text().strip()
+            finally:
+                shutil.rmtree(scratch, ignore_errors=True)
+        return self._orphan_key
 
     def _port_forwardings(self, fips: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
         found: dict[str, list[dict[str, Any]]] = {}
         for fip in fips:
-            if fip.get("port_forwardings"):
+            entries = fip.get("port_forwardings")
+            # The floating IP shows its forwardings only with the expose-port-forwarding-in-fip
+            # extension, and then without port ranges: ask the forwardings themselves then.
+            if entries is None or any(pf.get("internal_port") is None or
+                                      pf.get("external_port") is None for pf in entries):
+                entries = self._get(
+                    "network", f"/v2.0/floatingips/{fip['id']}/port_forwardings")[
+                        "port_forwardings"]
+            if entries:
                 found[fip["id"]] = [dict(pf, floating_ip_address=fip["floating_ip_address"])
-                                    for pf in fip["port_forwardings"]]
+                                    for pf in entries]
         return found
+
+    def _share_forwarded_addresses(
+            self, reachable: dict[str, tuple[list[dict[str, Any]], list[str], int]]) -> None:
+        """Leave a floating IP forwarded to several servers to one of them, and say so.
+
+        A node answers on whole addresses, so two nodes cannot share one, each on a port
+        of its own; handing the address back and forth would break both. The server with
+        the lowest external port (then id) keeps it, every round the same.
+        """
+        by_address: dict[str, list[tuple[int, str]]] = {}
+        for sid, (_, addresses, port_number) in reachable.items():
+            if port_number != 22:
+                for address in addresses:
+                    by_address.setdefault(address, []).append((port_number, sid))
+        for address, claims in by_address.items():
+            if len(claims) < 2:
+                continue
+            claims.sort()
+            message = (f"floating IP {address} is forwarded to servers "
+                       f"{', '.join(f'{sid} (port {port})' for port, sid in claims)}; the "
+                       f"data plane gives an address to one node only: {claims[0][1]} answers")
+            if message not in self.errors:
+                LOG.warning("%s", message)
+                self.errors.append(message)
+                del self.errors[:-20]
+            for _, sid in claims[1:]:
+                mine, addresses, port_number = reachable[sid]
+                reachable[sid] = (mine, [a for a in addresses if a != address], port_number)
 
     def _reachable(self, ports: list[dict[str, Any]], fips: list[dict[str, Any]],
                    subnets: dict[str, dict[str, Any]],
@@ -172,9 +245,39 @@ class DataPlaneSync:
                     addresses.append(fixed["ip_address"])
         for entries in forwardings.values():
             for pf in entries:
-                if pf.get("internal_port_id") in port_ids and pf.get("internal_port") == 22:
-                    return [pf["floating_ip_address"]], int(pf["external_port"])
+                external = _external_ssh_port(pf)
+                if pf.get("internal_port_id") in port_ids and external is not None:
+                    return [pf["floating_ip_address"]], external
         return sorted(set(addresses)), 22
+
+
+def _has_config_drive(server: dict[str, Any]) -> bool:
+    # Nova reports the boot request's flag as a string: "True" (or "" when not asked for).
+    return str(server.get("config_drive") or "").lower() in ("true", "1", "yes")
+
+
+def _external_ssh_port(pf: dict[str, Any]) -> int | None:
+    """The external port a forwarding maps to TCP port 22, if it maps one."""
+    if pf.get("protocol", "tcp") != "tcp":
+        return None
+    if pf.get("internal_port") is not None and pf.get("external_port") is not None:
+        return int(pf["external_port"]) if int(pf["internal_port"]) == 22 else None
+
+    def bounds(value: Any) -> tuple[int, int] | None:
+        if value is None:
+            return None
+        low, _, high = str(value).partition(":")
+        return int(low), int(high or low)
+
+    internal = bounds(pf.get("internal_port_range") or pf.get("internal_port"))
+    external = bounds(pf.get("external_port_range") or pf.get("external_port"))
+    if internal is None or external is None or not internal[0] <= 22 <= internal[1]:
+        return None
+    # Ranges of one length map port by port; many external ports to one internal port
+    # map them all to 22, and the first is as good as any.
+    if internal[1] - internal[0] == external[1] - external[0]:
+        return external[0] + 22 - internal[0]
+    return external[0]
 
 
 # The user each sandbox image's cloud-init creates. Deliberately not cloudnorm's own
@@ -193,3 +296,40 @@ def image_login_user(image: dict[str, Any]) -> str:
         if word in text:
             return user
     return "cloud-user"
+
+
+class DataPlane:
+    """The SSH data plane of a running local OpenStack: a fleet of nodes and the
+    watcher that keeps it in step. Needs root and a private network namespace."""
+
+    def __init__(self, sandbox: Any, workdir: Path) -> None:
+        from keystoneauth1 import session as ks_session
+        from keystoneauth1.identity import v3
+
+        from cloudnorm.testing.dataplane import Fleet, require_private_netns
+
+        require_private_netns()
+        self._session = ks_session.Session(auth=v3.Password(**sandbox.admin_auth))
+        self.fleet = Fleet(workdir)
+        # A sandbox.json written before profiles said whether they have a metadata service
+        # describes clouds that all had one.
+        without_metadata = [project for project, name in sandbox.project_profiles().items()
+                            if not sandbox.profile(name).get("metadata_service", True)]
+        self.sync = DataPlaneSync(self._session, sandbox.region, self.fleet,
+                                  sandbox.console_dir, image_login_user,
+                                  without_metadata=without_metadata)
+
+    def start(self) -> DataPlane:
+        self.sync.start()
+        return self
+
+    def stop(self) -> None:
+        self.sync.stop()
+        self.fleet.close()
+        self._session.session.close()
+
+    def __enter__(self) -> DataPlane:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

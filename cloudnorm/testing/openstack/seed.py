@@ -8,7 +8,9 @@ Each profile gets its own project and user, and sees only what its profile defin
 * provider and tenant networks, subnets and routers are owned by the project;
 * flavors are private, with access for the project;
 * images are ``shared`` with the project as an accepted member; snapshots are private
-  images owned by the project.
+  images owned by the project;
+* floating IPs a profile lists are created by the admin in the project, before any router
+  takes its gateway address, so that a pool sized to the last address comes out the same.
 
 Networks, flavors and images live in different services with separate databases, so each
 kind is seeded by its own worker; within a service, requests go one at a time (SQLite).
@@ -73,7 +75,11 @@ def _identity(conn: Any, profile: dict[str, Any], password: str,
         "project_id": project.id, "project_name": name,
         "user_id": user.id, "username": name, "password": password,
         "region": profile.get("region", "RegionOne"),
+        # What the SSH data plane needs to play the cloud's servers: without a metadata
+        # service, a key reaches a server only on a config drive.
+        "metadata_service": profile.get("metadata_service", True),
         "networks": {}, "subnets": {}, "routers": {}, "flavors": {}, "images": {},
+        "floating_ips": {},
     }
 
 
@@ -109,6 +115,11 @@ def _networks(conn: Any, profile: dict[str, Any], state: dict[str, Any]) -> None
             state["subnets"][subnet["name"]] = _subnet(
                 conn, network.id, subnet, None if spec["kind"] == "external" else project_id,
                 routed=subnet["name"] in routed).id
+    for spec in profile.get("floating_ips", []):
+        floating_ip = conn.network.create_ip(
+            floating_network_id=state["networks"][spec["network"]], project_id=project_id,
+            floating_ip_address=spec["address"], description=spec.get("description", ""))
+        state["floating_ips"][spec["address"]] = floating_ip.id
     for router_spec in profile.get("routers", []):
         router = conn.network.create_router(
             name=router_spec["name"], project_id=project_id,
@@ -137,6 +148,8 @@ def _subnet(conn: Any, network_id: str, spec: dict[str, Any], project_id: str | 
         attrs["service_types"] = list(spec["service_types"])
     if "gateway_ip" in spec:
         attrs["gateway_ip"] = spec["gateway_ip"]
+    if "allocation_pools" in spec:
+        attrs["allocation_pools"] = [dict(pool) for pool in spec["allocation_pools"]]
     return conn.network.create_subnet(**attrs)
 
 

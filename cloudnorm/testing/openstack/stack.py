@@ -87,6 +87,10 @@ class OpenStackStack:
         return self._started().admin_auth
 
     @property
+    def region(self) -> str:
+        return self._started().region
+
+    @property
     def request_log(self) -> Path:
         return self._started().request_log
 
@@ -96,6 +100,9 @@ class OpenStackStack:
 
     def profile(self, name: str) -> dict[str, Any]:
         return self._started().profile(name)
+
+    def project_profiles(self) -> dict[str, str]:
+        return self._started().project_profiles()
 
     def connect(self, profile: str) -> Any:
         return self._started().connect(profile)

@@ -78,9 +78,14 @@ class SandboxState:
         return list(self._data["profiles"])
 
     def profile(self, name: str) -> dict[str, Any]:
-        """Ids of the profile's project, user, networks, subnets, routers, flavors and images,
+        """Ids of the profile's project, user, networks, subnets, routers, flavors, images
+        and floating IPs (by address), ``metadata_service`` (whether the cloud has one),
         and ``expect``: its expectations with ids resolved."""
         return self._data["profiles"][name]
+
+    def project_profiles(self) -> dict[str, str]:
+        """Profile name by project id: what shapes a server of that project."""
+        return {state["project_id"]: name for name, state in self._data["profiles"].items()}
 
     def requests(self, since: float | None = None, service: str | None = None,
                  project: str | None = None) -> list[dict[str, Any]]:
