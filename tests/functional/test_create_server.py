@@ -14,30 +14,16 @@ import time
 import pytest
 
 import cloudnorm
-from cloudnorm import errors, provision
+from cloudnorm import errors, hostkeys, provision
 from cloudnorm.testing import profile_data
 
 pytestmark = pytest.mark.functional
 PROFILES = profile_data.available()
 
 
-@pytest.fixture(scope="module")
-def dataplane(openstack_sandbox, tmp_path_factory):
-    """SSH nodes that follow the cloud: started per ACTIVE server, on reachable addresses."""
-    from keystoneauth1 import session as ks_session
-    from keystoneauth1.identity import v3
-
-    from cloudnorm.testing.dataplane import Fleet, netns
-    from cloudnorm.testing.openstack.dataplane_sync import DataPlaneSync, image_login_user
-
-    netns.require_private_netns()
-    admin = ks_session.Session(auth=v3.Password(**openstack_sandbox.admin_auth))
-    fleet = Fleet(tmp_path_factory.mktemp("nodes"))
-    sync = DataPlaneSync(admin, "RegionOne", fleet, openstack_sandbox.console_dir,
-                         image_login_user).start()
-    yield fleet
-    sync.stop()
-    fleet.close()
+@pytest.fixture
+def dataplane(openstack_dataplane):
+    return openstack_dataplane
 
 
 @pytest.fixture(scope="module")
@@ -69,8 +55,12 @@ def leftovers(sandbox, profile, owner):
                  if (s.metadata or {}).get("cloudnorm:owner") == owner]
         found += [f"key pair {k.name}" for k in sdk.compute.keypairs() if owner in k.name]
         if sdk.has_service("network"):
-            found += [f"floating IP {f.floating_ip_address}" for f in sdk.network.ips()
-                      if owner in (f.description or "")]
+            for fip in sdk.network.ips():
+                if owner in (fip.description or ""):
+                    found.append(f"floating IP {fip.floating_ip_address}")
+                found += [f"port forwarding {fip.floating_ip_address}:{pf.external_port}"
+                          for pf in sdk.network.port_forwardings(fip)
+                          if owner in (pf.description or "")]
             found += [f"security group {g.name}" for g in sdk.network.security_groups()
                       if owner in (g.name or "")]
     finally:
@@ -85,14 +75,17 @@ def test_create_login_harden_delete(profile, openstack_sandbox, dataplane, opera
     key_path, operator_pub = operator_key
     events: list[provision.StepEvent] = []
     cloud = connect(openstack_sandbox, profile)
-    started = time.monotonic()
+    started, mark = time.monotonic(), time.time()
     server = cloud.create_server(f"cn-{profile}", image="ubuntu-22.04", min_ram=2048,
                                  authorized_keys=[operator_pub], on_step=events.append,
                                  timeout=240)
     elapsed = time.monotonic() - started
     owner = server.tags["cloudnorm:owner"]
+    time.sleep(0.3)  # the services log a request after answering it
+    made = openstack_sandbox.requests(since=mark, project=f"sandbox-{profile}")
     try:
-        print(f"\n{profile}: create_server took {elapsed:.1f}s")
+        print(f"\n{profile}: create_server took {elapsed:.1f}s and {len(made)} API requests "
+              f"(cold cache): " + ", ".join(sorted({f"{r['service']}" for r in made})))
         assert server.status == "running"
         assert server.ssh_user == "ubuntu"
         assert server.interface_ip
@@ -110,8 +103,11 @@ def test_create_login_harden_delete(profile, openstack_sandbox, dataplane, opera
                 a.kind == "floating" and a.ip == server.interface_ip for a in server.addresses)
 
         known_hosts = tmp_path / "known_hosts"
-        host = server.interface_ip if ":" not in server.interface_ip else server.interface_ip
-        known_hosts.write_text("".join(f"{host} {k}\n" for k in server.host_keys))
+        known_hosts.write_text("".join(
+            line + "\n" for line in hostkeys.known_hosts_lines(
+                server.host_keys, server.interface_ip, server.ssh_port)))
+        if expect.get("ssh_port_not_22"):
+            assert server.ssh_port != 22
         login = system_ssh(server.interface_ip, server.ssh_port, key_path, known_hosts)
         assert login.returncode == 0, login.stderr
         assert login.stdout.strip() == "root"
