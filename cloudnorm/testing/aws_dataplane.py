@@ -16,8 +16,9 @@ client: cloudnorm's request counts are unaffected.
 from __future__ import annotations
 
 import logging
-import threading
 from typing import Any
+
+from cloudnorm.testing.dataplane.watch import Watcher
 
 LOG = logging.getLogger(__name__)
 
@@ -41,41 +42,18 @@ def _internet_routed(table: dict[str, Any] | None) -> bool:
                for r in (table or {}).get("Routes") or ())
 
 
-class AwsDataPlaneSync:
+class AwsDataPlaneSync(Watcher):
+    name = "aws-dataplane-sync"
+
     """A background thread reconciling ``fleet`` with the sandbox every ``interval`` s."""
 
     def __init__(self, sandbox: Any, fleet: Any, interval: float = 0.2) -> None:
         self._sandbox = sandbox
         self._fleet = fleet
-        self._interval = interval
+        super().__init__(interval)
         self._clients = {region: sandbox.client("ec2", region) for region in sandbox.regions}
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         self._keys: dict[str, str] = {}  # instance id -> public key of its key pair
         self._known: set[str] = set()
-        self.errors: list[str] = []
-        self.rounds = 0
-
-    def start(self) -> AwsDataPlaneSync:
-        self._thread = threading.Thread(target=self._run, name="aws-dataplane-sync",
-                                        daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=30)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.sync_once()
-            except Exception as exc:  # keep watching: a passing error must not kill the plane
-                LOG.warning("AWS data plane sync failed: %s", exc)
-                self.errors.append(str(exc))
-                del self.errors[:-20]
-            self._stop.wait(self._interval)
 
     def sync_once(self) -> None:
         running: dict[str, tuple[str, dict[str, Any]]] = {}

@@ -26,10 +26,11 @@ import logging
 import shutil
 import subprocess
 import tempfile
-import threading
 from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any
+
+from cloudnorm.testing.dataplane.watch import Watcher
 
 LOG = logging.getLogger(__name__)
 
@@ -58,7 +59,9 @@ def _opens_ssh(rule: dict[str, Any]) -> bool:
         None, "0.0.0.0/0", "::/0")
 
 
-class DataPlaneSync:
+class DataPlaneSync(Watcher):
+    name = "dataplane-sync"
+
     """A background thread reconciling ``fleet`` with the cloud every ``interval`` s."""
 
     def __init__(self, session: Any, region: str, fleet: Any, console_dir: Path,
@@ -69,16 +72,12 @@ class DataPlaneSync:
         self._fleet = fleet
         self._console_dir = console_dir
         self._login_user = login_user
-        self._interval = interval
+        super().__init__(interval)
         self._without_metadata = frozenset(without_metadata)
         self._orphan_key: str | None = None
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         self._keys: dict[str, str] = {}  # server id -> public key injected at boot
         self._users: dict[str, str] = {}  # server id -> the image's login user
         self._known: set[str] = set()
-        self.errors: list[str] = []
-        self.rounds = 0
 
     def _get(self, service: str, path: str, **kwargs: Any) -> Any:
         resp = self._session.get(path, endpoint_filter={
@@ -90,24 +89,8 @@ class DataPlaneSync:
 
     def start(self) -> DataPlaneSync:
         self._console_dir.mkdir(parents=True, exist_ok=True)
-        self._thread = threading.Thread(target=self._run, name="dataplane-sync", daemon=True)
-        self._thread.start()
+        super().start()
         return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=30)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.sync_once()
-            except Exception as exc:  # keep watching: a passing error must not kill the plane
-                LOG.warning("data plane sync failed: %s", exc)
-                self.errors.append(str(exc))
-                del self.errors[:-20]
-            self._stop.wait(self._interval)
 
     def sync_once(self) -> None:
         servers = self._get("compute", "/servers/detail?all_tenants=1",
