@@ -86,6 +86,9 @@ class NetworkHints:
     nat_source: str | None = None
     source: str = "clouds.yaml"
     origins: dict[str, str] = attrs.field(factory=dict)
+    #: A setting's reason in full, where the provider stated it as a fact ("subnet
+    #: maps a public IPv4 at launch") rather than someone having configured it.
+    statements: dict[str, str] = attrs.field(factory=dict)
 
     @classmethod
     def from_entries(cls, entries: Iterable[dict], source: str) -> NetworkHints:
@@ -122,7 +125,12 @@ class NetworkHints:
             nat_source=self.nat_source or base.nat_source,
             source=self.source,
             origins={**base.origins, **self.origins},
+            statements={**base.statements, **self.statements},
         )
+
+    def explain(self, setting: str, words: str) -> str:
+        """The reason for ``setting``: the provider's statement, or "<origin> <words>"."""
+        return self.statements.get(setting) or f"{self.origin(setting)} {words}"
 
     def origin(self, setting: str) -> str:
         """Where ``setting`` (``default_interface``, ``routes_externally:NAME``...) came from."""
@@ -158,8 +166,11 @@ def classify_network(net: NetworkFacts, routers: Sequence[Router],
     said = hints.said(net.name, net.id)
     if said is not None:
         external = net.router_external and any(s.allows_floating_ips for s in net.subnets)
+        key = next((f"routes_externally:{k}" for k in (net.id, net.name)
+                    if f"routes_externally:{k}" in hints.statements), "routes_externally:")
         return _network(net, public=said[0], external=external, usable=True,
-                        reason=f"{said[1]} says routes_externally: {str(said[0]).lower()}")
+                        reason=hints.statements.get(key) or
+                        f"{said[1]} says routes_externally: {str(said[0]).lower()}")
 
     if net.router_external:
         if not net.subnets:
@@ -252,7 +263,7 @@ def choose_attach_network(networks: Sequence[Network], routers: Sequence[Router]
         net = _by_name_or_id(networks, hints.default_interface,
                              hints.origin("default_interface"), "default_interface")
         return net, Decision("network", net.name,
-                             f"{hints.origin('default_interface')} names it default_interface")
+                             hints.explain("default_interface", "names it default_interface"))
     fip_capable = {n.id for n in networks if n.external}
     ranked: dict[int, list[Network]] = {}
     for net in networks:
@@ -283,7 +294,7 @@ def choose_floating_network(attach: Network, networks: Sequence[Network],
         net = _by_name_or_id(networks, hints.nat_source, hints.origin("nat_source"),
                              "nat_source")
         return net, Decision("floating_network", net.name,
-                             f"{hints.origin('nat_source')} names it nat_source")
+                             hints.explain("nat_source", "names it nat_source"))
     by_id = {n.id: n for n in networks}
     for router in routers:
         ext = by_id.get(router.external_network_id or "")

@@ -524,7 +524,7 @@ class AwsDriver(Driver):
         facts: list[networks.NetworkFacts] = []
         gateways: dict[str, list[str]] = {}
         routes: dict[str, bool] = {}
-        origins: dict[str, str] = {}
+        statements: dict[str, str] = {}
         for subnet in subnets:
             sid = subnet["SubnetId"]
             table = explicit.get(sid) or main_tables.get(subnet.get("VpcId"))
@@ -544,15 +544,15 @@ class AwsDriver(Driver):
             if igw:
                 gateways.setdefault(igw, []).append(sid)
                 routes[sid] = True
-                origins[f"routes_externally:{sid}"] = (
-                    f"AWS (subnet maps a public IPv4 at launch; 0.0.0.0/0 -> {igw})" if maps
-                    else f"AWS (subnet routes 0.0.0.0/0 to {igw} but maps no public IPv4 at "
-                         "launch: cloudnorm asks for one with AssociatePublicIpAddress)")
+                statements[f"routes_externally:{sid}"] = (
+                    f"the subnet maps a public IPv4 at launch and routes 0.0.0.0/0 to {igw}"
+                    if maps else f"the subnet routes 0.0.0.0/0 to {igw} but maps no public "
+                    "IPv4 at launch: cloudnorm asks for one with AssociatePublicIpAddress")
             elif maps:
                 routes[sid] = False
-                origins[f"routes_externally:{sid}"] = (
-                    "AWS (subnet maps a public IPv4 at launch, but no route leads to an "
-                    "internet gateway)")
+                statements[f"routes_externally:{sid}"] = (
+                    "the subnet maps a public IPv4 at launch, but no route leads to an "
+                    "internet gateway")
         routers = [networks.Router(id=igw, name=igw, external_network_id=POOL_ID,
                                    internal_network_ids=tuple(ids))
                    for igw, ids in sorted(gateways.items())]
@@ -563,13 +563,13 @@ class AwsDriver(Driver):
                                          cidr="0.0.0.0/0", ip_version=4),),
                 raw={"cloudnorm:pool": "amazon"}))
             routes[POOL_ID] = True
-            origins[f"routes_externally:{POOL_ID}"] = (
-                "AWS (Elastic IPs are allocated from Amazon's public IPv4 pool)")
+            statements[f"routes_externally:{POOL_ID}"] = (
+                "Elastic IPs are allocated from Amazon's public IPv4 pool")
         default, why = self._default_subnet(facts, gateways)
         if default:
-            origins["default_interface"] = why
+            statements["default_interface"] = why
         hints = networks.NetworkHints(routes_externally=routes, default_interface=default,
-                                      source="AWS", origins=origins)
+                                      source="AWS", statements=statements)
         return facts, routers, hints
 
     def _default_subnet(self, facts: list[networks.NetworkFacts],
@@ -588,7 +588,8 @@ class AwsDriver(Driver):
                     + (f" in VPC {options['vpc']}" if options.get("vpc") else "")
                     + f"; subnets: {', '.join(f.name for f in subnets) or 'none'}",
                     cloud=self.settings.name)
-            return match[0].id, f"{self.settings.source or 'clouds.yaml'} (cloudnorm: subnet:)"
+            return match[0].id, (f"{self.settings.source or 'clouds.yaml'} names it under "
+                                 "cloudnorm: subnet:")
 
         def pick(candidates: list[networks.NetworkFacts]) -> networks.NetworkFacts:
             in_zone = [f for f in candidates if f.raw.get("AvailabilityZone") == zone]
@@ -603,8 +604,8 @@ class AwsDriver(Driver):
                     and f.raw.get("DefaultForAz")]
         if defaults:
             chosen = pick(defaults)
-            return chosen.id, (f"AWS (the default VPC {chosen.raw.get('VpcId')}'s subnet in "
-                               f"{where(chosen)})")
+            return chosen.id, (f"it is the default VPC {chosen.raw.get('VpcId')}'s subnet in "
+                               f"{where(chosen)}")
         routed = [f for f in subnets if f.raw.get("cloudnorm:internet_gateway")]
         if len({f.raw.get("VpcId") for f in routed}) == 1:
             # Subnets that already map a public address are the VPC owner's public tier.
@@ -615,9 +616,9 @@ class AwsDriver(Driver):
             scope = (f"cloudnorm: vpc: names VPC {vpc}" if options.get("vpc") else
                      f"there is no default VPC and VPC {vpc} is the only one routed to an "
                      "internet gateway")
-            return chosen.id, (f"AWS ({scope}; its subnet routed to "
+            return chosen.id, (f"{scope}; this is its subnet routed to "
                                f"{chosen.raw.get('cloudnorm:internet_gateway')} in "
-                               f"{where(chosen)})")
+                               f"{where(chosen)}")
         # Several VPCs reach the internet: the flow asks the caller to pick one.
         return None, ""
 
@@ -859,18 +860,30 @@ class AwsDriver(Driver):
         with contextlib.suppress(errors.NotFound):
             self._call("ec2", "release_address", AllocationId=allocation_id)
 
-    def owned_resources(self, owner: str) -> list[Created]:
-        found = [Created("floating_ip", a["AllocationId"], a.get("PublicIp", ""))
+    def set_server_metadata(self, server_id: str, items: dict[str, str]) -> None:
+        self._call("ec2", "create_tags", Resources=[server_id],
+                   Tags=[{"Key": k, "Value": v} for k, v in items.items()])
+
+    def owned_resources(self, owner: str | None) -> list[Created]:
+        marker = (_by_owner(owner) if owner is not None
+                  else [{"Name": "tag-key", "Values": [OWNER_KEY]}])
+
+        def mark(record: dict[str, Any]) -> str:
+            return _tags(record).get(OWNER_KEY, "")
+
+        found = [Created("floating_ip", a["AllocationId"], a.get("PublicIp", ""), mark(a))
                  for a in self._call("ec2", "describe_addresses",
-                                     Filters=_by_owner(owner)).get("Addresses", [])]
-        found += [Created("server", v["id"], v["name"]) for v in self._instances(
-            Filters=[*_by_owner(owner), {"Name": "instance-state-name", "Values": _LIVE_STATES}])]
-        found += [Created("security_group", g["GroupId"], g.get("GroupName", ""))
+                                     Filters=marker).get("Addresses", [])]
+        found += [Created("server", v["id"], v["name"], mark(v), _parse_time(v.get("LaunchTime")))
+                  for v in self._instances(Filters=[
+                      *marker, {"Name": "instance-state-name", "Values": _LIVE_STATES}])]
+        found += [Created("security_group", g["GroupId"], g.get("GroupName", ""), mark(g))
                   for g in self._pages("ec2", "describe_security_groups", "SecurityGroups",
-                                       Filters=_by_owner(owner))]
-        found += [Created("keypair", k["KeyName"], k["KeyName"])
+                                       Filters=marker)]
+        found += [Created("keypair", k["KeyName"], k["KeyName"], mark(k),
+                          _parse_time(k.get("CreateTime")))
                   for k in self._call("ec2", "describe_key_pairs",
-                                      Filters=_by_owner(owner)).get("KeyPairs", [])]
+                                      Filters=marker).get("KeyPairs", [])]
         return found
 
     def close(self) -> None:

@@ -339,7 +339,8 @@ def classified(drv: AwsDriver) -> tuple[dict[str, Network], Any, networks.Networ
 def test_subnets_are_classified_with_aws_reasons():
     nets, routers, hints = classified(make_driver())
     assert nets["subnet-a"].public
-    assert "subnet maps a public IPv4 at launch; 0.0.0.0/0 -> igw-d" in nets["subnet-a"].reason
+    assert nets["subnet-a"].reason == ("the subnet maps a public IPv4 at launch and routes "
+                                       "0.0.0.0/0 to igw-d")
     assert nets["custom-public"].public
     assert "maps no public IPv4 at launch" in nets["custom-public"].reason
     assert "AssociatePublicIpAddress" in nets["custom-public"].reason
@@ -365,7 +366,7 @@ def test_default_subnet_is_the_default_vpcs_first_zone():
 def test_default_subnet_follows_the_configured_zone_then_subnet():
     _, _, hints = account(make_driver(zone="us-east-1b"))
     assert hints.default_interface == "subnet-b"
-    assert "as cloudnorm: zone: asks" in hints.origin("default_interface")
+    assert "as cloudnorm: zone: asks" in hints.explain("default_interface", "")
     _, _, hints = account(make_driver(subnet="custom-private"))
     assert hints.default_interface == "subnet-priv"
     with pytest.raises(errors.ConfigError, match="names subnet 'nope'"):
@@ -376,7 +377,7 @@ def test_a_named_vpc_scopes_the_subnets():
     facts, _, hints = account(make_driver(vpc="custom"))
     assert {f.name for f in facts} == {"custom-public", "custom-private", "maps-no-route"}
     assert hints.default_interface == "subnet-pub"
-    assert hints.origin("default_interface").startswith("AWS (cloudnorm: vpc: names VPC vpc-c")
+    assert hints.explain("default_interface", "").startswith("cloudnorm: vpc: names VPC vpc-c")
     with pytest.raises(errors.ConfigError, match="names vpc 'other'"):
         account(make_driver(vpc="other"))
 
