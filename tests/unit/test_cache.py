@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from cloudnorm import errors
-from cloudnorm.cache import DiscoveryCache
+from cloudnorm.cache import FORMAT_VERSION, DiscoveryCache
 from cloudnorm.config import CacheSettings
 
 
@@ -100,7 +100,7 @@ def test_two_identities_never_collide(shared_backend, other):
 def test_namespace_does_not_contain_the_identity():
     cache = make_cache("openstack|http://keystone|demo|alice|RegionOne")
     assert "alice" not in cache.namespace and "keystone" not in cache.namespace
-    assert cache.namespace.startswith("cloudnorm:v1:")
+    assert cache.namespace.startswith(f"cloudnorm:v{FORMAT_VERSION}:")
 
 
 def test_peek_and_set_never_call_the_cloud():

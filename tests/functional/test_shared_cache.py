@@ -1,0 +1,298 @@
+"""Several processes share one cloud's discovery through Redis.
+
+Eight worker processes discover the same sandbox cloud at once; with the
+cache on Redis (``distributed_lock: true``) the cloud sees one process's
+discovery requests, not eight. Redis killed under running workers costs a
+warning and per-process caching, never a failure.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import yaml
+
+from cloudnorm.cache import DiscoveryCache
+from cloudnorm.config import CacheSettings
+from cloudnorm.testing.redis import RedisServer
+
+pytestmark = pytest.mark.functional
+PROFILE = "fip-required"
+CLOUD = f"sandbox-{PROFILE}"
+WORKERS = 8
+WAIT = 120.0
+UNREACHABLE = "cache backend dogpile.cache.redis unreachable"
+
+# One worker: connect, say so, wait for the go signal, discover; then, when
+# asked, wait for a second signal and discover again.
+WORKER = r"""
+import json, logging, os, sys, time
+logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+import cloudnorm
+
+clouds_yaml, cloud_name, signals, me, phases = sys.argv[1:6]
+
+def wait_for(name):
+    deadline = time.monotonic() + 120
+    while not os.path.exists(os.path.join(signals, name)):
+        if time.monotonic() > deadline:
+            sys.exit(f"worker {me}: no {name} signal within 120 s")
+        time.sleep(0.02)
+
+def touch(name):
+    open(os.path.join(signals, f"{name}-{me}"), "w").close()
+
+def discover(cloud):
+    cloud.list_images(), cloud.list_flavors(), cloud.list_networks()
+    image = cloud.find_image("ubuntu-22.04")
+    flavor = cloud.find_flavor(min_ram=512)
+    return image, flavor
+
+cloud = cloudnorm.connect(cloud_name, config_files=[clouds_yaml])
+touch("ready")
+wait_for("go")
+started = time.monotonic()
+image, flavor = discover(cloud)
+result = {"image": image.id, "flavor": flavor.id, "seconds": time.monotonic() - started}
+if phases == "2":
+    touch("done")
+    wait_for("go2")
+    image, flavor = discover(cloud)
+    result["image2"], result["flavor2"] = image.id, flavor.id
+if os.environ.get("LEARN_LOGIN_USER"):
+    cloud._cache.set("login_user", image.id, os.environ["LEARN_LOGIN_USER"])
+result["login_user"] = cloud._cache.peek("login_user", image.id)
+cloud.close()
+print(json.dumps(result))
+"""
+
+
+class Workers:
+    """N worker processes over one clouds.yaml, started together."""
+
+    def __init__(self, tmp: Path, clouds_yaml: Path, count: int, phases: int = 1,
+                 env: dict[str, str] | None = None) -> None:
+        self.signals = tmp / f"signals-{time.monotonic_ns()}"
+        self.signals.mkdir()
+        self.count = count
+        self.procs = [
+            subprocess.Popen(
+                [sys.executable, "-c", WORKER, str(clouds_yaml), CLOUD, str(self.signals),
+                 str(i), str(phases)],
+                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                text=True, env={**os.environ, **(env or {})})
+            for i in range(count)]
+
+    def wait_for(self, name: str) -> None:
+        deadline = time.monotonic() + WAIT
+        while len(list(self.signals.glob(f"{name}-*"))) < self.count:
+            dead = [p for p in self.procs if p.poll() not in (None, 0)]
+            if dead:
+                _, err = dead[0].communicate()
+                pytest.fail(f"a worker failed before '{name}':\n{err}")
+            assert time.monotonic() < deadline, f"workers not '{name}' within {WAIT:.0f}s"
+            time.sleep(0.02)
+
+    def signal(self, name: str) -> None:
+        (self.signals / name).touch()
+
+    def finish(self) -> list[tuple[dict, str]]:
+        results = []
+        for proc in self.procs:
+            try:
+                out, err = proc.communicate(timeout=WAIT)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                out, err = proc.communicate()
+                pytest.fail(f"a worker did not finish within {WAIT:.0f}s:\n{err}")
+            assert proc.returncode == 0, f"worker failed ({proc.returncode}):\n{err}"
+            results.append((json.loads(out.strip().splitlines()[-1]), err))
+        return results
+
+
+def clouds_yaml_with(sandbox, path: Path, cache: dict | None) -> Path:
+    """The sandbox's entry for CLOUD, with a ``cloudnorm: cache:`` section when given."""
+    data = yaml.safe_load(Path(sandbox.clouds_yaml).read_text())
+    entry = data["clouds"][CLOUD]
+    if cache is not None:
+        entry.setdefault("cloudnorm", {})["cache"] = cache
+    path.write_text(yaml.safe_dump({"clouds": {CLOUD: entry}}))
+    return path
+
+
+def redis_cache(server: RedisServer) -> dict:
+    return {"class": "dogpile.cache.redis", "expiration_time": 300,
+            "arguments": {"url": server.url, "distributed_lock": True,
+                          "redis_expiration_time": 600}}
+
+
+def discovery(sandbox, since: float) -> Counter:
+    """The cloud API requests made for the project since ``since`` (authentication aside)."""
+    time.sleep(0.3)  # the services write the request log after they answer
+    return Counter(f"{r['service']} {r['method']} {r['path']}"
+                   for r in sandbox.requests(since=since, project=CLOUD)
+                   if r["service"] != "keystone")
+
+
+def run(sandbox, tmp: Path, clouds_yaml: Path, count: int, **kwargs) -> tuple[Counter, float,
+                                                                             list]:
+    workers = Workers(tmp, clouds_yaml, count, **kwargs)
+    workers.wait_for("ready")
+    mark = time.time()
+    time.sleep(0.05)
+    started = time.monotonic()
+    workers.signal("go")
+    results = workers.finish()
+    return discovery(sandbox, mark), time.monotonic() - started, results
+
+
+def test_eight_processes_cost_the_discovery_of_one(openstack_sandbox, tmp_path):
+    with RedisServer(tmp_path / "redis-one") as server:
+        one_yaml = clouds_yaml_with(openstack_sandbox, tmp_path / "one.yaml",
+                                    redis_cache(server))
+        one, one_time, _ = run(openstack_sandbox, tmp_path, one_yaml, 1)
+    assert one, "one process made no discovery request: nothing was measured"
+
+    apart_yaml = clouds_yaml_with(openstack_sandbox, tmp_path / "apart.yaml", None)
+    apart, apart_time, _ = run(openstack_sandbox, tmp_path, apart_yaml, WORKERS)
+
+    with RedisServer(tmp_path / "redis-shared") as server:
+        shared_yaml = clouds_yaml_with(openstack_sandbox, tmp_path / "shared.yaml",
+                                       redis_cache(server))
+        shared, shared_time, results = run(openstack_sandbox, tmp_path, shared_yaml, WORKERS)
+        stored = _stored_values(server)
+
+    print(f"\ndiscovery requests: 1 process {sum(one.values())} ({one_time:.2f}s); "
+          f"{WORKERS} processes, per-process cache {sum(apart.values())} ({apart_time:.2f}s); "
+          f"{WORKERS} processes, shared cache {sum(shared.values())} ({shared_time:.2f}s)")
+    # without sharing every process discovers for itself ...
+    assert apart == Counter({k: v * WORKERS for k, v in one.items()})
+    # ... with Redis the cloud sees the requests of one process
+    assert shared == one
+    assert len({(r["image"], r["flavor"]) for r, _ in results}) == 1
+    for _, err in results:
+        assert "Traceback" not in err and "WARNING" not in err, err
+
+    # what is stored is plain data without secrets
+    password = yaml.safe_load(shared_yaml.read_text())["clouds"][CLOUD]["auth"]["password"]
+    assert stored, "nothing was stored in Redis"
+    for key, value in stored.items():
+        assert key.startswith(b"cloudnorm:v2:"), key
+        assert password.encode() not in value and b"token" not in value.lower(), key
+        json.loads(value.partition(b"|")[2])  # dogpile's metadata, then JSON, never a pickle
+
+
+def _stored_values(server: RedisServer) -> dict[bytes, bytes]:
+    import redis
+
+    client = redis.Redis.from_url(server.url, socket_timeout=5)
+    try:
+        return {key: client.get(key) for key in client.scan_iter("*")
+                if not key.startswith(b"_lock")}
+    finally:
+        client.close()
+
+
+def test_login_user_learned_by_one_process_is_known_to_the_next(openstack_sandbox, tmp_path):
+    with RedisServer(tmp_path / "redis") as server:
+        path = clouds_yaml_with(openstack_sandbox, tmp_path / "clouds.yaml",
+                                redis_cache(server))
+        _, _, first = run(openstack_sandbox, tmp_path, path, 1,
+                          env={"LEARN_LOGIN_USER": "ubuntu"})
+        _, _, second = run(openstack_sandbox, tmp_path, path, 1)
+    assert first[0][0]["login_user"] == "ubuntu"
+    assert second[0][0]["login_user"] == "ubuntu"
+
+    # without a shared backend the second process has to find out again
+    path = clouds_yaml_with(openstack_sandbox, tmp_path / "memory.yaml", None)
+    _, _, alone = run(openstack_sandbox, tmp_path, path, 1)
+    assert alone[0][0]["login_user"] is None
+
+
+def test_redis_killed_mid_run_degrades_to_per_process_caching(openstack_sandbox, tmp_path):
+    with RedisServer(tmp_path / "redis") as server:
+        path = clouds_yaml_with(openstack_sandbox, tmp_path / "clouds.yaml",
+                                redis_cache(server))
+        workers = Workers(tmp_path, path, WORKERS, phases=2)
+        workers.wait_for("ready")
+        mark = time.time()
+        time.sleep(0.05)
+        workers.signal("go")
+        workers.wait_for("done")
+        before = discovery(openstack_sandbox, mark)
+        server.kill()
+        mark = time.time()
+        time.sleep(0.05)
+        started = time.monotonic()
+        workers.signal("go2")
+        results = workers.finish()
+        elapsed = time.monotonic() - started
+    after = discovery(openstack_sandbox, mark)
+    print(f"\nRedis killed: {sum(before.values())} discovery requests before, "
+          f"{sum(after.values())} after ({elapsed:.2f}s for the second round)")
+    for result, err in results:
+        assert result["image2"] == result["image"] and result["flavor2"] == result["flavor"]
+        assert err.count(UNREACHABLE) == 1, err
+        assert "caching in this process only" in err and "Traceback" not in err, err
+    # each process now discovers for itself, once
+    assert after == Counter({k: v * WORKERS for k, v in before.items()})
+
+
+def test_while_one_process_refreshes_the_others_wait_or_reuse_the_old_value(tmp_path):
+    """dogpile's distributed lock through cloudnorm's cache: two caches stand for two
+    processes (each has its own Redis connections; the lock lives in Redis)."""
+    with RedisServer(tmp_path / "redis") as server:
+        settings = CacheSettings(backend="dogpile.cache.redis", expiration_time=1, arguments={
+            "url": server.url, "distributed_lock": True, "redis_expiration_time": 60})
+        refresher, other = (DiscoveryCache(settings, "one cloud") for _ in range(2))
+
+        def never():
+            raise AssertionError("a second process asked the cloud")
+
+        def in_background(creator):
+            out: list = []
+            thread = threading.Thread(
+                target=lambda: out.append(refresher.get_or_create("flavor", "all", creator)))
+            thread.start()
+            return thread, out
+
+        started, finish = threading.Event(), threading.Event()
+
+        def slow(value):
+            def creator():
+                started.set()
+                assert finish.wait(20)
+                return value
+            return creator
+
+        # expired but present: the other process gets the old value at once
+        refresher.get_or_create("flavor", "all", lambda: ["old"])
+        time.sleep(1.2)
+        thread, out = in_background(slow(["new"]))
+        assert started.wait(20)
+        began = time.monotonic()
+        assert other.get_or_create("flavor", "all", never) == ["old"]
+        assert time.monotonic() - began < 1.0
+        finish.set()
+        thread.join(20)
+        assert out == [["new"]]
+        assert other.get_or_create("flavor", "all", never) == ["new"]
+
+        # missing: the other process waits for the refresher's answer
+        refresher.invalidate("flavor")
+        started.clear(), finish.clear()
+        thread, out = in_background(slow(["newer"]))
+        assert started.wait(20)
+        threading.Timer(0.5, finish.set).start()
+        began = time.monotonic()
+        assert other.get_or_create("flavor", "all", never) == ["newer"]
+        assert time.monotonic() - began >= 0.4
+        thread.join(20)
