@@ -35,7 +35,13 @@ _KNOWN_KEYS = {"provider", "profile", "defaults", "region", "zone", "project", "
                # AWS: a named profile of ~/.aws/config (or explicit keys), the VPC or subnet
                # servers go to, and how they get a public address (public or elastic).
                "aws_profile", "aws_access_key_id", "aws_secret_access_key",
-               "aws_session_token", "vpc", "subnet", "ip"}
+               "aws_session_token", "vpc", "subnet", "ip",
+               # GCE: "anonymous" sends no credentials (only with endpoint_url: a local
+               # endpoint); the network servers go to (subnet: picks one of a custom network).
+               "credentials", "network",
+               # Requests per second for reads and writes, shared by every client of
+               # the account (see cloudnorm.ratelimit).
+               "rate_limit"}
 
 
 @attrs.frozen

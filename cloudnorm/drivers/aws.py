@@ -36,7 +36,7 @@ import boto3
 from botocore import exceptions as bce
 from botocore.config import Config
 
-from cloudnorm import __version__, errors, images, networks
+from cloudnorm import __version__, errors, images, networks, ratelimit
 from cloudnorm.drivers.base import BootSpec, Created, Driver
 from cloudnorm.models import (
     OWNER_KEY,
@@ -67,6 +67,8 @@ _SERVER_STATUS = {"pending": "pending", "running": "running", "stopping": "stopp
 _USER_ENDED = ("Client.UserInitiatedShutdown", "Client.InstanceInitiatedShutdown")
 _FILTER_VALUES = 200  # EC2 accepts at most this many values per filter
 
+# EC2 and STS operations that change nothing: they draw on the (larger) read budget.
+_READ_PREFIXES = ("Describe", "Get", "List")
 _AUTH_CODES = {"AuthFailure", "UnrecognizedClientException", "InvalidClientTokenId",
                "SignatureDoesNotMatch", "IncompleteSignature", "ExpiredToken",
                "ExpiredTokenException", "InvalidToken"}
@@ -298,6 +300,8 @@ class AwsDriver(Driver):
         self._replaced_groups: dict[str, str] = {}
         self._terminating: set[str] = set()
         self._console_latest: set[str] = set()
+        self.limiter = ratelimit.limiter_for(self.identity(), ratelimit.RateLimit.from_options(
+            "aws", options.get("rate_limit"), settings.name))
 
     # -- plumbing -------------------------------------------------------------------------
     def _client(self, service: str) -> Any:
@@ -327,8 +331,15 @@ class AwsDriver(Driver):
                                 read_timeout=60, user_agent_extra=f"cloudnorm/{__version__}")
                 client = self._session.client(service, endpoint_url=self._endpoint_url,
                                               config=config)
+                # Per HTTP attempt, so that botocore's own retries spend the budget too.
+                client.meta.events.register("before-send", self._throttle)
             self._clients[service] = client
             return client
+
+    def _throttle(self, event_name: str = "", **_: Any) -> None:
+        """botocore hook: wait for this account's turn. Describe/Get/List calls are reads."""
+        operation = event_name.rsplit(".", 1)[-1]
+        self.limiter.acquire(not operation.startswith(_READ_PREFIXES))
 
     @property
     def region(self) -> str:

@@ -9,6 +9,7 @@ what the driver returns.
 from __future__ import annotations
 
 import abc
+import datetime
 from typing import Any, ClassVar
 
 import attrs
@@ -32,15 +33,24 @@ class BootSpec:
     security_group: str | None = None
     config_drive: bool = False
     metadata: dict[str, str] = attrs.field(factory=dict)
+    #: The user the node key is for, where the cloud installs keys per user (GCE);
+    #: None when cloudnorm will probe several.
+    login_user: str | None = None
 
 
 @attrs.frozen
 class Created:
-    """A resource cloudnorm created, so it can be removed again."""
+    """A resource cloudnorm created, so it can be removed again.
+
+    ``owner`` and ``created`` are filled in by :meth:`Driver.owned_resources` (the
+    marker it carries, and when the cloud says it was made, if it says so).
+    """
 
     kind: str  # "keypair", "security_group", "floating_ip", "server", ...
     id: str
     description: str = ""
+    owner: str = ""
+    created: datetime.datetime | None = None
 
 
 class Driver(abc.ABC):
@@ -142,9 +152,16 @@ class Driver(abc.ABC):
     def server_gone(self, server_id: str) -> bool:
         """True once the server no longer exists."""
 
+    def set_server_metadata(self, server_id: str, items: dict[str, str]) -> None:
+        """Add or replace metadata items (tags) on a server; each key and value is at
+        most 255 characters, what every supported cloud accepts."""
+        raise NotImplementedError(f"{self.provider} servers carry no metadata cloudnorm "
+                                  "can write")
+
     @abc.abstractmethod
-    def owned_resources(self, owner: str) -> list[Created]:
-        """Everything carrying this owner marker (servers last), for cleanup."""
+    def owned_resources(self, owner: str | None) -> list[Created]:
+        """Everything carrying this owner marker, or any owner marker when ``owner`` is
+        None (servers last), for cleanup."""
 
     def close(self) -> None:  # noqa: B027 - most drivers hold nothing to release
         """Release connections."""

@@ -10,13 +10,17 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import email.utils
+import functools
 import logging
+import random
 import re
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import urlencode
 
-from cloudnorm import __version__, errors, images, networks
+from cloudnorm import __version__, errors, images, networks, ratelimit
 from cloudnorm.drivers.base import BootSpec, Created, Driver
 from cloudnorm.models import (
     OWNER_KEY,
@@ -48,6 +52,16 @@ _COMPUTE_MICROVERSION = "2.79"  # embedded flavor details (2.47), server tags (2
 _ROUTER_PORT_OWNERS = ("network:router_interface", "network:router_interface_distributed",
                        "network:ha_router_replicated_interface")
 _PAGE = 1000
+# Retries of one request: how many attempts, and how long all of them may take together.
+_ATTEMPTS = 6
+_RETRY_DEADLINE = 60.0
+_BACKOFF_BASE, _BACKOFF_CAP = 0.25, 4.0
+# Answers that mean "not now" rather than "no". 429, and 413 when it carries Retry-After,
+# are rate limits: the cloud refused before acting, so even a POST may be sent again.
+# The 5xx ones may come after the cloud acted: only requests safe to repeat are retried.
+_THROTTLED = frozenset({429, 413})
+_TRANSIENT = frozenset({500, 502, 503, 504})
+_IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "DELETE"})
 
 
 def _parse_time(value: str | None) -> datetime.datetime | None:
@@ -60,6 +74,25 @@ def _parse_time(value: str | None) -> datetime.datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=datetime.timezone.utc)
 
 
+def _record(kind: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """A record of the wrong shape (a list where a mapping belongs, a word for a number)
+    becomes a ProviderError naming it, not a TypeError from deep inside cloudnorm."""
+    def wrap(normalize: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(normalize)
+        def guarded(raw: Any, *args: Any, **kwargs: Any) -> Any:
+            try:
+                return normalize(raw, *args, **kwargs)
+            except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as exc:
+                ident = raw.get("id") if isinstance(raw, dict) else None
+                raise errors.ProviderError(
+                    f"the cloud sent a malformed {kind} record"
+                    + (f" ({errors.describe(ident)})" if ident is not None else "")
+                    + f": {type(exc).__name__}: {exc}") from exc
+        return guarded
+    return wrap
+
+
+@_record("image")
 def normalize_image(raw: dict[str, Any], user_properties: tuple[str, ...] = ()) -> Image:
     """A Glance v2 image record as an :class:`Image`."""
     distro, version, arch = images.describe_image(raw.get("id", ""), raw.get("name") or "", raw)
@@ -74,6 +107,7 @@ def normalize_image(raw: dict[str, Any], user_properties: tuple[str, ...] = ()) 
         architecture=arch, login_user=login_user, raw=raw)
 
 
+@_record("flavor")
 def normalize_flavor(raw: dict[str, Any]) -> Flavor:
     """A Nova flavor record as a :class:`Flavor`."""
     return Flavor(
@@ -83,6 +117,7 @@ def normalize_flavor(raw: dict[str, Any]) -> Flavor:
         disabled=bool(raw.get("OS-FLV-DISABLED:disabled", False)), raw=raw)
 
 
+@_record("server")
 def normalize_server(raw: dict[str, Any], location: Location, nets: list[Network],
                      hints: networks.NetworkHints) -> Server:
     """A Nova server record as a :class:`Server` with classified addresses."""
@@ -130,8 +165,19 @@ class OpenStackDriver(Driver):
             raise errors.ConfigError("an OpenStack cloud needs an openstack.config entry",
                                      cloud=settings.name)
         self._region = settings.openstack
+        auth = self._region.config.get("auth") or {}
+        if "password" in str(self._region.config.get("auth_type") or "password") \
+                and not auth.get("password"):
+            # keystoneauth would find out only at the first request, with a bare Exception.
+            raise errors.ConfigError(
+                f"cloud '{settings.name}' ({settings.source or 'clouds.yaml'}) lacks auth "
+                "settings: password; add it under auth: (or in secure.yaml), or set "
+                "OS_PASSWORD", cloud=settings.name)
         self._conn: Any = None
         self._microversion: str | None = None
+        self.limiter = ratelimit.limiter_for(self.identity(), ratelimit.RateLimit.from_options(
+            "openstack", settings.options.get("rate_limit"), settings.name))
+        self.retries = 0  # requests sent again after a throttled or transient failure
 
     # -- plumbing -------------------------------------------------------------
     @property
@@ -164,7 +210,8 @@ class OpenStackDriver(Driver):
             raise errors.ServiceUnavailable(
                 f"cloud '{name}' has no endpoint for {what} in its catalog ({exc}); "
                 "check region_name and interface in clouds.yaml", cloud=name) from exc
-        except (ksa.ConnectFailure, ksa.ConnectTimeout, ksa.DiscoveryFailure) as exc:
+        except (ksa.ConnectFailure, ksa.ConnectTimeout, ksa.DiscoveryFailure,
+                ksa.UnknownConnectionError) as exc:  # the last: a reply broken off mid-way
             raise errors.ServiceUnavailable(
                 f"cannot reach cloud '{name}' while {what}: {exc}; check that "
                 f"{self._auth_url()} and the catalog's endpoints are reachable", cloud=name
@@ -184,13 +231,67 @@ class OpenStackDriver(Driver):
                                        cloud=name) from exc
 
     def _request(self, service: str, method: str, path: str, **kwargs: Any) -> Any:
-        """One REST call through openstacksdk's proxy; returns the decoded JSON body."""
+        """One REST call through openstacksdk's proxy; returns the decoded JSON body.
+
+        Each attempt waits for its turn in the account's rate limit. Throttled
+        answers (429, 413 with Retry-After) are retried after what the cloud asks
+        for; transient failures (5xx, lost connections, garbled replies) only for
+        methods that are safe to repeat. All attempts together stay within
+        ``_RETRY_DEADLINE``.
+        """
+        from keystoneauth1 import exceptions as ksa_exc
+
         if service == "compute":
             kwargs.setdefault("microversion", self._compute_microversion())
-        with self._translate(f"calling {service} {method} {path.split('?')[0]}"):
-            proxy = getattr(self.conn, service)  # the first proxy authenticates
-            resp = proxy.request(path, method, raise_exc=False, **kwargs)
-        return self._decode(service, method, path, resp)
+        idempotent = method.upper() in _IDEMPOTENT
+        deadline = time.monotonic() + _RETRY_DEADLINE
+        what = f"calling {service} {method} {path.split('?')[0]}"
+        for attempt in range(_ATTEMPTS):
+            last = attempt == _ATTEMPTS - 1
+            self.limiter.acquire(not ratelimit.is_read(method), deadline)
+            try:
+                with self._translate(what):
+                    proxy = getattr(self.conn, service)  # the first proxy authenticates
+                    resp = proxy.request(path, method, raise_exc=False, **kwargs)
+            except errors.ServiceUnavailable as exc:
+                # Only a broken connection is worth another try; a missing service is not.
+                lost = isinstance(exc.__cause__, ksa_exc.ConnectionError)
+                if not (lost and idempotent) or last \
+                        or not self._pause(attempt, None, deadline, exc):
+                    raise
+                continue
+            status = resp.status_code
+            retry_after = _retry_after(resp.headers.get("Retry-After"))
+            throttled = status == 429 or (status == 413 and retry_after is not None)
+            if (throttled or (idempotent and status in _TRANSIENT)) and not last \
+                    and self._pause(attempt, retry_after, deadline, f"{status} to {what}"):
+                continue
+            try:
+                return self._decode(service, method, path, resp)
+            except errors.ProviderError as exc:
+                # A reply cut short or garbled on the way: a read may simply be asked again.
+                if exc.status != status or status >= 400 or not idempotent or last \
+                        or not self._pause(attempt, None, deadline, exc):
+                    raise
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
+    def _pause(self, attempt: int, retry_after: float | None, deadline: float,
+               why: object) -> bool:
+        """Sleep before attempt ``attempt + 1``; False when that would pass the deadline.
+
+        The cloud's Retry-After wins; otherwise exponential backoff with full jitter,
+        so that many clients throttled at once do not come back at once.
+        """
+        if retry_after is not None:
+            delay = retry_after + random.uniform(0, min(1.0, retry_after * 0.1 + 0.1))
+        else:
+            delay = random.uniform(0, min(_BACKOFF_CAP, _BACKOFF_BASE * 2 ** attempt))
+        if time.monotonic() + delay >= deadline:
+            return False
+        LOG.info("cloud '%s': %s; trying again in %.1f s", self.settings.name, why, delay)
+        self.retries += 1
+        time.sleep(delay)
+        return True
 
     def _decode(self, service: str, method: str, path: str, resp: Any) -> Any:
         request_id = (resp.headers.get("x-openstack-request-id")
@@ -381,8 +482,40 @@ class OpenStackDriver(Driver):
             server["security_groups"] = [{"name": spec.security_group}]
         if spec.config_drive:
             server["config_drive"] = True
-        body = self._request("compute", "POST", "/servers", json={"server": server})
-        return Created("server", body["server"]["id"], spec.name)
+        for attempt in range(3):
+            try:
+                body = self._request("compute", "POST", "/servers", json={"server": server})
+            except (errors.ProviderError, errors.ServiceUnavailable) as exc:
+                if attempt == 2 or not _may_have_acted(exc):
+                    raise
+                # The reply was lost, not the request: Nova may have made the server.
+                # Sending the POST again blindly could make a second one.
+                found = self._find_booted(spec.name, spec.owner)
+                if found is not None:
+                    LOG.info("cloud '%s': server %s was created although the reply was "
+                             "lost (%s)", self.settings.name, found, exc)
+                    return Created("server", found, spec.name)
+                LOG.info("cloud '%s': no server %s after a lost reply (%s); booting again",
+                         self.settings.name, spec.name, exc)
+                continue
+            return Created("server", body["server"]["id"], spec.name)
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
+    def _find_booted(self, name: str, owner: str) -> str | None:
+        """The id of the server ``name`` carrying ``owner``'s marker, if Nova made it.
+
+        Nova lists a new server a moment after accepting it, so a miss is checked
+        again before it is believed.
+        """
+        for pause in (0.0, 1.0, 2.0):
+            time.sleep(pause)
+            found = self._paged("compute", "/servers/detail", "servers",
+                                name=f"^{re.escape(name)}$")
+            mine = [s["id"] for s in found
+                    if (s.get("metadata") or {}).get(OWNER_KEY) == owner and s.get("id")]
+            if mine:
+                return str(mine[0])
+        return None
 
     def poll_servers(self, ids: set[str]) -> dict[str, dict[str, Any]]:
         if len(ids) == 1:  # one GET is cheaper than listing a whole project
@@ -513,13 +646,23 @@ class OpenStackDriver(Driver):
             return True
         return server.get("status") == "DELETED"
 
-    def owned_resources(self, owner: str) -> list[Created]:
-        marker = f"{OWNER_KEY}={owner}"
+    def set_server_metadata(self, server_id: str, items: dict[str, str]) -> None:
+        # One request for all items: POST merges them into the server's metadata.
+        self._request("compute", "POST", f"/servers/{server_id}/metadata",
+                      json={"metadata": items})
+
+    def owned_resources(self, owner: str | None) -> list[Created]:
+        def marked(text: str | None) -> str | None:
+            found = _OWNER_MARKER.search(text or "")
+            return found.group(1) if found and owner in (None, found.group(1)) else None
+
         found: list[Created] = []
-        if self.has_service("network"):
+        network = self.has_service("network")
+        if network:
             fips = self._request("network", "GET", "/floatingips").get("floatingips", [])
-            found += [Created("floating_ip", f["id"], f.get("floating_ip_address", ""))
-                      for f in fips if marker in (f.get("description") or "")]
+            found += [Created("floating_ip", f["id"], f.get("floating_ip_address", ""),
+                              marked(f.get("description")) or "", _parse_time(f.get("created_at")))
+                      for f in fips if marked(f.get("description"))]
             if self.profile.public_access == "port_forwarding":
                 for fip in fips:
                     if fip.get("port_id"):
@@ -528,17 +671,34 @@ class OpenStackDriver(Driver):
                         "network", "GET", f"/floatingips/{fip['id']}/port_forwardings").get(
                         "port_forwardings", [])
                     found += [Created("port_forwarding", f"{fip['id']}/{pf['id']}",
-                                      f"{fip.get('floating_ip_address')}:{pf['external_port']}")
-                              for pf in forwardings if marker in (pf.get("description") or "")]
-        found += [Created("server", s["id"], s.get("name", "")) for s in self.list_servers()
-                  if (s.get("metadata") or {}).get(OWNER_KEY) == owner]
-        if self.has_service("network"):
-            groups = self._request("network", "GET", "/security-groups?" + urlencode(
-                {"name": f"cloudnorm-{owner}"})).get("security_groups", [])
-            found += [Created("security_group", g["id"], g["name"]) for g in groups
-                      if marker in (g.get("description") or "")]
-        found += [Created("keypair", k.name, k.name) for k in self.list_keypairs()
-                  if k.name == f"cloudnorm-{owner}"]
+                                      f"{fip.get('floating_ip_address')}:{pf['external_port']}",
+                                      marked(pf.get("description")) or "")
+                              for pf in forwardings if marked(pf.get("description"))]
+        for s in self.list_servers():
+            mark = (s.get("metadata") or {}).get(OWNER_KEY)
+            if mark and owner in (None, mark):
+                found.append(Created("server", s["id"], s.get("name", ""), mark,
+                                     _parse_time(s.get("created"))))
+        if network:
+            query = "" if owner is None else "?" + urlencode({"name": f"cloudnorm-{owner}"})
+            groups = self._request("network", "GET", "/security-groups" + query).get(
+                "security_groups", [])
+            found += [Created("security_group", g["id"], g["name"],
+                              marked(g.get("description")) or "", _parse_time(g.get("created_at")))
+                      for g in groups if (g.get("name") or "").startswith("cloudnorm-")
+                      and marked(g.get("description"))]
+        for k in self.list_keypairs():
+            key_owner = _key_owner(k.name) if owner is None else (
+                owner if k.name == f"cloudnorm-{owner}" else None)
+            if key_owner is None:
+                continue
+            created = None
+            if owner is None:  # only the detail says when; cleanup needs it, delete does not
+                with contextlib.suppress(errors.NotFound):
+                    created = _parse_time(self._request(
+                        "compute", "GET", f"/os-keypairs/{k.name}").get(
+                        "keypair", {}).get("created_at"))
+            found.append(Created("keypair", k.name, k.name, key_owner, created))
         return found
 
     def close(self) -> None:
@@ -547,6 +707,32 @@ class OpenStackDriver(Driver):
             self._conn = None
 
 
+
+
+def _may_have_acted(exc: errors.CloudnormError) -> bool:
+    """Whether a failed request may still have been carried out: its reply was lost,
+    cut short or garbled, or the cloud failed after accepting it (5xx). A 4xx is a refusal."""
+    if isinstance(exc, errors.ServiceUnavailable):
+        return exc.status is None
+    status = getattr(exc, "status", None)
+    return status is None or (isinstance(status, int) and (status >= 500 or status < 400))
+
+
+def _retry_after(value: str | None) -> float | None:
+    """Seconds from a Retry-After header (a number or an HTTP date); None when absent."""
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=datetime.timezone.utc)
+        seconds = (when - datetime.datetime.now(datetime.timezone.utc)).total_seconds()
+    return max(0.0, seconds) if seconds == seconds else None  # NaN is no answer
 
 
 def _http_error(cloud: str, resp: Any, endpoint: str, request_id: str | None
@@ -568,6 +754,17 @@ def _http_error(cloud: str, resp: Any, endpoint: str, request_id: str | None
                                     cloud=cloud)
     return errors.ProviderError(text, status=status, request_id=request_id, endpoint=endpoint,
                                 cloud=cloud)
+
+
+_OWNER_MARKER = re.compile(re.escape(OWNER_KEY) + r"=([A-Za-z0-9_-]+)")
+# Node keys are named cloudnorm-<owner>, the owner being 12 hex digits: a key a person
+# named cloudnorm-something is not taken for one.
+_NODE_KEY = re.compile(r"cloudnorm-([0-9a-f]{12})")
+
+
+def _key_owner(name: str) -> str | None:
+    match = _NODE_KEY.fullmatch(name)
+    return match.group(1) if match else None
 
 
 _QUOTA = re.compile(r"quota exceeded|exceeds? (?:the |your )?quota|over ?quota|"

@@ -1,0 +1,181 @@
+"""Client-side rate limits: one budget per cloud account and region, for the whole process.
+
+Clouds throttle per account (or per endpoint), not per connection: two ``Cloud``
+objects for the same account share what the cloud allows. So the limiter lives
+here, keyed by the driver's identity (provider, endpoint, account, region), and
+every driver of that key draws from it. Reads (GET/HEAD, EC2 ``Describe*``) are
+allowed more often than writes, as nodepool does::
+
+    clouds:
+      mycloud:
+        cloudnorm:
+          rate_limit: {reads: 20, writes: 2}    # requests per second; 0 = unlimited
+          # rate_limit: {storage: "redis://host:6379"} shares the budget between processes
+
+The counting is the ``limits`` library's moving window, so a budget can live in
+any storage it supports (memory by default; Redis for several processes).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from typing import Any
+
+import attrs
+
+from cloudnorm import errors
+
+LOG = logging.getLogger(__name__)
+
+#: Writes per second by provider, when clouds.yaml says nothing (nodepool's defaults).
+DEFAULT_WRITES = {"openstack": 1.0, "aws": 2.0, "gce": 2.0}
+#: Reads are this many times more frequent than writes by default.
+READ_FACTOR = 10
+#: The longest one request waits for its turn before giving up with a Timeout.
+MAX_WAIT = 300.0
+READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+@attrs.frozen
+class RateLimit:
+    """Requests per second allowed for reads and writes (None: unlimited)."""
+
+    reads: float | None
+    writes: float | None
+    storage: str = "memory://"
+
+    @classmethod
+    def from_options(cls, provider: str, options: Any, cloud: str | None = None) -> RateLimit:
+        """The ``rate_limit:`` mapping of a cloud's ``cloudnorm:`` section, validated."""
+        writes = DEFAULT_WRITES.get(provider, 1.0)
+        default = cls(reads=writes * READ_FACTOR, writes=writes)
+        if options is None:
+            return default
+        if not isinstance(options, dict):
+            raise errors.ConfigError(
+                "cloudnorm: rate_limit: must be a mapping like {reads: 10, writes: 1}",
+                cloud=cloud)
+        unknown = sorted(set(options) - {"reads", "writes", "storage"})
+        if unknown:
+            raise errors.ConfigError(
+                f"unknown key(s) {', '.join(map(str, unknown))} in cloudnorm: rate_limit:; "
+                "known keys: reads, writes, storage", cloud=cloud)
+        values = {}
+        for key in ("reads", "writes"):
+            if key not in options:
+                continue
+            value = options[key]
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0 \
+                    or not math.isfinite(value):
+                raise errors.ConfigError(
+                    f"cloudnorm: rate_limit: {key}: must be a number of requests per second "
+                    f"(0 for unlimited), not {value!r}", cloud=cloud)
+            values[key] = float(value) or None
+        writes_set = values["writes"] if "writes" in values else default.writes
+        # Unless named, reads follow writes: ten times as many, unlimited with them.
+        reads = values["reads"] if "reads" in values else (
+            writes_set * READ_FACTOR if writes_set else None)
+        storage = str(options.get("storage") or "memory://")
+        return cls(reads=reads, writes=writes_set, storage=storage)
+
+
+def _item(per_second: float) -> Any:
+    """A ``limits`` item for a rate that may be below one per second (0.5 -> 1 per 2 s)."""
+    from limits import RateLimitItemPerSecond
+
+    if per_second >= 1:
+        return RateLimitItemPerSecond(max(1, int(round(per_second))), 1)
+    return RateLimitItemPerSecond(1, max(1, int(round(1 / per_second))))
+
+
+class Limiter:
+    """The budget of one account and region. ``acquire`` blocks until a request may go."""
+
+    def __init__(self, key: str, limit: RateLimit) -> None:
+        from limits import storage as limits_storage
+        from limits import strategies
+
+        self.key = key
+        try:
+            store = limits_storage.storage_from_string(limit.storage)
+        except Exception as exc:  # limits raises ConfigurationError or ImportError
+            raise errors.ConfigError(
+                f"cloudnorm: rate_limit: storage {limit.storage!r} cannot be used: {exc}"
+            ) from exc
+        self._strategy = strategies.MovingWindowRateLimiter(store)
+        self._lock = threading.Lock()
+        self._configure(limit)
+        #: What went through and how long callers waited, by kind (read/write).
+        self.counts = {"read": 0, "write": 0}
+        self.waited = {"read": 0.0, "write": 0.0}
+
+    def _configure(self, limit: RateLimit) -> None:
+        self.limit = limit
+        self._items = {"read": _item(limit.reads) if limit.reads else None,
+                       "write": _item(limit.writes) if limit.writes else None}
+
+    def acquire(self, write: bool, deadline: float | None = None) -> float:
+        """Wait for a turn; returns the seconds waited. Raises Timeout past ``deadline``."""
+        kind = "write" if write else "read"
+        item = self._items[kind]
+        started = time.monotonic()
+        limit_at = min(deadline if deadline is not None else math.inf, started + MAX_WAIT)
+        if item is not None:
+            while not self._strategy.hit(item, self.key, kind):
+                reset = self._strategy.get_window_stats(item, self.key, kind).reset_time
+                # reset_time is wall-clock seconds; a small floor keeps threads from spinning.
+                pause = min(max(reset - time.time(), 0.01), 1.0)
+                if time.monotonic() + pause > limit_at:
+                    raise errors.Timeout(
+                        f"rate limit of {self.key.split('|')[0]} ({kind}s) left no turn "
+                        f"within {limit_at - started:.0f} s; raise cloudnorm: rate_limit: "
+                        f"{kind}s: in clouds.yaml or make fewer calls")
+                time.sleep(pause)
+        waited = time.monotonic() - started
+        with self._lock:
+            self.counts[kind] += 1
+            self.waited[kind] += waited
+        return waited
+
+
+_LIMITERS: dict[str, Limiter] = {}
+_LOCK = threading.Lock()
+
+
+def limiter_for(key: str, limit: RateLimit) -> Limiter:
+    """The process-wide limiter of ``key`` (a driver identity).
+
+    Every cloud of one account shares it. When two entries of clouds.yaml for the
+    same account ask for different rates, the lower of each wins: the cloud's
+    budget is one, and the stricter setting is the one known to be safe.
+    """
+    with _LOCK:
+        current = _LIMITERS.get(key)
+        if current is not None:
+            lowered = attrs.evolve(current.limit,
+                                   reads=_lower(current.limit.reads, limit.reads),
+                                   writes=_lower(current.limit.writes, limit.writes))
+            if lowered != current.limit:
+                # In place: drivers already holding this limiter must feel the change.
+                LOG.info("rate limit of %s lowered to %s/s reads, %s/s writes",
+                         key.split("|")[0], lowered.reads, lowered.writes)
+                current._configure(lowered)
+            return current
+        limiter = Limiter(key, limit)
+        _LIMITERS[key] = limiter
+        return limiter
+
+
+def _lower(a: float | None, b: float | None) -> float | None:
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return min(a, b)
+
+
+def is_read(method: str) -> bool:
+    return method.upper() in READ_METHODS

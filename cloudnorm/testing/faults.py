@@ -1,0 +1,403 @@
+"""An HTTP proxy on 127.0.0.1 that makes a sandbox cloud misbehave the way real ones do.
+
+It sits in front of the sandbox's OpenStack services, one listening port per service,
+and passes every request on unchanged -- except those a :class:`Rule` picks, which get
+an error status (5xx; 429 or 413 with Retry-After), a reset connection, a slow reply,
+a reply cut short or garbled JSON. Two lies of eventually consistent clouds are built
+in as well: a new server missing from server lists for its first few appearances, and
+409 on a server's actions while it builds::
+
+    with FaultProxy(sandbox.endpoints_of("fip-required"), seed=7) as proxy:
+        proxy.add(Rule("status", status=503, service="compute", probability=0.1))
+        path = proxy.clouds_yaml(sandbox.clouds_yaml, "sandbox-fip-required", tmp / "c.yaml")
+        cloud = cloudnorm.connect("sandbox-fip-required", config_files=[str(path)])
+
+Identity (Keystone) is not proxied: tokens come straight from it. Randomness is
+seeded, and every rule can be bounded by ``count``; ``max_faults`` bounds them all.
+"""
+
+from __future__ import annotations
+
+import http.client
+import http.server
+import json
+import random
+import re
+import socket
+import struct
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import attrs
+
+KINDS = ("status", "reset", "reset_after", "slow", "truncate", "malformed", "hide_new",
+         "conflict_building")
+# What a service answers in the body of each injected status (the shapes OpenStack uses).
+_BODIES = {
+    429: {"overLimit": {"code": 429, "message": "Rate limit exceeded: try again later"}},
+    413: {"overLimit": {"code": 413, "message": "This request was rate-limited."}},
+    409: {"conflictingRequest": {"code": 409, "message":
+          "Cannot 'os-getConsoleOutput' instance while it is in vm_state building"}},
+}
+
+
+@attrs.define
+class Rule:
+    """One kind of fault, for the requests it matches.
+
+    ``kind``: ``status`` (answer ``status``, with ``retry_after`` seconds when set),
+    ``reset`` (drop the connection before the service sees the request),
+    ``reset_after`` (the service acts, then the connection drops: a lost reply),
+    ``slow`` (wait ``delay`` seconds first), ``truncate`` (half the body, then close),
+    ``malformed`` (a body that is not JSON), ``hide_new`` (a server is left out of
+    server lists the first ``polls`` times it would appear), ``conflict_building``
+    (409 on a server's actions while it is in BUILD).
+    ``service`` (compute, image, network), ``method`` and ``path`` (a regular expression
+    searched in the path) narrow what it matches; ``probability`` and ``count`` (how many
+    times at most) decide when.
+    """
+
+    kind: str
+    service: str | None = None
+    method: str | None = None
+    path: str | None = None
+    probability: float = 1.0
+    count: int | None = None
+    status: int = 503
+    retry_after: float | None = None
+    delay: float = 2.0
+    polls: int = 2
+    fired: int = 0
+
+    def __attrs_post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"unknown fault kind {self.kind!r}; use one of {', '.join(KINDS)}")
+        if not 0.0 <= self.probability <= 1.0:
+            raise ValueError("probability must be between 0 and 1")
+        if self.delay > 30:
+            raise ValueError("a slow reply waits 30 s at most: the proxy must stay bounded")
+
+    def matches(self, service: str, method: str, path: str) -> bool:
+        return ((self.service is None or self.service == service)
+                and (self.method is None or self.method.upper() == method)
+                and (self.path is None or re.search(self.path, path) is not None))
+
+
+@attrs.frozen
+class Injected:
+    """One fault the proxy injected."""
+
+    t: float
+    kind: str
+    service: str
+    method: str
+    path: str
+    detail: str = ""
+
+
+class FaultProxy:
+    """Start with :meth:`start` (or ``with``); ``upstreams`` maps service type to the URL
+    its catalog names (``{"compute": "http://127.0.0.1:8774/v2.1", ...}``)."""
+
+    def __init__(self, upstreams: dict[str, str], *, seed: int = 0,
+                 max_faults: int | None = None) -> None:
+        self.upstreams = dict(upstreams)
+        self.rules: list[Rule] = []
+        self.injected: list[Injected] = []
+        self.forwarded = 0
+        self.max_faults = max_faults
+        self._random = random.Random(seed)
+        self._lock = threading.Lock()
+        self._servers: dict[str, http.server.ThreadingHTTPServer] = {}
+        self._threads: list[threading.Thread] = []
+        self._seen_servers: dict[str, int] = {}
+        self._building: set[str] = set()
+        self.endpoints: dict[str, str] = {}
+
+    # -- life cycle -------------------------------------------------------------------
+    def start(self) -> FaultProxy:
+        for service, url in self.upstreams.items():
+            server = _Server(("127.0.0.1", 0), _handler(self, service))
+            self._servers[service] = server
+            parts = urlsplit(url)
+            self.endpoints[service] = urlunsplit(
+                (parts.scheme, f"127.0.0.1:{server.server_address[1]}", parts.path, "", ""))
+            thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2},
+                                      name=f"fault-proxy-{service}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        return self
+
+    def stop(self) -> None:
+        for server in self._servers.values():
+            server.shutdown()
+            server.server_close()
+        for thread in self._threads:
+            thread.join(timeout=5)
+        self._servers.clear()
+        self._threads.clear()
+
+    def __enter__(self) -> FaultProxy:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- rules ---------------------------------------------------------------------
+    def add(self, *rules: Rule) -> FaultProxy:
+        with self._lock:
+            self.rules.extend(rules)
+        return self
+
+    def clear(self) -> None:
+        with self._lock:
+            self.rules.clear()
+
+    def counts(self) -> dict[str, int]:
+        """Injected faults by kind."""
+        found: dict[str, int] = {}
+        for fault in self.injected:
+            found[fault.kind] = found.get(fault.kind, 0) + 1
+        return found
+
+    def _pick(self, service: str, method: str, path: str) -> list[Rule]:
+        """The rules that fire for this request (at most one of the kinds that answer)."""
+        with self._lock:
+            if self.max_faults is not None and len(self.injected) >= self.max_faults:
+                return []
+            chosen = []
+            for rule in self.rules:
+                if rule.count is not None and rule.fired >= rule.count:
+                    continue
+                if not rule.matches(service, method, path):
+                    continue
+                if rule.kind in ("hide_new", "conflict_building"):
+                    chosen.append(rule)  # decided on the reply, not by chance
+                elif self._random.random() < rule.probability:
+                    chosen.append(rule)
+            return chosen
+
+    def _record(self, rule: Rule, service: str, method: str, path: str,
+                detail: str = "") -> None:
+        with self._lock:
+            rule.fired += 1
+            self.injected.append(Injected(time.time(), rule.kind, service, method, path,
+                                          detail))
+
+    # -- clouds.yaml ------------------------------------------------------------------
+    def clouds_yaml(self, source: Path, cloud: str, dest: Path) -> Path:
+        """A copy of ``source`` where ``cloud`` reaches its services through this proxy."""
+        import yaml
+
+        from cloudnorm.testing.openstack import clouds_yaml as writer
+
+        with open(source, encoding="utf-8") as handle:
+            document = yaml.safe_load(handle)
+        entry = document["clouds"][cloud]
+        for service, url in self.endpoints.items():
+            entry[f"{service}_endpoint_override"] = url
+        return writer.write(Path(dest), {"clouds": {cloud: entry}})
+
+    # -- eventual consistency -------------------------------------------------------------
+    def _rewrite_servers(self, rule: Rule, body: bytes, service: str, method: str,
+                         path: str) -> bytes:
+        try:
+            data = json.loads(body)
+        except ValueError:
+            return body
+        servers = data.get("servers") if isinstance(data, dict) else None
+        if not isinstance(servers, list):
+            return body
+        kept = []
+        with self._lock:
+            for server in servers:
+                sid = str(server.get("id")) if isinstance(server, dict) else ""
+                seen = self._seen_servers.get(sid, 0)
+                self._seen_servers[sid] = seen + 1
+                if seen < rule.polls and (rule.count is None or rule.fired < rule.count):
+                    rule.fired += 1
+                    self.injected.append(Injected(time.time(), rule.kind, service, method,
+                                                  path, f"hid server {sid}"))
+                    continue
+                kept.append(server)
+        if len(kept) == len(servers):
+            return body
+        data["servers"] = kept
+        return json.dumps(data).encode()
+
+    def _note_building(self, body: bytes) -> None:
+        try:
+            data = json.loads(body)
+        except ValueError:
+            return
+        records = []
+        if isinstance(data, dict):
+            if isinstance(data.get("server"), dict):
+                records = [data["server"]]
+            elif isinstance(data.get("servers"), list):
+                records = data["servers"]
+        with self._lock:
+            for record in records:
+                if not isinstance(record, dict) or "id" not in record:
+                    continue
+                if str(record.get("status", "BUILD")).upper() == "BUILD":
+                    self._building.add(str(record["id"]))
+                else:
+                    self._building.discard(str(record["id"]))
+
+    def _is_building(self, path: str) -> bool:
+        match = re.search(r"/servers/([0-9a-f-]{36})/action", path)
+        if match is None:
+            return False
+        with self._lock:
+            return match.group(1) in self._building
+
+
+class _Server(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+
+def _handler(proxy: FaultProxy, service: str) -> type[http.server.BaseHTTPRequestHandler]:
+    upstream = urlsplit(proxy.upstreams[service])
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        @property
+        def proxy_netloc(self) -> str:
+            return f"127.0.0.1:{self.server.server_address[1]}"  # type: ignore[index]
+
+        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+            pass  # the services log every request already
+
+        def _relay(self) -> None:
+            method = self.command
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length) if length else b""
+            path = self.path
+            rules = proxy._pick(service, method, urlsplit(path).path)
+            by_kind = {r.kind: r for r in rules}
+            for kind in ("slow",):
+                if kind in by_kind:
+                    proxy._record(by_kind[kind], service, method, path)
+                    time.sleep(by_kind[kind].delay)
+            if "reset" in by_kind:
+                proxy._record(by_kind["reset"], service, method, path)
+                return self._reset()
+            if "status" in by_kind:
+                rule = by_kind["status"]
+                proxy._record(rule, service, method, path, str(rule.status))
+                return self._answer(rule.status, _status_body(rule.status), rule.retry_after)
+            conflict = by_kind.get("conflict_building")
+            if conflict is not None and method == "POST" and proxy._is_building(path) and (
+                    conflict.count is None or conflict.fired < conflict.count):
+                proxy._record(conflict, service, method, path, "409 while building")
+                return self._answer(409, _status_body(409), None)
+            status, headers, reply = self._forward(method, path, body)
+            # Links in replies (version documents, pagination) must lead back through
+            # the proxy, or clients would follow them around it.
+            reply = reply.replace(upstream.netloc.encode(), self.proxy_netloc.encode())
+            headers = [(k, v.replace(upstream.netloc, self.proxy_netloc)) for k, v in headers]
+            if service == "compute":
+                proxy._note_building(reply)
+            if "reset_after" in by_kind:
+                proxy._record(by_kind["reset_after"], service, method, path, f"lost {status}")
+                return self._reset()
+            hide = by_kind.get("hide_new")
+            if hide is not None and method == "GET" and status == 200:
+                reply = proxy._rewrite_servers(hide, reply, service, method, path)
+            if "truncate" in by_kind and len(reply) > 1:
+                proxy._record(by_kind["truncate"], service, method, path)
+                return self._send(status, headers, reply, cut=len(reply) // 2)
+            if "malformed" in by_kind and reply:
+                proxy._record(by_kind["malformed"], service, method, path)
+                reply = b"<html><body>502 upstream sent garbage</body></html>"[:len(reply) + 40]
+            with proxy._lock:
+                proxy.forwarded += 1
+            return self._send(status, headers, reply)
+
+        do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = _relay
+
+        def _forward(self, method: str, path: str, body: bytes
+                     ) -> tuple[int, list[tuple[str, str]], bytes]:
+            conn = http.client.HTTPConnection(upstream.hostname or "127.0.0.1", upstream.port,
+                                              timeout=120)
+            try:
+                # The client's Host header goes along: services build their links from it,
+                # so the links they return point back at the proxy.
+                headers = {k: v for k, v in self.headers.items()
+                           if k.lower() not in ("connection", "keep-alive", "content-length")}
+                if body:
+                    headers["Content-Length"] = str(len(body))
+                conn.request(method, path, body=body or None, headers=headers)
+                resp = conn.getresponse()
+                reply = resp.read()
+                kept = [(k, v) for k, v in resp.getheaders() if k.lower() not in (
+                    "connection", "keep-alive", "transfer-encoding", "content-length")]
+                return resp.status, kept, reply
+            finally:
+                conn.close()
+
+        def _answer(self, status: int, body: bytes, retry_after: float | None) -> None:
+            headers = [("Content-Type", "application/json")]
+            if retry_after is not None:
+                headers.append(("Retry-After", f"{retry_after:g}"))
+            self._send(status, headers, body)
+
+        def _send(self, status: int, headers: list[tuple[str, str]], body: bytes,
+                  cut: int | None = None) -> None:
+            self.send_response(status)
+            for key, value in headers:
+                self.send_header(key, value)
+            self.send_header("Content-Length", str(len(body)))
+            if cut is not None:
+                self.send_header("Connection", "close")
+                self.close_connection = True
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(body if cut is None else body[:cut])
+            self.wfile.flush()
+
+        def _reset(self) -> None:
+            # SO_LINGER 0: close sends RST, as a crashed load balancer does.
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                                       struct.pack("ii", 1, 0))
+            self.close_connection = True
+
+    return Handler
+
+
+def _status_body(status: int) -> bytes:
+    body = _BODIES.get(status) or {"computeFault": {
+        "code": status, "message": f"injected fault: the service answered {status}"}}
+    return json.dumps(body).encode()
+
+
+def catalog_endpoints(conn: Any, services: tuple[str, ...] = ("compute", "image", "network")
+                      ) -> dict[str, str]:
+    """The URL of each service for an ``<service>_endpoint_override`` (what the proxy fronts).
+
+    openstacksdk takes an override of compute and network as the versioned API root,
+    but discovers Glance's version below the override: so the image service gets the
+    catalog's unversioned URL and the others the discovered one.
+    """
+    catalog = conn.session.auth.get_access(conn.session).service_catalog
+    found = {}
+    for service in services:
+        if service == "image":
+            found[service] = catalog.url_for(service_type=service, interface="public",
+                                             region_name=conn.config.region_name)
+        else:
+            found[service] = getattr(conn, service).get_endpoint()
+    return found
+
+
+def summary(proxy: FaultProxy) -> Iterator[str]:
+    yield f"{proxy.forwarded} requests passed through, {len(proxy.injected)} faults injected"
+    for kind, number in sorted(proxy.counts().items()):
+        yield f"  {kind}: {number}"
