@@ -6,7 +6,9 @@ import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from cloudnorm import config, errors, flavors, images, networks, profiles
+import attrs
+
+from cloudnorm import config, errors, flavors, hostkeys, images, networks, profiles
 from cloudnorm.cache import DiscoveryCache
 from cloudnorm.drivers import driver_class
 from cloudnorm.drivers.base import Driver
@@ -147,7 +149,8 @@ class Cloud:
     def list_servers(self) -> list[Server]:
         """Every server of the account, normalized, addresses classified."""
         nets = self.list_networks()
-        return [self._driver.normalize_server(raw, nets) for raw in self._driver.list_servers()]
+        return [_with_login(self._driver.normalize_server(raw, nets))
+                for raw in self._driver.list_servers()]
 
     def get_server(self, name_or_id: str) -> Server:
         """One server by id or exact name."""
@@ -159,7 +162,7 @@ class Cloud:
             ids = sorted(str(s.get("id")) for s in found)
             raise errors.Ambiguous(f"{len(found)} servers are named '{name_or_id}' in cloud "
                                    f"'{self.name}'; use an id", candidates=ids, cloud=self.name)
-        return self._driver.normalize_server(found[0], self.list_networks())
+        return _with_login(self._driver.normalize_server(found[0], self.list_networks()))
 
     def create_server(self, name: str, *, image: str | Image = "ubuntu-22.04",
                       flavor: str | Flavor | None = None, min_ram: int | None = None,
@@ -222,6 +225,16 @@ class Cloud:
 
     def close(self) -> None:
         self._driver.close()
+
+
+def _with_login(server: Server) -> Server:
+    """``server`` with the login create_server stored on it: the address, port and user
+    it logged in with, and the host keys it verified then."""
+    record = hostkeys.login_record(server.tags)
+    if record is None:
+        return server
+    return attrs.evolve(server, interface_ip=record.address, ssh_user=record.user,
+                        ssh_port=record.port, host_keys=record.keys)
 
 
 def connect(cloud: str | None = None, *, config_files: list[str] | None = None,

@@ -87,3 +87,62 @@ def known_hosts_lines(host_keys: tuple[str, ...], address: str, port: int = 22) 
     """known_hosts lines for ``address`` (bracketed when the port is not 22)."""
     host = address if port == 22 else f"[{address}]:{port}"
     return [f"{host} {key}" for key in host_keys]
+
+
+#: Server metadata (tags) where create_server leaves how to log in: ``user@address:port``.
+LOGIN_KEY = "cloudnorm:ssh"
+#: Prefix of one metadata item per verified host key, named by key type.
+HOST_KEY_PREFIX = "cloudnorm:host_key:"
+#: Longest value every supported cloud stores (Nova metadata: 255, EC2 tags: 256).
+METADATA_VALUE_MAX = 255
+
+
+@attrs.frozen
+class LoginRecord:
+    """How create_server logged in to a server, as stored on the server itself.
+
+    ``keys`` are the host keys kept whole; ``fingerprints`` stand in for keys too long
+    for one metadata value (RSA), and check a key the server presents.
+    """
+
+    user: str
+    address: str
+    port: int
+    keys: tuple[str, ...] = ()
+    fingerprints: tuple[str, ...] = ()
+
+
+def login_metadata(user: str, address: str, port: int,
+                   host_keys: tuple[str, ...]) -> dict[str, str]:
+    """Metadata items recording a login: one for ``user@address:port``, one per host key
+    (its base64 blob, or its SHA256 fingerprint when the blob does not fit a value)."""
+    host = f"[{address}]" if ":" in address else address
+    items = {LOGIN_KEY: f"{user}@{host}:{port}"}
+    for key in host_keys:
+        key_type, _, blob = key.partition(" ")
+        blob = blob.split()[0] if blob else ""
+        if not blob:
+            continue
+        items[HOST_KEY_PREFIX + key_type] = (
+            blob if len(blob) <= METADATA_VALUE_MAX else fingerprint(blob))
+    return items
+
+
+def login_record(metadata: dict[str, str]) -> LoginRecord | None:
+    """The login stored by :func:`login_metadata`, or None when there is none (or it is
+    not in that form)."""
+    match = re.fullmatch(r"([^@\s]+)@(\[[0-9A-Fa-f:.]+\]|[^:\s]+):(\d+)",
+                         str(metadata.get(LOGIN_KEY) or ""))
+    if not match:
+        return None
+    keys: list[str] = []
+    fps: list[str] = []
+    for name, value in sorted(metadata.items()):
+        if not name.startswith(HOST_KEY_PREFIX):
+            continue
+        if value.startswith("SHA256:"):
+            fps.append(value)
+        elif _valid_blob(value):
+            keys.append(f"{name[len(HOST_KEY_PREFIX):]} {value}")
+    return LoginRecord(user=match.group(1), address=match.group(2).strip("[]"),
+                       port=int(match.group(3)), keys=tuple(keys), fingerprints=tuple(fps))

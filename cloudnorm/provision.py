@@ -230,6 +230,8 @@ def create_server(cloud: Cloud, name: str, *, image: str | Image = "ubuntu-22.04
                 floating_ip_source=cloud.profile.floating_ip_source,
                 profile_name=cloud.profile.name, public_access=cloud.profile.public_access)
         report.decide(plan.decision)
+        # Decided before booting: some clouds install the node key for one named user.
+        users, users_why = _login_candidates(cloud, chosen_image, ssh_user)
         report.emit(step, "done", f"{chosen_image.name} / {chosen_flavor.name} / "
                     f"{attach.name if attach else 'network chosen by the cloud'}")
 
@@ -247,7 +249,8 @@ def create_server(cloud: Cloud, name: str, *, image: str | Image = "ubuntu-22.04
         server_ref = ledger.add(driver.boot(BootSpec(
             name=name, image=chosen_image, flavor=chosen_flavor, network=attach,
             key_name=key_name, owner=owner, security_group=group.id if group else None,
-            config_drive=cloud.profile.config_drive, metadata=dict(tags or {}))))
+            config_drive=cloud.profile.config_drive, metadata=dict(tags or {}),
+            login_user=users[0] if len(users) == 1 else None)))
         cloud._cache.invalidate("server")
         if not wait:
             report.emit(step, "done", f"server {server_ref.id} requested; not waiting")
@@ -303,15 +306,17 @@ def create_server(cloud: Cloud, name: str, *, image: str | Image = "ubuntu-22.04
         step = STEPS[5]
         report.emit(step, "started", f"waiting for SSH on {interface.ip}")
         announced = _announced_host_keys(driver, server.id, deadline, verify_host_keys, report)
-        users, why = _login_candidates(cloud, chosen_image, ssh_user)
         target = ssh.Target(interface.ip, ssh_port, node_key.private_key,
                             announced if verify_host_keys else None)
         login = ssh.wait_for_login(
             target, users, timeout=max(1.0, deadline - time.monotonic()),
             on_attempt=lambda last: report.emit(STEPS[5], "waiting", last))
         cloud._cache.set("login_user", chosen_image.id, login.user)
-        report.decide(Decision("login_user", login.user, why))
+        report.decide(Decision("login_user", login.user, users_why))
         host_keys = announced.keys or (login.host_key,)
+        stored = _store_login(driver, server.id, login.user, interface.ip, ssh_port,
+                              tuple(host_keys), report)
+        server = attrs.evolve(server, tags={**server.tags, **stored})
         report.emit(step, "done", f"logged in as {login.user} after {login.attempts} attempt(s)")
 
         # 7: hardening
@@ -326,13 +331,15 @@ def create_server(cloud: Cloud, name: str, *, image: str | Image = "ubuntu-22.04
         # 8: the node key goes away
         step = STEPS[7]
         report.emit(step, "started", "removing the node key")
-        cloud.delete_keypair(key_name)
-        ledger.items = [i for i in ledger.items if i.kind != "keypair"]
+        # From the node first, while the key still logs in; then from the cloud, whose
+        # guest agents (GCE's) would otherwise put a key still listed back on the node.
         if not keep_node_key and bootstrap:
             _remove_node_key(target, login.user, node_key)
-            detail = "removed from the cloud and from the node"
+            detail = "removed from the node and from the cloud"
         else:
             detail = "removed from the cloud; kept on the node as asked"
+        cloud.delete_keypair(key_name)
+        ledger.items = [i for i in ledger.items if i.kind != "keypair"]
         report.emit(step, "done", detail)
     except BaseException as exc:
         report.emit(step, "failed", str(exc))
@@ -412,6 +419,27 @@ def _announced_host_keys(driver: Any, server_id: str, deadline: float, verify: b
                 "any key (not recommended)")
         time.sleep(interval)
         interval = min(interval * 1.5, 5.0)
+
+
+def _store_login(driver: Any, server_id: str, user: str, address: str, port: int,
+                 host_keys: tuple[str, ...], report: _Reporter) -> dict[str, str]:
+    """Write how to log in (user, address, port, host keys) on the server itself, so
+    get_server() gives it back to any later caller; returns the items written."""
+    items = hostkeys.login_metadata(user, address, port, host_keys)
+    try:
+        driver.set_server_metadata(server_id, items)
+    except NotImplementedError as exc:
+        report.decide(Decision("login_record", "not stored", str(exc)))
+        return {}
+    except errors.CloudnormError as exc:
+        # The server works; only a later get_server() lacks the login. Not worth undoing it.
+        LOG.warning("could not store the login on server %s: %s", server_id, exc)
+        report.decide(Decision("login_record", "not stored", exc.message))
+        return {}
+    report.decide(Decision("login_record", f"{len(items)} metadata items",
+                           f"user, address, port and {len(items) - 1} host key(s) stored on "
+                           "the server, so get_server() can give them back"))
+    return items
 
 
 def _harden(target: ssh.Target, user: str, authorized_keys: Sequence[str],
