@@ -14,6 +14,7 @@ from cloudnorm.drivers.base import Driver
 _DRIVERS = {
     "openstack": ("cloudnorm.drivers.openstack", "OpenStackDriver", "openstacksdk"),
     "aws": ("cloudnorm.drivers.aws", "AwsDriver", "boto3"),
+    "gce": ("cloudnorm.drivers.gce", "GceDriver", "google-cloud-compute"),
 }
 
 

@@ -22,9 +22,10 @@ _FIELDS = {"name", "provider", "extends", "description", "image_user_properties"
            "login_users", "requires_floating_ip", "floating_ip_source", "secgroup_source",
            "config_drive", "networks", "images", "instance_families", "public_access"}
 # What an ``images:`` entry of a profile may say: the distribution and version it holds,
-# the account that publishes it, its name pattern (``*`` wildcards), and optionally a public
-# parameter naming the current image and the architecture (x86_64 when not said).
-_IMAGE_KEYS = {"distro", "version", "owner", "name", "ssm_parameter", "architecture"}
+# the account (or project) that publishes it, its name pattern (``*`` wildcards) or the image
+# family whose current member it is (GCE), and optionally a public parameter naming the
+# current image and the architecture (x86_64 when not said).
+_IMAGE_KEYS = {"distro", "version", "owner", "name", "family", "ssm_parameter", "architecture"}
 _SOURCES = {"neutron", "none", "aws", "gce", "nova"}
 #: How servers on a private network are reached: their own floating IP, or a port
 #: forwarded from a floating IP the project shares between servers.
@@ -130,7 +131,9 @@ def _checked_image(profile: str, entry: Any) -> dict[str, Any]:
     if not isinstance(entry, dict):
         raise errors.ConfigError(f"profile '{profile}': each images: entry must be a mapping")
     unknown = set(entry) - _IMAGE_KEYS
-    missing = {"distro", "version", "owner", "name"} - set(entry)
+    missing = {"distro", "version", "owner"} - set(entry)
+    if not {"name", "family"} & set(entry):
+        missing.add("name (or family)")
     if unknown or missing:
         raise errors.ConfigError(
             f"profile '{profile}': images: entry {entry.get('name', entry)} "

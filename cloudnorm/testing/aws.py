@@ -11,7 +11,8 @@ filled in here, in the same process (moto keeps its state in module-level backen
   custom VPC whose subnets map no public address (one routed to an internet gateway,
   one private); a second region without a default VPC;
 - public addresses from the documentation range 198.51.100.0/24 (launch addresses from
-  the lower half, Elastic IPs from the upper) instead of moto's 54.214.x.y and 127.x.y.z,
+  the first quarter, Elastic IPs from the upper half; the local GCE has the second
+  quarter) instead of moto's 54.214.x.y and 127.x.y.z,
   so a test can never reach a real host and the SSH data plane can answer on them inside
   a private network namespace;
 - a per-instance console (``set_console``) for the data plane's cloud-init output;
@@ -50,7 +51,7 @@ CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing
 REGION = "us-east-1"
 NO_DEFAULT_VPC_REGION = "us-west-2"
 CLOUD = "sandbox-aws"
-LAUNCH_ADDRESSES = ipaddress.IPv4Network("198.51.100.0/25")
+LAUNCH_ADDRESSES = ipaddress.IPv4Network("198.51.100.0/26")
 ELASTIC_ADDRESSES = ipaddress.IPv4Network("198.51.100.128/25")
 _VALIDATION = ("MOTO_ENABLE_AMI_VALIDATION", "MOTO_EC2_ENABLE_INSTANCE_TYPE_VALIDATION",
                "MOTO_ENABLE_KEYPAIR_VALIDATION")

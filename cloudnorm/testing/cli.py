@@ -18,14 +18,17 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from cloudnorm.testing import _progress
 
 AWS_PROFILE = "aws"
+GCE_PROFILE = "gce"
+PROVIDER_PROFILES = (AWS_PROFILE, GCE_PROFILE)
 
 
 def _start_dataplanes(teardown: contextlib.ExitStack, workdir: Path, stack: object,
-                      aws: object) -> None:
+                      aws: object, gce: Any) -> None:
     """SSH nodes for every cloud that runs: each cloud's watcher steers its own fleet."""
     if stack is not None:
         from cloudnorm.testing.openstack.dataplane_sync import DataPlane
@@ -37,6 +40,11 @@ def _start_dataplanes(teardown: contextlib.ExitStack, workdir: Path, stack: obje
 
         fleet = teardown.enter_context(Fleet(workdir / "aws-nodes"))
         teardown.callback(AwsDataPlaneSync(aws, fleet).start().stop)
+    if gce is not None:
+        from cloudnorm.testing.dataplane import Fleet
+
+        fleet = teardown.enter_context(Fleet(workdir / "gce-nodes"))
+        teardown.callback(gce.dataplane(fleet).start().stop)
 
 
 class _Interrupted(BaseException):
@@ -86,8 +94,8 @@ def _parser() -> argparse.ArgumentParser:
         "run", help="start the sandbox, run COMMAND against it, stop the sandbox",
         usage="%(prog)s [--profile NAME]... [--workdir DIR] -- COMMAND...")
     run.add_argument("--profile", action="append", dest="profiles", metavar="NAME",
-                     help="quirk profile to seed, or 'aws' for the local EC2 (repeatable; "
-                          "default: all)")
+                     help="quirk profile to seed, 'aws' for the local EC2 or 'gce' for the "
+                          "local compute engine (repeatable; default: all)")
     run.add_argument("--workdir", type=Path, metavar="DIR",
                      help="where state and logs go (kept afterwards; default: a temporary "
                           "directory, removed afterwards)")
@@ -139,9 +147,11 @@ def _run(args: argparse.Namespace) -> int:
             raise _Interrupted(signum)
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
-    # "aws" names the local EC2; every other name is an OpenStack profile.
+    # "aws" and "gce" name the local EC2 and compute endpoint; every other name is an
+    # OpenStack profile.
     wanted = args.profiles
-    openstack_profiles = None if wanted is None else [p for p in wanted if p != AWS_PROFILE]
+    openstack_profiles = None if wanted is None else [
+        p for p in wanted if p not in PROVIDER_PROFILES]
     teardown = contextlib.ExitStack()
     try:
         clouds_yaml = workdir / "clouds.yaml"
@@ -160,9 +170,18 @@ def _run(args: argparse.Namespace) -> int:
             aws.start()
             aws.write_clouds_yaml(clouds_yaml)
             _progress.say(f"local EC2 (moto) up: {', '.join(aws.clouds())}")
+        gce = None
+        if wanted is None or GCE_PROFILE in wanted:
+            from cloudnorm.testing.gce import GceSandbox
+
+            gce = GceSandbox(workdir / "gce")
+            teardown.callback(gce.stop)
+            gce.start()
+            gce.write_clouds_yaml(clouds_yaml)
+            _progress.say(f"local compute engine up: {', '.join(gce.clouds())}")
         dataplane = os.environ.get(_INSIDE)
         if dataplane:
-            _start_dataplanes(teardown, workdir, stack, aws)
+            _start_dataplanes(teardown, workdir, stack, aws, gce)
             _progress.say("SSH data plane up: servers answer on their reachable addresses")
         else:
             _progress.say("not root: no SSH data plane (servers boot but answer no SSH)")

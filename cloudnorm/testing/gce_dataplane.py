@@ -1,0 +1,198 @@
+"""Keep the SSH data plane in step with what the local Compute Engine says.
+
+The local Compute Engine boots no machines, so this watcher plays the part of the
+hypervisor, of the guest environment and of the VPC firewall: for every RUNNING instance
+it keeps a node (a real sshd) whose user and key are the first valid entry of the
+instance's ``ssh-keys`` metadata -- what Google's guest agent creates -- answering on
+exactly what GCE makes reachable from the internet: the external IPv4 of the instance's
+``ONE_TO_ONE_NAT`` access config, never its internal address, with sshd running only while
+the network's firewall lets TCP 22 in from 0.0.0.0/0 to the instance. It writes each
+node's console, with cloud-init's host key blocks, where the serial port output is read.
+
+It reads the cloud over compute v1 REST like any client, with plain HTTP requests marked
+``X-Cloudnorm-Agent: dataplane``: the endpoint logs them apart, so a test's request counts
+are its own. Its firewall evaluation is written here on purpose, apart from the driver's:
+the data plane plays GCE and must not agree with the code under test by construction.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import threading
+import time
+import urllib.request
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+LOG = logging.getLogger(__name__)
+_USER = re.compile(r"[a-z_][a-z0-9_.-]{0,31}")
+
+
+def login_from_metadata(instance: dict[str, Any]) -> tuple[str, str] | None:
+    """(user, "TYPE BLOB") of the first usable ``ssh-keys`` line, as the guest agent
+    reads it: ``user:TYPE BLOB [comment]``; ``google-ssh`` keys past their ``expireOn``
+    are skipped."""
+    items = (instance.get("metadata") or {}).get("items") or []
+    value = next((i.get("value", "") for i in items if i.get("key") == "ssh-keys"), "")
+    for line in str(value).splitlines():
+        user, sep, key = line.strip().partition(":")
+        parts = key.split(None, 2)
+        if not sep or not _USER.fullmatch(user) or len(parts) < 2:
+            continue
+        if len(parts) == 3 and parts[2].startswith("google-ssh"):
+            try:
+                expiry = json.loads(parts[2][len("google-ssh"):]).get("expireOn")
+            except ValueError:
+                continue
+            if expiry and time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) > expiry[:19]:
+                continue
+        return user, f"{parts[0]} {parts[1]}"
+    return None
+
+
+def _covers_22(entries: Sequence[dict[str, Any]] | None) -> bool:
+    for entry in entries or ():
+        if str(entry.get("IPProtocol", "")).lower() not in ("tcp", "6", "all"):
+            continue
+        ports = entry.get("ports") or []
+        if not ports:
+            return True
+        for span in ports:
+            low, _, high = str(span).partition("-")
+            if low.isdigit() and int(low) <= 22 <= int(high or low):
+                return True
+    return False
+
+
+def ssh_open(rules: list[dict[str, Any]], network_link: str, tags: set[str]) -> bool:
+    """Whether GCE's firewall lets TCP 22 from the internet into an instance on
+    ``network_link`` with network ``tags``: the best-priority matching rule decides, a deny
+    beating an allow of the same priority; nothing matching is the implied deny."""
+    best: tuple[int, int] | None = None
+    for rule in rules:
+        if rule.get("disabled") or rule.get("direction", "INGRESS") != "INGRESS":
+            continue
+        if rule.get("network", "").rsplit("/", 1)[-1] != network_link.rsplit("/", 1)[-1]:
+            continue
+        if "0.0.0.0/0" not in (rule.get("sourceRanges") or []):
+            continue
+        if rule.get("targetServiceAccounts"):
+            continue
+        if rule.get("targetTags") and not tags & set(rule["targetTags"]):
+            continue
+        if _covers_22(rule.get("denied")):
+            candidate = (int(rule.get("priority", 1000)), 0)
+        elif _covers_22(rule.get("allowed")):
+            candidate = (int(rule.get("priority", 1000)), 1)
+        else:
+            continue
+        best = candidate if best is None else min(best, candidate)
+    return best is not None and best[1] == 1
+
+
+class GceDataPlaneSync:
+    """A background thread reconciling ``fleet`` with the local Compute Engine at
+    ``endpoint_url`` (instances of ``projects``) every ``interval`` seconds."""
+
+    def __init__(self, endpoint_url: str, projects: Sequence[str], console_dir: Path,
+                 fleet: Any, interval: float = 0.2) -> None:
+        self._base = endpoint_url.rstrip("/") + "/compute/v1/projects/"
+        self._projects = tuple(projects)
+        self._console_dir = Path(console_dir)
+        self._fleet = fleet
+        self._interval = interval
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._logins: dict[str, tuple[str, str]] = {}  # instance id -> (user, key)
+        self._known: set[str] = set()
+        self.errors: list[str] = []
+        self.rounds = 0
+
+    def _get(self, path: str) -> dict[str, Any]:
+        request = urllib.request.Request(self._base + path,
+                                         headers={"X-Cloudnorm-Agent": "dataplane"})
+        with urllib.request.urlopen(request, timeout=10) as reply:
+            return json.loads(reply.read())  # type: ignore[no-any-return]
+
+    def start(self) -> GceDataPlaneSync:
+        self._console_dir.mkdir(parents=True, exist_ok=True)
+        self._thread = threading.Thread(target=self._run, name="gce-dataplane-sync",
+                                        daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+
+    def __enter__(self) -> GceDataPlaneSync:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.sync_once()
+            except Exception as exc:  # keep watching: a passing error must not kill the plane
+                LOG.warning("GCE data plane sync failed: %s", exc)
+                self.errors.append(str(exc))
+                del self.errors[:-20]
+            self._stop.wait(self._interval)
+
+    def sync_once(self) -> None:
+        running: dict[str, tuple[str, dict[str, Any]]] = {}
+        for project in self._projects:
+            reply = self._get(f"{project}/aggregated/instances")
+            for scope in (reply.get("items") or {}).values():
+                for instance in scope.get("instances") or ():
+                    if instance.get("status") == "RUNNING":
+                        running[instance["id"]] = (project, instance)
+        for gone in self._known - set(running):
+            self._fleet.remove(gone)
+            (self._console_dir / f"{gone}.log").unlink(missing_ok=True)
+            self._logins.pop(gone, None)
+        self._known &= set(running)
+        if running:
+            rules = {p: self._get(f"{p}/global/firewalls").get("items") or []
+                     for p in {p for p, _ in running.values()}}
+            for iid, (project, instance) in running.items():
+                self._reconcile(iid, instance, rules[project])
+        self.rounds += 1
+
+    def _reconcile(self, iid: str, instance: dict[str, Any],
+                   rules: list[dict[str, Any]]) -> None:
+        # The guest agent creates the user from the metadata at first boot; later changes
+        # to the keys would not replace the machine, so the first login found is kept.
+        if iid not in self._logins:
+            login = login_from_metadata(instance)
+            if login is None:
+                return
+            self._logins[iid] = login
+        user, key = self._logins[iid]
+        nics = instance.get("networkInterfaces") or []
+        addresses = [a["natIP"] for nic in nics[:1] for a in nic.get("accessConfigs") or ()
+                     if a.get("natIP")]
+        if not addresses:
+            # Nothing reaches it from outside: no node to answer (and no console).
+            if iid in self._known:
+                self._fleet.remove(iid)
+                (self._console_dir / f"{iid}.log").unlink(missing_ok=True)
+                self._known.discard(iid)
+            return
+        tags = set((instance.get("tags") or {}).get("items") or ())
+        allow = ssh_open(rules, nics[0].get("network", ""), tags)
+        self._fleet.ensure(iid, addresses, user=user, authorized_key=key, port=22,
+                           allow_ssh=allow, hostname=instance["name"])
+        self._known.add(iid)
+        text = self._fleet.console_text(iid)
+        console = self._console_dir / f"{iid}.log"
+        if text and (not console.exists() or console.read_text() != text):
+            tmp = console.with_suffix(".tmp")
+            tmp.write_text(text)
+            tmp.replace(console)

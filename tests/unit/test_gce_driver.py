@@ -1,0 +1,501 @@
+"""The GCE driver (cloudnorm/drivers/gce.py): its pure parts, its configuration and
+credentials, error mapping, and a few calls against the local compute v1 endpoint on
+127.0.0.1 (cloudnorm.testing.gce). Nothing here looks for real Google credentials or
+leaves the machine."""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import pytest
+from google.api_core import exceptions as gexc
+from google.auth.credentials import AnonymousCredentials
+
+from cloudnorm import config, errors, profiles
+from cloudnorm.drivers import driver_class
+from cloudnorm.drivers.base import Created
+from cloudnorm.drivers.gce import (
+    OWNER_LABEL,
+    GceDriver,
+    _api_error,
+    _operation_error,
+    flow_view,
+    metadata_key,
+    normalize_flavors,
+    normalize_image,
+    normalize_server,
+    server_tags,
+    ssh_keys_line,
+    ssh_verdict,
+)
+from cloudnorm.models import OWNER_KEY, Location
+from cloudnorm.testing.gce import GceSandbox
+from cloudnorm.testing.gce.api import ApiError, compile_filter
+from cloudnorm.testing.gce_dataplane import login_from_metadata, ssh_open
+
+KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIK0wmN/Cr3JXqmLW7u+g9pTh+wyqDHpSQEIQczXkVx9q node"
+
+
+@pytest.fixture(autouse=True)
+def _no_google_environment(monkeypatch, tmp_path):
+    for key in list(os.environ):
+        if key.startswith(("GOOGLE_", "CLOUDSDK_")):
+            monkeypatch.delenv(key)
+    monkeypatch.setenv("NO_GCE_CHECK", "true")
+    monkeypatch.setenv("GCE_METADATA_HOST", "127.0.0.1:9")
+    monkeypatch.setenv("GCE_METADATA_IP", "127.0.0.1:9")
+    monkeypatch.setenv("CLOUDSDK_CONFIG", str(tmp_path / "no-gcloud"))
+
+
+def make_driver(**options: Any) -> GceDriver:
+    merged = {"provider": "gce", "project": "p", "zone": "us-central1-a",
+              "endpoint_url": "http://127.0.0.1:9", "credentials": "anonymous", **options}
+    merged = {k: v for k, v in merged.items() if v is not None}
+    settings = config.CloudSettings(name="gce-test", provider="gce", region=None, profile=None,
+                                    options=merged, cache=config.CacheSettings())
+    return GceDriver(settings, profiles.load("gce"))
+
+
+# -- configuration and credentials ----------------------------------------------------------
+def test_registry_names_the_driver():
+    assert driver_class("gce") is GceDriver
+
+
+def test_clouds_yaml_entry_is_accepted(write_clouds):
+    import cloudnorm
+
+    path = write_clouds({"g": {"cloudnorm": {
+        "provider": "gce", "project": "p", "zone": "europe-west1-b", "network": "vpc",
+        "endpoint_url": "http://127.0.0.1:9", "credentials": "anonymous"}}})
+    cloud = cloudnorm.connect("g", config_files=[path])
+    assert cloud.provider == "gce"
+    assert cloud.location.region == "europe-west1" and cloud.location.zone == "europe-west1-b"
+
+
+@pytest.mark.parametrize("options, match", [
+    ({"credentials": "anonymous", "endpoint_url": None}, "only a local endpoint accepts"),
+    ({"credentials": "token"}, "can only be 'anonymous'"),
+    ({"credentials_file": "/x.json"}, "both credentials: anonymous and a credentials_file"),
+    ({"zone": None}, "names no zone"),
+    ({"region": "europe-west1"}, "is not in region"),
+])
+def test_configuration_errors(options, match):
+    with pytest.raises(errors.ConfigError, match=match):
+        if "region" in options:
+            settings = config.CloudSettings(
+                name="gce-test", provider="gce", region=options["region"], profile=None,
+                options={"zone": "us-central1-a", "credentials": "anonymous",
+                         "endpoint_url": "http://127.0.0.1:9"}, cache=config.CacheSettings())
+            GceDriver(settings, profiles.load("gce"))
+        else:
+            make_driver(**options)
+
+
+def test_missing_credentials_file_is_a_config_error(tmp_path):
+    driver = make_driver(credentials=None, credentials_file=str(tmp_path / "nope.json"))
+    with pytest.raises(errors.ConfigError, match="does not exist"):
+        driver._client("instances")
+
+
+def test_credentials_file_gives_credentials_and_project(tmp_path):
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from google.oauth2 import service_account
+
+    pem = rsa.generate_private_key(public_exponent=65537, key_size=2048).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption()).decode()
+    path = tmp_path / "sa.json"
+    path.write_text(json.dumps({
+        "type": "service_account", "project_id": "from-file", "private_key_id": "k1",
+        "private_key": pem, "client_email": "cn@from-file.iam.gserviceaccount.com",
+        "client_id": "1", "token_uri": "http://127.0.0.1:9/token"}))
+    driver = make_driver(credentials=None, project=None, credentials_file=str(path))
+    client = driver._client("instances")
+    assert driver.project == "from-file"
+    credentials = client._transport._credentials
+    assert isinstance(credentials, service_account.Credentials)
+    assert credentials.service_account_email == "cn@from-file.iam.gserviceaccount.com"
+
+
+@pytest.mark.parametrize("content, match", [
+    ('{"type": "external_account"}', "GOOGLE_APPLICATION_CREDENTIALS"),
+    ('{"type": "service_account"}', "not a usable service_account file"),
+    ("not json", "cannot read credentials_file"),
+])
+def test_unusable_credentials_files(tmp_path, content, match):
+    path = tmp_path / "creds.json"
+    path.write_text(content)
+    driver = make_driver(credentials=None, credentials_file=str(path))
+    with pytest.raises(errors.ConfigError, match=match):
+        driver._client("instances")
+
+
+def test_application_default_credentials_are_resolved_once_and_passed(monkeypatch):
+    import google.auth
+
+    calls = []
+    found = AnonymousCredentials()
+
+    def default(scopes=None, **kwargs):
+        calls.append(scopes)
+        return found, "adc-project"
+
+    monkeypatch.setattr(google.auth, "default", default)
+    driver = make_driver(credentials=None, endpoint_url=None, project=None)
+    for kind in ("instances", "firewalls", "zone_operations", "global_operations"):
+        assert driver._client(kind)._transport._credentials is found
+    assert calls == [["https://www.googleapis.com/auth/compute"]]
+    assert driver.project == "adc-project"
+
+
+def test_no_application_default_credentials_is_an_auth_error(monkeypatch):
+    import google.auth
+    from google.auth import exceptions as gauth
+
+    def default(**kwargs):
+        raise gauth.DefaultCredentialsError("none found")
+
+    monkeypatch.setattr(google.auth, "default", default)
+    with pytest.raises(errors.AuthError, match="gcloud auth application-default login"):
+        make_driver(credentials=None, endpoint_url=None)._client("instances")
+
+
+def test_operations_clients_use_the_configured_endpoint():
+    driver = make_driver(endpoint_url="http://127.0.0.1:8123")
+    for kind in ("zone_operations", "global_operations", "instances"):
+        assert driver._client(kind)._transport._host == "http://127.0.0.1:8123"
+
+
+# -- normalization ----------------------------------------------------------------------------
+IMAGE = {"name": "ubuntu-2204-jammy-v20240501", "status": "READY", "architecture": "X86_64",
+         "creationTimestamp": "2024-05-01T11:20:05.923-07:00", "diskSizeGb": "10",
+         "selfLink": "https://compute.example/compute/v1/projects/ubuntu-os-cloud/global/"
+                     "images/ubuntu-2204-jammy-v20240501"}
+ENTRY = {"distro": "ubuntu", "version": "22.04", "owner": "ubuntu-os-cloud",
+         "family": "ubuntu-2204-lts"}
+
+
+def test_normalize_image_of_a_family():
+    image = normalize_image(IMAGE, ENTRY, "family ubuntu-2204-lts")
+    assert image.id == "projects/ubuntu-os-cloud/global/images/ubuntu-2204-jammy-v20240501"
+    assert (image.os_distro, image.os_version, image.architecture) == ("ubuntu", "22.04",
+                                                                        "x86_64")
+    assert image.created.isoformat() == "2024-05-01T11:20:05.923000-07:00"
+    assert (image.min_disk, image.status, image.hidden) == (0, "active", False)
+
+
+def test_deprecated_and_arm_images_are_not_chosen():
+    from cloudnorm import images
+
+    old = normalize_image({**IMAGE, "name": "ubuntu-2204-jammy-v20240101",
+                           "deprecated": {"state": "DEPRECATED"}}, ENTRY)
+    arm = normalize_image({**IMAGE, "name": "ubuntu-2204-jammy-arm64-v20240601",
+                           "architecture": "ARM64"}, ENTRY)
+    current = normalize_image(IMAGE, ENTRY)
+    assert old.hidden and arm.architecture == "aarch64"
+    chosen, decision = images.choose_image([old, arm, current], "ubuntu-22.04")
+    assert chosen is current
+    assert "hidden" in decision.reason and "aarch64" in decision.reason
+
+
+def machine(name: str, cpus: int, memory: int, shared: bool = False, **extra: Any) -> dict:
+    return {"name": name, "guestCpus": cpus, "memoryMb": memory, "isSharedCpu": shared,
+            **extra}
+
+
+def test_flavors_prefer_cheaper_families_and_shared_cores():
+    raw = [machine("n2-standard-2", 2, 8192), machine("e2-standard-2", 2, 8192),
+           machine("e2-highcpu-2", 2, 2048), machine("e2-small", 2, 2048, True),
+           machine("n1-standard-1", 1, 3840), machine("e2-medium", 2, 4096, True),
+           machine("n2-standard-64", 64, 262144),
+           machine("e2-old", 2, 512, deprecated={"state": "OBSOLETE"})]
+    by_name = {f.name: f for f in normalize_flavors(raw, ("e2", "n2d", "n2", "n1"))}
+    usable = sorted(n for n, f in by_name.items() if not f.disabled)
+    assert usable == ["e2-medium", "e2-small", "e2-standard-2", "n2-standard-64"]
+    assert "shared-core 'e2-small'" in by_name["e2-highcpu-2"].raw["cloudnorm:passed_over"]
+    assert "cheaper family 'e2'" in by_name["n2-standard-2"].raw["cloudnorm:passed_over"]
+    assert "'e2-medium'" in by_name["n1-standard-1"].raw["cloudnorm:passed_over"]
+    assert "obsolete" in by_name["e2-old"].raw["cloudnorm:passed_over"]
+
+
+INSTANCE = {
+    "id": "4242", "name": "web", "status": "RUNNING",
+    "creationTimestamp": "2024-06-01T10:00:00.000-07:00",
+    "zone": "https://x/compute/v1/projects/p/zones/us-central1-a",
+    "selfLink": "https://x/compute/v1/projects/p/zones/us-central1-a/instances/web",
+    "machineType": "https://x/compute/v1/projects/p/zones/us-central1-a/machineTypes/e2-small",
+    "labels": {OWNER_LABEL: "abc123", "team": "qa"},
+    "metadata": {"fingerprint": "f", "items": [
+        {"key": "ssh-keys", "value": "ubuntu:" + KEY},
+        {"key": "cloudnorm--ssh", "value": "ubuntu@198.51.100.7:22"},
+        {"key": "role", "value": "web"}]},
+    "networkInterfaces": [{
+        "name": "nic0", "network": "https://x/compute/v1/projects/p/global/networks/default",
+        "subnetwork": "https://x/compute/v1/projects/p/regions/us-central1/subnetworks/default",
+        "networkIP": "10.128.0.2",
+        "accessConfigs": [{"name": "External NAT", "type": "ONE_TO_ONE_NAT",
+                           "natIP": "198.51.100.7"}]}],
+}
+
+
+def test_flow_view_and_server():
+    view = flow_view(INSTANCE)
+    assert (view["id"], view["status"]) == ("web", "ACTIVE")
+    assert view["metadata"] == {OWNER_KEY: "abc123", "team": "qa", "role": "web",
+                                "cloudnorm:ssh": "ubuntu@198.51.100.7:22"}
+    assert view["instance"] is INSTANCE
+    server = normalize_server(view, Location(cloud="c", region="us-central1",
+                                             zone="us-central1-a", project="p"))
+    assert (server.id, server.status, server.flavor) == ("web", "running", "e2-small")
+    assert (server.public_v4, server.private_v4, server.interface_ip) == (
+        "198.51.100.7", "10.128.0.2", "198.51.100.7")
+    public = next(a for a in server.addresses if a.public)
+    assert public.kind == "floating" and "ONE_TO_ONE_NAT" in public.reason
+    private = next(a for a in server.addresses if not a.public)
+    assert "never routes it from outside" in private.reason
+
+
+@pytest.mark.parametrize("state, flow, status", [
+    ("PROVISIONING", "BUILD", "pending"), ("STAGING", "BUILD", "pending"),
+    ("STOPPING", "SHUTOFF", "stopping"), ("TERMINATED", "SHUTOFF", "stopped"),
+    ("SUSPENDED", "SHUTOFF", "stopped")])
+def test_states(state, flow, status):
+    view = flow_view({**INSTANCE, "status": state})
+    assert view["status"] == flow
+    assert normalize_server(view, Location(cloud="c")).status == status
+
+
+def test_a_deleted_instance_stopping_is_terminating():
+    view = flow_view({**INSTANCE, "status": "STOPPING"}, terminating=True)
+    assert view["status"] == "DELETING"
+    assert normalize_server(view, Location(cloud="c")).status == "terminated"
+
+
+def test_metadata_keys_and_ssh_keys_line():
+    assert ssh_keys_line("ubuntu", KEY) == "ubuntu:" + " ".join(KEY.split()[:2]) + " ubuntu"
+    assert metadata_key("cloudnorm:host_key:ssh-ed25519") == "cloudnorm--host_key--ssh-ed25519"
+    assert metadata_key("team") == "team"
+    tags = server_tags({"metadata": {"items": [
+        {"key": "cloudnorm--host_key--ssh-ed25519", "value": "AAAA"}]}})
+    assert tags == {"cloudnorm:host_key:ssh-ed25519": "AAAA"}
+    for bad in ("ssh-keys", "a.b", "x" * 129):
+        with pytest.raises(errors.ConfigError):
+            metadata_key(bad)
+    with pytest.raises(errors.ConfigError):
+        ssh_keys_line("ubuntu", "not-a-key")
+
+
+# -- firewall rules -------------------------------------------------------------------------
+def rule(name: str, network: str = "default", **fields: Any) -> dict[str, Any]:
+    return {"name": name, "network": f"https://x/projects/p/global/networks/{network}",
+            "direction": "INGRESS", "priority": 1000, "sourceRanges": ["0.0.0.0/0"],
+            "allowed": [{"IPProtocol": "tcp", "ports": ["22"]}], **fields}
+
+
+@pytest.mark.parametrize("rules, tags, allowed, words", [
+    ([rule("default-allow-ssh", priority=65534)], set(), True, "default-allow-ssh"),
+    ([rule("iap", sourceRanges=["35.235.240.0/20"])], set(), False, "no firewall rule"),
+    ([rule("bastion", targetTags=["bastion"])], set(), False, "no firewall rule"),
+    ([rule("bastion", targetTags=["bastion"])], {"bastion"}, True, "to tag(s) bastion"),
+    ([rule("other", network="vpc")], set(), False, "no firewall rule"),
+    ([rule("off", disabled=True)], set(), False, "no firewall rule"),
+    ([rule("egress", direction="EGRESS")], set(), False, "no firewall rule"),
+    ([rule("web", allowed=[{"IPProtocol": "tcp", "ports": ["80", "443"]}])], set(), False,
+     "no firewall rule"),
+    ([rule("range", allowed=[{"IPProtocol": "tcp", "ports": ["20-30"]}])], set(), True, ""),
+    ([rule("any", allowed=[{"IPProtocol": "all"}])], set(), True, ""),
+    ([rule("sa", targetServiceAccounts=["x@y"])], set(), False, "no firewall rule"),
+    ([rule("allow", priority=1000), rule("deny", priority=900, allowed=None,
+                                         denied=[{"IPProtocol": "tcp"}])], set(), False,
+     "rule 'deny' (priority 900)"),
+    ([rule("allow", priority=900), rule("deny", priority=900, allowed=None,
+                                        denied=[{"IPProtocol": "tcp"}])], set(), False,
+     "denies"),
+])
+def test_ssh_verdict(rules, tags, allowed, words):
+    verdict, _, why = ssh_verdict(rules, "default", tags)
+    assert verdict is allowed and words in why
+    # the data plane's own reading agrees
+    assert ssh_open(rules, "https://x/projects/p/global/networks/default", tags) is allowed
+
+
+# -- errors ---------------------------------------------------------------------------------
+def google_error(cls: type, reason: str, message: str = "boom") -> Exception:
+    return cls(message, errors=[{"reason": reason, "message": message}])
+
+
+@pytest.mark.parametrize("exc, kind, extra", [
+    (google_error(gexc.Forbidden, "rateLimitExceeded", "Rate Limit Exceeded"),
+     errors.QuotaExceeded, "API request rate"),
+    (google_error(gexc.Forbidden, "quotaExceeded", "Quota 'CPUS' exceeded.  Limit: 24.0"),
+     errors.QuotaExceeded, "CPUS"),
+    (google_error(gexc.Forbidden, "accessNotConfigured", "Compute Engine API has not been used"),
+     errors.ConfigError, "enable the Compute Engine API"),
+    (google_error(gexc.Forbidden, "forbidden", "Required 'compute.instances.create'"),
+     errors.AuthError, "lack a permission"),
+    (google_error(gexc.Unauthorized, "authError"), errors.AuthError, "credentials"),
+    (google_error(gexc.NotFound, "notFound", "The resource 'x' was not found"),
+     errors.NotFound, "was not found"),
+    (google_error(gexc.Conflict, "alreadyExists", "already exists"), errors.ProviderError,
+     "already exists"),
+])
+def test_api_errors_are_typed(exc, kind, extra):
+    error = _api_error("c", "creating instance web", exc)
+    assert type(error) is kind
+    text = str(error) + getattr(error, "resource", "")
+    assert extra in text and "creating instance web" in text
+
+
+@pytest.mark.parametrize("code, kind, resource", [
+    ("ZONE_RESOURCE_POOL_EXHAUSTED", errors.QuotaExceeded, "capacity"),
+    ("QUOTA_EXCEEDED", errors.QuotaExceeded, "CPUS"),
+    ("RESOURCE_NOT_FOUND", errors.NotFound, None),
+    ("INTERNAL_ERROR", errors.ProviderError, None),
+])
+def test_operation_errors_are_typed(code, kind, resource):
+    error = _operation_error("c", "creating instance web", {
+        "name": "operation-1", "httpErrorStatusCode": 403,
+        "error": {"errors": [{"code": code, "message": "Quota 'CPUS' exceeded."
+                              if code == "QUOTA_EXCEEDED" else "it failed"}]}})
+    assert type(error) is kind
+    if resource:
+        assert error.resource == resource
+
+
+# -- the local endpoint -------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def sandbox():
+    with GceSandbox() as running:
+        yield running
+
+
+def sandbox_driver(sandbox: GceSandbox, **options: Any) -> GceDriver:
+    return make_driver(**{"project": "cloudnorm-sandbox", "endpoint_url": sandbox.endpoint_url,
+                          **options})
+
+
+def test_oslogin_project_refuses_key_registration(sandbox):
+    driver = sandbox_driver(sandbox, project="cloudnorm-oslogin")
+    with pytest.raises(errors.ConfigError, match="enable-oslogin=TRUE"):
+        driver.create_keypair("cloudnorm-abc", KEY)
+    assert driver.list_keypairs() == []
+
+
+def test_keys_are_held_not_sent(sandbox):
+    driver = sandbox_driver(sandbox)
+    pair = driver.create_keypair("cloudnorm-0123456789ab", KEY)
+    assert pair.fingerprint.startswith("SHA256:")
+    assert [k.name for k in driver.list_keypairs()] == ["cloudnorm-0123456789ab"]
+    owned = driver.owned_resources("0123456789ab")
+    assert [(c.kind, c.owner) for c in owned] == [("keypair", "0123456789ab")]
+    assert owned[0].created is not None
+    assert driver.delete_keypair("cloudnorm-0123456789ab") is True
+    assert driver.delete_keypair("cloudnorm-0123456789ab") is False
+
+
+def test_ssh_rule_is_made_waited_for_and_removed(sandbox):
+    driver = sandbox_driver(sandbox, network="custom-vpc")
+    mark = sandbox.requests()[-1]["t"] if sandbox.requests() else 0
+    made = driver.create_ssh_access("feedc0ffee00")
+    rules = driver._firewalls()
+    ours = next(r for r in rules if r["name"] == "cloudnorm-feedc0ffee00")
+    assert ours["targetTags"] == ["cloudnorm-feedc0ffee00"]
+    assert ours["description"] == f"{OWNER_KEY}=feedc0ffee00 ssh access"
+    assert [(c.kind, c.owner) for c in driver.owned_resources(None)] == [
+        ("firewall", "feedc0ffee00")]
+    driver.delete(made)
+    assert all(r["name"] != made.id for r in driver._firewalls())
+    # Both operations were waited for with the wait call, never polled with get.
+    sent = [r["path"] for r in sandbox.requests() if r["t"] > mark]
+    operations = [p for p in sent if "/global/operations/" in p]
+    assert len(operations) == 2 and all(p.endswith("/wait") for p in operations)
+
+
+def test_deleting_a_rule_cloudnorm_never_made_sends_nothing(sandbox):
+    driver = sandbox_driver(sandbox)  # the default network: default-allow-ssh lets SSH in
+    made = driver.create_ssh_access("0badc0de0000")
+    assert made.description.startswith("no rule of cloudnorm's needed")
+    before = len(sandbox.requests())
+    driver.delete(made)
+    assert len(sandbox.requests()) == before
+
+
+def test_set_server_metadata_keeps_the_login_keys(sandbox):
+    from google.cloud import compute_v1
+
+    instances = sandbox.client("InstancesClient")
+    body = {"name": "meta", "machineType": "zones/us-central1-a/machineTypes/e2-micro",
+            "metadata": {"items": [{"key": "ssh-keys", "value": "ubuntu:" + KEY}]},
+            "disks": [{"boot": True, "autoDelete": True, "initializeParams": {
+                "sourceImage": "projects/debian-cloud/global/images/family/debian-12"}}],
+            "networkInterfaces": [{"network": "global/networks/default"}]}
+    operation = instances.insert_unary(project="cloudnorm-sandbox", zone="us-central1-a",
+                                       instance_resource=compute_v1.Instance.from_json(
+                                           json.dumps(body)))
+    sandbox.client("ZoneOperationsClient").wait(project="cloudnorm-sandbox",
+                                                zone="us-central1-a", operation=operation.name)
+    driver = sandbox_driver(sandbox)
+    try:
+        driver.set_server_metadata("meta", {"cloudnorm:ssh": "ubuntu@198.51.100.9:22"})
+        view = driver.poll_servers({"meta"})["meta"]
+        assert view["metadata"]["cloudnorm:ssh"] == "ubuntu@198.51.100.9:22"
+        items = {i["key"] for i in view["instance"]["metadata"]["items"]}
+        assert items == {"ssh-keys", "cloudnorm--ssh"}
+        # several servers are polled with one list call
+        assert set(driver.poll_servers({"meta", "absent"})) == {"meta"}
+    finally:
+        driver.delete(Created("server", "meta"))
+
+
+def test_endpoint_refuses_what_gce_refuses(sandbox):
+    from google.cloud import compute_v1
+
+    instances = sandbox.client("InstancesClient")
+
+    def insert(**changes: Any) -> None:
+        body = {"name": "refused", "machineType": "zones/us-central1-a/machineTypes/e2-micro",
+                "disks": [{"boot": True, "initializeParams": {
+                    "sourceImage": "projects/debian-cloud/global/images/family/debian-12"}}],
+                "networkInterfaces": [{"network": "global/networks/default"}], **changes}
+        instances.insert_unary(project="cloudnorm-sandbox", zone="us-central1-a",
+                               instance_resource=compute_v1.Instance.from_json(json.dumps(body)))
+
+    with pytest.raises(gexc.BadRequest, match="Subnetwork should be specified"):
+        insert(networkInterfaces=[{"network": "global/networks/custom-vpc"}])
+    with pytest.raises(gexc.BadRequest, match="does not exist in zone"):
+        insert(machineType="zones/us-central1-a/machineTypes/e2-huge")
+    with pytest.raises(gexc.NotFound, match="was not found"):
+        insert(disks=[{"boot": True, "initializeParams": {
+            "sourceImage": "projects/debian-cloud/global/images/debian-99"}}])
+    with pytest.raises(gexc.BadRequest, match="Label keys"):
+        insert(labels={"Cloudnorm:Owner": "x"})
+    with pytest.raises(gexc.BadRequest, match="regex"):
+        insert(name="Refused_1")
+
+
+@pytest.mark.parametrize("expression, matches", [
+    ('labels.cloudnorm-owner = "abc"', True), ("labels.cloudnorm-owner:*", True),
+    ("labels.team:*", False), ("name eq 'we.*'", True), ("name ne 'we.*'", False),
+    ('(name = "web") OR (name = "db")', True), ('(name = "db") (status = "RUNNING")', False),
+    ('NOT (name = "db")', True), ("id = 4242", True),
+])
+def test_filters(expression, matches):
+    assert compile_filter(expression)(INSTANCE | {"labels": {"cloudnorm-owner": "abc"}}) \
+        is matches
+
+
+def test_bad_filter_is_refused():
+    with pytest.raises(ApiError, match="Invalid"):
+        compile_filter('name = "a" OR')
+
+
+def test_dataplane_reads_the_guest_agent_login():
+    assert login_from_metadata(INSTANCE) == ("ubuntu", " ".join(KEY.split()[:2]))
+    expired = {"metadata": {"items": [{"key": "ssh-keys", "value": (
+        "old:" + " ".join(KEY.split()[:2]) + ' google-ssh {"userName":"old","expireOn":'
+        '"2001-01-01T00:00:00+0000"}\nnew:' + KEY)}]}}
+    assert login_from_metadata(expired)[0] == "new"
+    assert login_from_metadata({"metadata": {"items": []}}) is None
