@@ -1,0 +1,190 @@
+"""``python -m bench``: start the sandbox clouds, run every scenario for cloudnorm and its
+peers on the same backend in the same run, write ``bench/results/report.{md,json}`` and
+``bench/results/concurrency.png``, stop everything.
+
+As root the run moves itself into a private network namespace (after installing what
+needs the network), as ``python -m cloudnorm.testing run`` does: the sandbox's services,
+its SSH nodes and all the bench's traffic stay on that namespace's loopback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+from bench import env
+from bench.common import RAW, RESULTS, Budget, say
+
+# In the order they run: start-up first, on a machine the sandbox is not yet loading.
+SCENARIOS = ("startup", "create", "concurrent", "login", "normalize")
+STARTED_VARIABLE = "CLOUDNORM_BENCH_STARTED"
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--only", default=",".join(SCENARIOS),
+                        help=f"comma-separated scenarios to run (default: all of {SCENARIOS})")
+    parser.add_argument("--budget", type=float, default=585.0,
+                        help="seconds for the whole run, installs included (default 585)")
+    parser.add_argument("--reps", type=int, default=3,
+                        help="cold+warm creates per library in scenario 1 (default 3)")
+    parser.add_argument("--sizes", default="5,10",
+                        help="N for the concurrent creates (default 5,10; N = 1 is taken "
+                             "from scenario 1's cold creates unless listed)")
+    parser.add_argument("--login-reps", type=int, default=10)
+    parser.add_argument("--startup-reps", type=int, default=12)
+    parser.add_argument("--normalize-processes", type=int, default=3)
+    parser.add_argument("--results", type=Path, default=RESULTS,
+                        help="where report.md, report.json and the PNG go")
+    parser.add_argument("--workdir", type=Path,
+                        help="sandbox state and logs (default: a temporary directory)")
+    parser.add_argument("--no-serialize-writes", action="store_true",
+                        help="let concurrent writes reach the sandbox's services directly "
+                             "(they fail or deadlock there; see bench/proxy.py)")
+    parser.add_argument("--report-only", action="store_true",
+                        help="rebuild report.md and the PNG from report.json")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = _parser().parse_args(argv)
+    if args.report_only:
+        from bench import report
+
+        data = json.loads((args.results / "report.json").read_text())
+        report.write(data, args.results)
+        return 0
+    if not env.inside():
+        os.environ.setdefault(STARTED_VARIABLE, str(time.time()))
+        if os.geteuid() != 0:
+            print("python -m bench needs root: the SSH data plane runs real sshd nodes in a "
+                  "private network namespace (as the functional tests do)", file=sys.stderr)
+            return 2
+        env.prepare()
+        return env.reexec_in_private_netns(argv)
+    return _run(args)
+
+
+def _versions() -> dict[str, str]:
+    from importlib import metadata
+
+    out = {"python": platform.python_version()}
+    for dist in ("cloudnorm", "openstacksdk", "apache-libcloud", "asyncssh", "keystoneauth1",
+                 "matplotlib"):
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            out[dist] = metadata.version(dist)
+    return out
+
+
+def _run(args: argparse.Namespace) -> int:
+    started_at = float(os.environ.get(STARTED_VARIABLE) or time.time())
+    budget = Budget(args.budget - (time.time() - started_at))
+    wanted = [s.strip() for s in args.only.split(",") if s.strip()]
+    unknown = set(wanted) - set(SCENARIOS)
+    if unknown:
+        print(f"unknown scenarios: {', '.join(sorted(unknown))}", file=sys.stderr)
+        return 2
+    sizes = [int(n) for n in args.sizes.split(",")]
+    RAW.mkdir(parents=True, exist_ok=True)
+    args.results.mkdir(parents=True, exist_ok=True)
+    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="cloudnorm-bench-"))
+    data: dict[str, Any] = {
+        "started": time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(started_at)),
+        "machine": {"cpus": os.cpu_count(), "load_at_start": os.getloadavg(),
+                    "platform": platform.platform()},
+        "versions": _versions(), "budget_s": args.budget, "scenarios": {}, "errors": [],
+        "options": {"reps": args.reps, "sizes": sizes, "login_reps": args.login_reps,
+                    "startup_reps": args.startup_reps,
+                    "normalize_processes": args.normalize_processes,
+                    "writes_serialized": not args.no_serialize_writes},
+    }
+    # What the later scenarios need at least, kept back from the earlier ones (s).
+    reserve = dict.fromkeys(SCENARIOS, 0.0)
+    later = {"create": 0.0, "concurrent": 150.0, "login": 20.0, "normalize": 45.0}
+    for i, name in enumerate(SCENARIOS):
+        reserve[name] = sum(later.get(n, 0.0) for n in SCENARIOS[i + 1:] if n in wanted)
+
+    def save() -> None:
+        data["elapsed_s"] = time.time() - started_at
+        (RAW / "partial.json").write_text(json.dumps(data, indent=1, default=str))
+
+    def attempt(name: str, fn: Any) -> None:
+        if name not in wanted:
+            return
+        began = time.monotonic()
+        say(f"== {name} (budget left {budget.left():.0f}s)")
+        try:
+            data["scenarios"][name] = fn()
+        except Exception as exc:
+            data["errors"].append(f"{name}: {type(exc).__name__}: {exc}")
+            traceback.print_exc()
+        data.setdefault("durations_s", {})[name] = time.monotonic() - began
+        save()
+
+    backend = None
+    needs_cloud = {"create", "concurrent", "normalize"} & set(wanted)
+    try:
+        from bench import s4_startup
+
+        attempt("startup", lambda: s4_startup.run(budget, args.startup_reps, 0.0))
+        if "startup" in wanted:
+            data["cli_startup"] = s4_startup.cli_startup(budget)
+        if needs_cloud:
+            from bench.sandbox import Backend
+
+            say("starting the local OpenStack (fip-required) and its SSH data plane")
+            backend = Backend(workdir, dataplane=bool({"create", "concurrent"} & set(wanted)),
+                              serialize_writes=not args.no_serialize_writes)
+            backend.start()
+            data["backend"] = {"profile": "fip-required", "started_in_s": backend.started_in,
+                               "stack_timings": backend.stack.timings}
+            say(f"backend ready in {backend.started_in:.1f}s")
+        if backend is not None:
+            from bench import s1_create, s2_concurrent
+
+            attempt("create", lambda: s1_create.run(backend, budget, args.reps,
+                                                    reserve["create"]))
+            attempt("concurrent", lambda: s2_concurrent.run(
+                backend, budget, sizes, reserve["concurrent"], data["scenarios"].get("create")))
+            backend.stop_dataplane()  # its reconciling loop would compete for the CPU
+        from bench import s5_login
+
+        attempt("login", lambda: s5_login.run(workdir, budget, args.login_reps,
+                                              reserve["login"]))
+        if backend is not None:
+            from bench import s3_normalize
+
+            attempt("normalize", lambda: s3_normalize.run(backend, budget,
+                                                          args.normalize_processes,
+                                                          reserve["normalize"]))
+            data["write_serialization"] = backend.proxy_stats()
+            backend.stop()
+            backend = None
+    finally:
+        if backend is not None:
+            backend.stop()
+        if args.workdir is None:
+            shutil.rmtree(workdir, ignore_errors=True)
+    data["machine"]["load_at_end"] = os.getloadavg()
+    data["elapsed_s"] = time.time() - started_at
+    save()
+    from bench import report
+
+    report.write(data, args.results)
+    say(f"done in {data['elapsed_s']:.0f}s: {args.results / 'report.md'}")
+    return 1 if data["errors"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,208 @@
+"""One "create a server and reach it" per library, written the way each library is
+meant to be used, on the fip-required cloud (tenant network behind a router; public
+access only through a floating IP; the default security group keeps port 22 closed).
+
+* cloudnorm: ``cloud.create_server(name, image="ubuntu-22.04", min_ram=2048)``: it
+  registers a throw-away key, opens port 22 with a group of its own, boots, attaches a
+  floating IP, logs in with a verified host key, hardens and removes the key again.
+* openstacksdk: ``conn.create_server(..., auto_ip=True, wait=True)``.
+* Libcloud (OpenStack 2.x driver): ``create_node`` + ``wait_until_running`` + the
+  floating IP calls a person makes by hand (create in the pool, attach to the node).
+
+The peers are given what a person would hard-code (the image id -- the cloud has two
+images of that name -- the flavor and network names). To be reachable at all they need a
+key pair and a security group that lets port 22 in: a cold run creates both (counted), a
+warm run reuses those of the preceding cold run (nothing to count): the peers' best case.
+For the peers, "SSH-ready" is the first SSH banner read on the address they report.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from typing import Any
+
+from bench.sandbox import CLOUD, Backend
+
+FLAVOR = "m1.small"
+NETWORK = "private"
+POOL = "public"
+BANNER_TIMEOUT = 60.0
+CREATE_TIMEOUT = 120  # one create takes 5-15 s here: bounded, so a stuck backend costs little
+
+
+def wait_for_banner(address: str, port: int = 22, timeout: float = BANNER_TIMEOUT) -> float:
+    """Seconds until a TCP connect to ``address`` reads an SSH banner (bounded)."""
+    started = time.monotonic()
+    deadline = started + timeout
+    last = "no attempt"
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection((address, port), timeout=2.0) as sock:
+                sock.settimeout(2.0)
+                data = b""
+                while b"\n" not in data and len(data) < 512:
+                    chunk = sock.recv(256)
+                    if not chunk:
+                        break
+                    data += chunk
+                if data.startswith(b"SSH-"):
+                    return time.monotonic() - started
+                last = f"no banner: {data[:40]!r}"
+        except OSError as exc:
+            last = str(exc)
+        time.sleep(0.1)
+    raise TimeoutError(f"no SSH banner on {address}:{port} within {timeout:.0f}s ({last})")
+
+
+# -- cloudnorm ------------------------------------------------------------------------
+def cloudnorm_connect(backend: Backend) -> Any:
+    import cloudnorm
+
+    return cloudnorm.connect(CLOUD, config_files=[str(backend.clouds_yaml)])
+
+
+def cloudnorm_create(backend: Backend, cloud: Any, name: str, operator_key: str) -> dict[str, Any]:
+    steps: dict[str, float] = {}
+    started = time.monotonic()
+    if cloud is None:
+        cloud = cloudnorm_connect(backend)
+    server = cloud.create_server(
+        name, image="ubuntu-22.04", min_ram=2048, authorized_keys=[operator_key],
+        timeout=CREATE_TIMEOUT,
+        on_step=lambda e: steps.setdefault(f"{e.step}:{e.status}", time.monotonic() - started))
+    wall = time.monotonic() - started
+    return {
+        "cloud": cloud, "server_id": server.id, "wall": wall,
+        "active": steps.get("boot:done"), "address_ready": steps.get("public_address:done"),
+        "ssh_ready": steps.get("login:done"),
+        "reported": {"public_v4": server.public_v4, "interface_ip": server.interface_ip,
+                     "ssh_user": server.ssh_user},
+        "address": server.interface_ip,
+        "steps": {k: round(v, 3) for k, v in steps.items()},
+        "note": "create_server returns after a verified login, hardening and node-key removal",
+    }
+
+
+# -- openstacksdk ---------------------------------------------------------------------
+def sdk_connect(backend: Backend) -> Any:
+    import openstack.config
+    import openstack.connection
+
+    config = openstack.config.OpenStackConfig(config_files=[str(backend.clouds_yaml)],
+                                              load_envvars=False)
+    return openstack.connection.Connection(config=config.get_one(cloud=CLOUD))
+
+
+def sdk_access(conn: Any, tag: str, public_key: str) -> dict[str, str]:
+    """The key pair and the security group opening port 22 a person creates once."""
+    key = conn.compute.create_keypair(name=f"bench-sdk-{tag}", public_key=public_key)
+    group = conn.network.create_security_group(name=f"bench-sdk-ssh-{tag}")
+    conn.network.create_security_group_rule(
+        security_group_id=group.id, direction="ingress", protocol="tcp", port_range_min=22,
+        port_range_max=22, remote_ip_prefix="0.0.0.0/0", ethertype="IPv4")
+    return {"key_name": key.name, "security_group": group.name}
+
+
+def _floating_of(server: Any) -> str | None:
+    for entries in (server.addresses or {}).values():
+        for entry in entries:
+            if entry.get("OS-EXT-IPS:type") == "floating":
+                return str(entry["addr"])
+    return None
+
+
+def sdk_create(backend: Backend, conn: Any, access: dict[str, str] | None, name: str,
+               public_key: str, tag: str, banner: bool = True) -> dict[str, Any]:
+    started = time.monotonic()
+    if conn is None:
+        conn = sdk_connect(backend)
+    if access is None:
+        access = sdk_access(conn, tag, public_key)
+    server = conn.create_server(
+        name, image=backend.image_id(), flavor=FLAVOR, network=NETWORK,
+        key_name=access["key_name"], security_groups=[access["security_group"]],
+        auto_ip=True, wait=True, timeout=CREATE_TIMEOUT)
+    created = time.monotonic() - started
+    reported = {"public_v4": server.public_v4, "interface_ip": server.interface_ip,
+                "access_ipv4": server.access_ipv4,
+                "floating_in_addresses": _floating_of(server)}
+    # The address a person would use: what the SDK reports, else the floating address
+    # dug out of the server's address list (no extra request).
+    address = server.public_v4 or server.interface_ip or _floating_of(server)
+    result: dict[str, Any] = {
+        "conn": conn, "access": access, "server_id": server.id, "active_and_fip": created,
+        "reported": reported, "address": address,
+        "address_source": ("public_v4" if server.public_v4 else "interface_ip"
+                           if server.interface_ip else "addresses[...] floating entry"),
+    }
+    if banner and address:
+        result["ssh_ready"] = created + wait_for_banner(address)
+    result["wall"] = result.get("ssh_ready", created)
+    return result
+
+
+# -- Apache Libcloud ------------------------------------------------------------------
+def libcloud_connect(backend: Backend) -> Any:
+    from libcloud.compute.providers import get_driver
+    from libcloud.compute.types import Provider
+
+    auth = backend.auth
+    driver_class = get_driver(Provider.OPENSTACK)
+    return driver_class(
+        auth["username"], auth["password"], api_version="2.0",
+        ex_force_auth_url=auth["auth_url"].rsplit("/v3", 1)[0],
+        ex_force_auth_version="3.x_password", ex_tenant_name=auth["project_name"],
+        ex_domain_name="Default", ex_tenant_domain_id=auth.get("project_domain_id", "default"),
+        ex_force_service_region=backend.region)
+
+
+def libcloud_access(driver: Any, tag: str, public_key: str) -> dict[str, Any]:
+    key = driver.import_key_pair_from_string(f"bench-lc-{tag}", public_key)
+    group = driver.ex_create_security_group(f"bench-lc-ssh-{tag}", "ssh")
+    driver.ex_create_security_group_rule(group, "tcp", 22, 22, cidr="0.0.0.0/0")
+    return {"key_name": key.name, "security_group": group}
+
+
+def libcloud_lookups(backend: Backend, driver: Any) -> dict[str, Any]:
+    image = driver.get_image(backend.image_id())
+    size = next(s for s in driver.list_sizes() if s.name == FLAVOR)
+    network = next(n for n in driver.ex_list_networks() if n.name == NETWORK)
+    return {"image": image, "size": size, "network": network}
+
+
+def libcloud_create(backend: Backend, driver: Any, access: dict[str, Any] | None,
+                    lookups: dict[str, Any] | None, name: str, public_key: str, tag: str,
+                    banner: bool = True) -> dict[str, Any]:
+    started = time.monotonic()
+    if driver is None:
+        driver = libcloud_connect(backend)
+    if access is None:
+        access = libcloud_access(driver, tag, public_key)
+    if lookups is None:
+        lookups = libcloud_lookups(backend, driver)
+    node = driver.create_node(
+        name=name, size=lookups["size"], image=lookups["image"], networks=[lookups["network"]],
+        ex_keyname=access["key_name"], ex_security_groups=[access["security_group"]])
+    # public_ips stays empty until a floating IP is attached: wait for the private one.
+    ((node, _),) = driver.wait_until_running([node], timeout=CREATE_TIMEOUT,
+                                             ssh_interface="private_ips")
+    active = time.monotonic() - started
+    pool = next(p for p in driver.ex_list_floating_ip_pools() if p.name == POOL)
+    fip = pool.create_floating_ip()
+    if not driver.ex_attach_floating_ip_to_node(node, fip):
+        raise RuntimeError(f"libcloud could not attach {fip.ip_address} to {node.id}")
+    attached = time.monotonic() - started
+    reported = {"public_ips": list(node.public_ips), "private_ips": list(node.private_ips),
+                "floating_ip_object": fip.ip_address}
+    result: dict[str, Any] = {
+        "driver": driver, "access": access, "lookups": lookups, "server_id": node.id,
+        "active": active, "active_and_fip": attached, "reported": reported,
+        "address": fip.ip_address,
+        "address_source": "the floating IP object the caller created (node.public_ips "
+                          "is not refreshed)",
+    }
+    if banner:
+        result["ssh_ready"] = attached + wait_for_banner(fip.ip_address)
+    result["wall"] = result.get("ssh_ready", attached)
+    return result
