@@ -67,6 +67,7 @@ def cloudnorm_create(backend: Backend, cloud: Any, name: str, operator_key: str)
     started = time.monotonic()
     if cloud is None:
         cloud = cloudnorm_connect(backend)
+    before = _limiter_state(cloud)
     server = cloud.create_server(
         name, image="ubuntu-22.04", min_ram=2048, authorized_keys=[operator_key],
         timeout=CREATE_TIMEOUT,
@@ -80,8 +81,30 @@ def cloudnorm_create(backend: Backend, cloud: Any, name: str, operator_key: str)
                      "ssh_user": server.ssh_user},
         "address": server.interface_ip,
         "steps": {k: round(v, 3) for k, v in steps.items()},
+        "rate_limit": _limiter_delta(before, _limiter_state(cloud)),
         "note": "create_server returns after a verified login, hardening and node-key removal",
     }
+
+
+def _limiter_state(cloud: Any) -> dict[str, Any] | None:
+    """cloudnorm's client-side rate limiter (one per account, process-wide): its setting,
+    and how many requests went through it and how long they waited, so far."""
+    limiter = getattr(getattr(cloud, "_driver", None), "limiter", None)
+    if limiter is None:
+        return None
+    return {"reads_per_s": limiter.limit.reads, "writes_per_s": limiter.limit.writes,
+            "counts": dict(limiter.counts), "waited": dict(limiter.waited)}
+
+
+def _limiter_delta(before: dict[str, Any] | None, after: dict[str, Any] | None
+                   ) -> dict[str, Any] | None:
+    if before is None or after is None:
+        return None
+    return {"reads_per_s": after["reads_per_s"], "writes_per_s": after["writes_per_s"],
+            "writes": after["counts"]["write"] - before["counts"]["write"],
+            "reads": after["counts"]["read"] - before["counts"]["read"],
+            "write_wait_s": round(after["waited"]["write"] - before["waited"]["write"], 3),
+            "read_wait_s": round(after["waited"]["read"] - before["waited"]["read"], 3)}
 
 
 # -- openstacksdk ---------------------------------------------------------------------

@@ -110,6 +110,10 @@ def _summarize(runs: dict[str, dict[str, list[dict[str, Any]]]]) -> dict[str, An
                 "address_source": items[0].get("address_source") if items else None,
                 "breakdown": items[-1]["breakdown"] if items else {},
                 "steps": _steps(items),
+                "rate_limit_wait": summary([(i.get("rate_limit") or {}).get("write_wait_s")
+                                            for i in items if i.get("rate_limit")]),
+                "rate_limit": next((i["rate_limit"] for i in items if i.get("rate_limit")),
+                                   None),
             }
     return out
 

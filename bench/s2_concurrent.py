@@ -70,10 +70,12 @@ def _measure(backend: Backend, lib: str, n: int, operator_key: str,
             return lambda e: steps[i].setdefault(f"{e.step}:{e.status}",
                                                  time.monotonic() - began)
 
+        before = flows._limiter_state(cloud)
         results, wall = _threads(n, lambda i: cloud.create_server(
             f"bench-n{n}-cn-{i}", image="ubuntu-22.04", min_ram=2048,
             authorized_keys=[operator_key], timeout=timeout, on_step=note(i)), timeout + 10)
         polls_made = cloud._watcher.polls
+        rate_limit = flows._limiter_delta(before, flows._limiter_state(cloud))
         cloud.close()
     else:
         conn = flows.sdk_connect(backend)
@@ -84,6 +86,7 @@ def _measure(backend: Backend, lib: str, n: int, operator_key: str,
             security_groups=[access["security_group"]], auto_ip=True, wait=True,
             timeout=timeout), timeout + 10)
         polls_made = None
+        rate_limit = None
         conn.close()
     until = backend.mark()
     client = backend.client_requests(lib, since, until)
@@ -100,6 +103,7 @@ def _measure(backend: Backend, lib: str, n: int, operator_key: str,
         "mean_polls_per_interval": (len(polls) / max(1.0, span / interval)) if polls else 0.0,
         "peak_requests_per_5s": peak_in_window([r["t"] for r in client], 5.0),
         "watcher_polls": polls_made,
+        "rate_limit": rate_limit,
         "write_queue_s": {k: round(v["write_wait_s"] - queued.get(k, 0.0), 2)
                           for k, v in backend.proxy_stats().items()},
         "breakdown": breakdown(client),
@@ -126,6 +130,7 @@ def from_single_creates(create: dict[str, Any] | None) -> list[dict[str, Any]]:
             "peak_polls_per_interval": run.get("peak_polls_per_interval"),
             "peak_requests_per_5s": run.get("peak_requests_per_5s"),
             "breakdown": run.get("breakdown"), "write_queue_s": {},
+            "rate_limit": run.get("rate_limit"),
             "source": "scenario 1, cold run with the median request count",
         })
     return out
