@@ -13,11 +13,16 @@ allowed more often than writes, as nodepool does::
           # rate_limit: {storage: "redis://host:6379"} shares the budget between processes
 
 The counting is the ``limits`` library's moving window, so a budget can live in
-any storage it supports (memory by default; Redis for several processes).
+any storage it supports (memory by default; Redis for several processes). In
+a shared storage the budget's key is a digest of the account's identity, so
+no user or key id is written there; when the storage stops answering, each
+process keeps limiting on its own (with a warning) and tries the shared
+budget again every :data:`RETRY_SHARED` seconds.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import threading
@@ -37,6 +42,10 @@ READ_FACTOR = 10
 #: The longest one request waits for its turn before giving up with a Timeout.
 MAX_WAIT = 300.0
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+#: Seconds a process limits on its own after its shared storage failed.
+RETRY_SHARED = 30.0
+#: Seconds one call to a shared storage may take before it counts as unreachable.
+STORAGE_TIMEOUT = 2.0
 
 
 @attrs.frozen
@@ -95,17 +104,12 @@ class Limiter:
     """The budget of one account and region. ``acquire`` blocks until a request may go."""
 
     def __init__(self, key: str, limit: RateLimit) -> None:
-        from limits import storage as limits_storage
-        from limits import strategies
-
         self.key = key
-        try:
-            store = limits_storage.storage_from_string(limit.storage)
-        except Exception as exc:  # limits raises ConfigurationError or ImportError
-            raise errors.ConfigError(
-                f"cloudnorm: rate_limit: storage {limit.storage!r} cannot be used: {exc}"
-            ) from exc
-        self._strategy = strategies.MovingWindowRateLimiter(store)
+        #: Where the budget is counted: the digest keeps account names out of shared storage.
+        self.storage_key = hashlib.sha256(key.encode()).hexdigest()[:16]
+        self._shared = _moving_window(limit.storage)
+        self._local: Any = None
+        self._shared_failed_at: float | None = None
         self._lock = threading.Lock()
         self._configure(limit)
         #: What went through and how long callers waited, by kind (read/write).
@@ -124,8 +128,8 @@ class Limiter:
         started = time.monotonic()
         limit_at = min(deadline if deadline is not None else math.inf, started + MAX_WAIT)
         if item is not None:
-            while not self._strategy.hit(item, self.key, kind):
-                reset = self._strategy.get_window_stats(item, self.key, kind).reset_time
+            while not self._hit(item, kind):
+                reset = self._window_reset(item, kind)
                 # reset_time is wall-clock seconds; a small floor keeps threads from spinning.
                 pause = min(max(reset - time.time(), 0.01), 1.0)
                 if time.monotonic() + pause > limit_at:
@@ -139,6 +143,64 @@ class Limiter:
             self.counts[kind] += 1
             self.waited[kind] += waited
         return waited
+
+    def _current(self) -> Any:
+        """The shared budget, or this process's own while the shared storage is away."""
+        if self._shared_failed_at is None:
+            return self._shared
+        if time.monotonic() - self._shared_failed_at >= RETRY_SHARED:
+            self._shared_failed_at = None  # one more try; a failure comes straight back here
+            return self._shared
+        return self._local
+
+    def _hit(self, item: Any, kind: str) -> bool:
+        strategy = self._current()
+        try:
+            return bool(strategy.hit(item, self.storage_key, kind))
+        except Exception as exc:  # the storage's own errors: redis, memcached, ...
+            if strategy is not self._shared:
+                raise
+            self._lose_shared(exc)
+            return bool(self._local.hit(item, self.storage_key, kind))
+
+    def _window_reset(self, item: Any, kind: str) -> float:
+        strategy = self._current()
+        try:
+            return float(strategy.get_window_stats(item, self.storage_key, kind).reset_time)
+        except Exception as exc:
+            if strategy is not self._shared:
+                raise
+            self._lose_shared(exc)
+            return time.time()
+
+    def _lose_shared(self, exc: Exception) -> None:
+        with self._lock:
+            if self._local is None:
+                self._local = _moving_window("memory://")
+            first = self._shared_failed_at is None
+            self._shared_failed_at = time.monotonic()
+        if first:
+            LOG.warning("rate limit storage of %s unreachable (%s); limiting in this process "
+                        "only, retrying the shared budget every %.0f s",
+                        self.key.split("|")[0], exc, RETRY_SHARED)
+
+
+def _moving_window(storage: str) -> Any:
+    """A moving-window limiter over ``storage`` (a ``limits`` storage URL)."""
+    from limits import storage as limits_storage
+    from limits import strategies
+
+    options: dict[str, Any] = {}
+    if storage.split(":", 1)[0].startswith(("redis", "rediss", "valkey")):
+        # Bounded calls, and the storage's failures as one exception type.
+        options = {"key_prefix": "cloudnorm:ratelimit", "wrap_exceptions": True,
+                   "socket_timeout": STORAGE_TIMEOUT, "socket_connect_timeout": STORAGE_TIMEOUT}
+    try:
+        store = limits_storage.storage_from_string(storage, **options)
+    except Exception as exc:  # limits raises ConfigurationError or ImportError
+        raise errors.ConfigError(
+            f"cloudnorm: rate_limit: storage {storage!r} cannot be used: {exc}") from exc
+    return strategies.MovingWindowRateLimiter(store)
 
 
 _LIMITERS: dict[str, Limiter] = {}

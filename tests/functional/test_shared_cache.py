@@ -1,9 +1,10 @@
-"""Several processes share one cloud's discovery through Redis.
+"""Several processes share one cloud's discovery and rate limit through Redis.
 
 Eight worker processes discover the same sandbox cloud at once; with the
 cache on Redis (``distributed_lock: true``) the cloud sees one process's
-discovery requests, not eight. Redis killed under running workers costs a
-warning and per-process caching, never a failure.
+discovery requests, not eight. With the rate limit's storage on Redis, eight
+processes together stay within one budget. Redis killed under running
+workers costs a warning and per-process caching or limiting, never a failure.
 """
 
 from __future__ import annotations
@@ -75,18 +76,49 @@ print(json.dumps(result))
 """
 
 
+# One worker asking the cloud (past the cache) as fast as its rate limit lets it, for
+# a while.
+LIMITED_WORKER = r"""
+import json, logging, os, sys, time
+logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+import cloudnorm
+
+clouds_yaml, cloud_name, signals, me, _, seconds = sys.argv[1:7]
+
+def wait_for(name):
+    deadline = time.monotonic() + 120
+    while not os.path.exists(os.path.join(signals, name)):
+        if time.monotonic() > deadline:
+            sys.exit(f"worker {me}: no {name} signal within 120 s")
+        time.sleep(0.02)
+
+cloud = cloudnorm.connect(cloud_name, config_files=[clouds_yaml])
+cloud._driver.list_flavors()  # the token and version discovery, before the clock starts
+open(os.path.join(signals, f"ready-{me}"), "w").close()
+wait_for("go")
+calls = 0
+end = time.monotonic() + float(seconds)
+while time.monotonic() < end:
+    cloud._driver.list_flavors()
+    calls += 1
+cloud.close()
+print(json.dumps({"calls": calls}))
+"""
+
+
 class Workers:
     """N worker processes over one clouds.yaml, started together."""
 
     def __init__(self, tmp: Path, clouds_yaml: Path, count: int, phases: int = 1,
-                 env: dict[str, str] | None = None) -> None:
+                 env: dict[str, str] | None = None, script: str = WORKER,
+                 extra: tuple[str, ...] = ()) -> None:
         self.signals = tmp / f"signals-{time.monotonic_ns()}"
         self.signals.mkdir()
         self.count = count
         self.procs = [
             subprocess.Popen(
-                [sys.executable, "-c", WORKER, str(clouds_yaml), CLOUD, str(self.signals),
-                 str(i), str(phases)],
+                [sys.executable, "-c", script, str(clouds_yaml), CLOUD, str(self.signals),
+                 str(i), str(phases), *extra],
                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                 text=True, env={**os.environ, **(env or {})})
             for i in range(count)]
@@ -118,12 +150,16 @@ class Workers:
         return results
 
 
-def clouds_yaml_with(sandbox, path: Path, cache: dict | None) -> Path:
-    """The sandbox's entry for CLOUD, with a ``cloudnorm: cache:`` section when given."""
+def clouds_yaml_with(sandbox, path: Path, cache: dict | None,
+                     rate_limit: dict | None = None) -> Path:
+    """The sandbox's entry for CLOUD, with ``cloudnorm: cache:`` and ``rate_limit:``
+    sections when given."""
     data = yaml.safe_load(Path(sandbox.clouds_yaml).read_text())
     entry = data["clouds"][CLOUD]
     if cache is not None:
         entry.setdefault("cloudnorm", {})["cache"] = cache
+    if rate_limit is not None:
+        entry.setdefault("cloudnorm", {})["rate_limit"] = rate_limit
     path.write_text(yaml.safe_dump({"clouds": {CLOUD: entry}}))
     return path
 
@@ -296,3 +332,107 @@ def test_while_one_process_refreshes_the_others_wait_or_reuse_the_old_value(tmp_
         assert other.get_or_create("flavor", "all", never) == ["newer"]
         assert time.monotonic() - began >= 0.4
         thread.join(20)
+
+
+# -- one rate limit for many processes --------------------------------------------------------
+READS = 6  # requests per second for the account, all processes together
+LIMIT_SECONDS = 5.0
+STORAGE_UNREACHABLE = "rate limit storage of openstack unreachable"
+
+
+def flavor_lists(sandbox, since: float) -> list[float]:
+    """Start times of the flavor listings the cloud answered since ``since``."""
+    time.sleep(0.3)
+    return sorted(r["t"] for r in sandbox.requests(since=since, project=CLOUD)
+                  if r["service"] == "nova" and r["path"].endswith("/flavors/detail"))
+
+
+def busiest_second(times: list[float]) -> int:
+    """The most requests that started within any one second."""
+    most, first = 0, 0
+    for last, t in enumerate(times):
+        while t - times[first] >= 1.0:
+            first += 1
+        most = max(most, last - first + 1)
+    return most
+
+
+def limited_run(sandbox, tmp: Path, path: Path,
+                halfway=None) -> tuple[list[float], list[tuple[dict, str]]]:
+    workers = Workers(tmp, path, WORKERS, script=LIMITED_WORKER, extra=(str(LIMIT_SECONDS),))
+    workers.wait_for("ready")
+    mark = time.time()
+    time.sleep(0.05)
+    workers.signal("go")
+    if halfway is not None:
+        time.sleep(LIMIT_SECONDS / 2)
+        halfway()
+    results = workers.finish()
+    return flavor_lists(sandbox, mark), results
+
+
+def test_eight_processes_share_one_rate_limit(openstack_sandbox, tmp_path):
+    limit = {"reads": READS, "writes": 1}
+    apart, _ = limited_run(openstack_sandbox, tmp_path, clouds_yaml_with(
+        openstack_sandbox, tmp_path / "apart.yaml", None, rate_limit=limit))
+    with RedisServer(tmp_path / "redis") as server:
+        path = clouds_yaml_with(openstack_sandbox, tmp_path / "shared.yaml", None,
+                                rate_limit={**limit, "storage": server.url})
+        keys: list[str] = []  # read while the workers run: a window's keys expire with it
+        shared, results = limited_run(
+            openstack_sandbox, tmp_path, path,
+            halfway=lambda: keys.extend(k.decode() for k in _stored_keys(server)))
+    seconds = shared[-1] - shared[0] if len(shared) > 1 else 0.0
+    print(f"\n{WORKERS} processes asking as fast as {READS} reads/s allow, "
+          f"{LIMIT_SECONDS:.0f} s: own limit each {len(apart)} requests (busiest second "
+          f"{busiest_second(apart)}); shared limit {len(shared)} requests over {seconds:.1f} s "
+          f"(busiest second {busiest_second(shared)})")
+    # apart, each process has the whole budget ...
+    assert busiest_second(apart) > 2 * READS
+    # ... shared, all of them together stay within it, as the cloud saw it
+    assert sum(r["calls"] for r, _ in results) == len(shared)
+    assert READS * LIMIT_SECONDS / 2 <= len(shared) <= READS * (seconds + 1)
+    # the cloud logs when it started a request, not when the limiter let it go: one
+    # request of jitter at the edge of a second
+    assert busiest_second(shared) <= READS + 1
+    for _, err in results:
+        assert "Traceback" not in err and "WARNING" not in err, err
+    # the account appears only as a digest
+    assert keys and all(k.startswith("cloudnorm:ratelimit") for k in keys), keys
+    auth = yaml.safe_load(path.read_text())["clouds"][CLOUD]["auth"]
+    assert not any(auth["username"] in k or auth["project_name"] in k for k in keys), keys
+
+
+def test_rate_limit_storage_killed_mid_run_limits_each_process(openstack_sandbox, tmp_path):
+    with RedisServer(tmp_path / "redis") as server:
+        path = clouds_yaml_with(openstack_sandbox, tmp_path / "clouds.yaml", None,
+                                rate_limit={"reads": READS, "writes": 1,
+                                            "storage": server.url})
+        killed: list[float] = []
+
+        def kill() -> None:
+            killed.append(time.time())
+            server.kill()
+
+        times, results = limited_run(openstack_sandbox, tmp_path, path, halfway=kill)
+    before = [t for t in times if t < killed[0]]
+    after = [t for t in times if t > killed[0] + 0.5]
+    print(f"\nkilled at {killed[0] - times[0]:.2f} s of {times[-1] - times[0]:.2f} s; "
+          f"busiest second {busiest_second(before)} before, "
+          f"{busiest_second(after)} after")
+    for _, err in results:
+        assert err.count(STORAGE_UNREACHABLE) == 1, err
+        assert "limiting in this process only" in err and "Traceback" not in err, err
+    assert busiest_second(before) <= READS + 1
+    # each process now has its own budget: more in all, but each still limited
+    assert READS + 1 < busiest_second(after) <= WORKERS * (READS + 1)
+
+
+def _stored_keys(server: RedisServer) -> list[bytes]:
+    import redis
+
+    client = redis.Redis.from_url(server.url, socket_timeout=5)
+    try:
+        return list(client.scan_iter("*"))
+    finally:
+        client.close()

@@ -256,3 +256,30 @@ class _Raw:
 
     def stream(self, *_, **__):
         yield self._body
+
+
+def test_unreachable_shared_storage_limits_in_this_process_with_one_warning(caplog):
+    # Port 1 on loopback: nothing listens, the connection is refused at once.
+    limiter = ratelimit.Limiter(unique_key(), ratelimit.RateLimit(
+        reads=2.0, writes=1.0, storage="redis://127.0.0.1:1/0"))
+    started = time.monotonic()
+    for _ in range(3):
+        limiter.acquire(write=False)
+    assert 0.9 < time.monotonic() - started < 3.0  # still two reads a second
+    warnings = [r for r in caplog.records if "limiting in this process only" in r.message]
+    assert len(warnings) == 1
+
+
+def test_shared_storage_is_tried_again_after_a_while(monkeypatch):
+    limiter = ratelimit.Limiter(unique_key(), ratelimit.RateLimit(
+        reads=100.0, writes=1.0, storage="redis://127.0.0.1:1/0"))
+    limiter.acquire(write=False)
+    assert limiter._current() is limiter._local
+    monkeypatch.setattr(ratelimit, "RETRY_SHARED", 0.0)
+    assert limiter._current() is limiter._shared
+
+
+def test_storage_key_names_no_account():
+    limiter = ratelimit.Limiter("openstack|https://keystone|demo|Default|alice|RegionOne",
+                                ratelimit.RateLimit(reads=None, writes=None))
+    assert len(limiter.storage_key) == 16 and "alice" not in limiter.storage_key

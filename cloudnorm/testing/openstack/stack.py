@@ -263,7 +263,7 @@ class OpenStackStack:
                      f"--bootstrap-admin-url={keystone_url}",
                      f"--bootstrap-internal-url={keystone_url}",
                      f"--bootstrap-public-url={keystone_url}"]
-        neutron_db = f"sqlite:///{layout['neutron'] / 'neutron.db'}"
+        neutron_db = f"sqlite:///{layout['neutron'] / 'neutron.db'}?timeout=30"
         steps = [
             Step("keystone setup",
                  [[str(python), str(SERVICES_DIR / "keystone_setup.py"), str(config["keystone"]),
