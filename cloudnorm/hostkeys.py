@@ -7,6 +7,12 @@ and their fingerprints between ``-----BEGIN SSH HOST KEY FINGERPRINTS-----``
 (Nova's console log, EC2's GetConsoleOutput, GCE's serial port), a channel the
 network between cloudnorm and the server cannot tamper with, so it is what
 host keys are verified against.
+
+The same console names the login user: cloud-init's ssh-authkey-fingerprints
+module (on unless ``no_ssh_fingerprints: true``) prints, per configured user, a
+``ci-info:`` table of that user's authorized keys. The user whose table holds
+the key cloudnorm injected is the one to log in as, found without a single
+failed login.
 """
 
 from __future__ import annotations
@@ -25,6 +31,10 @@ _FPS = re.compile(
 _KEY_LINE = re.compile(r"(?:^|\s)((?:ssh|ecdsa|sk)-[a-z0-9@.-]+)\s+([A-Za-z0-9+/]+={0,3})(?:\s|$)")
 _FP_LINE = re.compile(r"\b(SHA256:[A-Za-z0-9+/]{43}=?|MD5(?::[0-9a-f]{2}){16}|"
                       r"(?:[0-9a-f]{2}:){15}[0-9a-f]{2})\b")
+
+
+_AUTHORIZED_TITLE = re.compile(r"Authorized keys from \S+ for user ([^\s+]+)")
+_HASH_HEADER = re.compile(r"Fingerprint \((\w+)\)")
 
 
 @attrs.frozen
@@ -146,3 +156,45 @@ def login_record(metadata: dict[str, str]) -> LoginRecord | None:
             keys.append(f"{name[len(HOST_KEY_PREFIX):]} {value}")
     return LoginRecord(user=match.group(1), address=match.group(2).strip("[]"),
                        port=int(match.group(3)), keys=tuple(keys), fingerprints=tuple(fps))
+
+
+def console_login_users(text: str | None, public_key: str) -> tuple[str, ...]:
+    """Users whose authorized keys, as cloud-init printed them on the console, hold
+    ``public_key`` (an OpenSSH public key line), in the order printed."""
+    if not text:
+        return ()
+    parts = public_key.split()
+    if len(parts) < 2 or not _valid_blob(parts[1]):
+        return ()
+    blob = base64.b64decode(parts[1])
+    found: list[str] = []
+    user: str | None = None
+    method = "sha256"
+    for raw in text.splitlines():
+        _, marker, line = raw.partition("ci-info: ")
+        if not marker:
+            continue
+        title = _AUTHORIZED_TITLE.search(line)
+        if title:
+            user, method = title.group(1), "sha256"
+            continue
+        if user is None or not line.startswith("|"):
+            if not line.startswith("+"):
+                user = None  # the table ended
+            continue
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        header = _HASH_HEADER.search(line)
+        if header:
+            method = header.group(1).lower()
+        elif len(cells) >= 2 and cells[1] == _hex_fingerprint(blob, method):
+            found.append(user)
+    return tuple(dict.fromkeys(found))
+
+
+def _hex_fingerprint(blob: bytes, method: str) -> str | None:
+    """cloud-init's fingerprint form: the hex digest in colon-separated pairs."""
+    try:
+        digest = hashlib.new(method, blob).hexdigest()
+    except ValueError:
+        return None
+    return ":".join(digest[i:i + 2] for i in range(0, len(digest), 2))

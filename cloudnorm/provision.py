@@ -305,7 +305,14 @@ def create_server(cloud: Cloud, name: str, *, image: str | Image = "ubuntu-22.04
         # 6: login, host key checked against the console
         step = STEPS[5]
         report.emit(step, "started", f"waiting for SSH on {interface.ip}")
-        announced = _announced_host_keys(driver, server.id, deadline, verify_host_keys, report)
+        announced, console = _announced_host_keys(driver, server.id, deadline,
+                                                  verify_host_keys, report)
+        if len(users) > 1:
+            named = hostkeys.console_login_users(console, node_key.public_key)
+            if named:
+                users = [named[0]]
+                users_why = (f"the console lists the node key among the authorized keys of "
+                             f"{named[0]} (cloud-init's ssh-authkey-fingerprints)")
         target = ssh.Target(interface.ip, ssh_port, node_key.private_key,
                             announced if verify_host_keys else None)
         login = ssh.wait_for_login(
@@ -398,27 +405,31 @@ def _choose_flavor(cloud: Cloud, flavor: str | Flavor | None, min_ram: int | Non
 
 
 def _announced_host_keys(driver: Any, server_id: str, deadline: float, verify: bool,
-                         report: _Reporter) -> hostkeys.HostKeys:
-    """Host keys from the console, waiting (bounded) for cloud-init to print them."""
+                         report: _Reporter) -> tuple[hostkeys.HostKeys, str]:
+    """Host keys from the console, waiting (bounded) for cloud-init to print them;
+    and the console text they were found in."""
     if not verify:
         report.decide(Decision("host_keys", "not verified",
                                "verify_host_keys=False was passed: any host key is accepted"))
-        return hostkeys.HostKeys()
-    interval = 1.0
+        return hostkeys.HostKeys(), ""
+    # cloud-init prints the keys seconds after the server turns ACTIVE: ask often at
+    # first, then back off, so a slow boot does not cost many console reads.
+    interval = 0.5
     while True:
-        found = hostkeys.parse_console(driver.console_output(server_id))
+        console = driver.console_output(server_id)
+        found = hostkeys.parse_console(console)
         if found:
             report.decide(Decision("host_keys", f"{len(found.keys) or len(found.fingerprints)}"
                                    " announced", "read from the console output cloud-init "
                                    "printed at first boot"))
-            return found
+            return found, console
         if time.monotonic() + interval >= deadline:
             raise errors.Timeout(
                 f"server {server_id} never printed its SSH host keys on the console; cannot "
                 "verify whom cloudnorm would log in to. Pass verify_host_keys=False to accept "
                 "any key (not recommended)")
         time.sleep(interval)
-        interval = min(interval * 1.5, 5.0)
+        interval = min(interval * 1.3, 5.0)
 
 
 def _store_login(driver: Any, server_id: str, user: str, address: str, port: int,

@@ -47,7 +47,13 @@ class Login:
 
 
 class _Retry(Exception):
-    pass
+    """Worth trying again: ``users`` could not be asked yet; ``answered`` when sshd
+    already answered some other candidate (so it is up)."""
+
+    def __init__(self, message: str, users: Sequence[str] = (), answered: bool = False) -> None:
+        super().__init__(message)
+        self.users = list(users)
+        self.answered = answered
 
 
 class _Denied(Exception):
@@ -105,28 +111,80 @@ async def _connect(target: Target, user: str, timeout: float) -> tuple[Any, str]
     return conn, client.presented
 
 
+#: Candidate logins in flight at once. sshd's default MaxStartups (10:30:100) starts
+#: dropping unauthenticated connections beyond ten, which would turn a probe of
+#: twelve users into a lottery.
+PROBE_PARALLEL = 8
+#: Printed by the check command of a probe: a login that does not print it (a
+#: forced command such as cloud-init's "Please login as the user ..." for root) is
+#: not a working login.
+_PROBE_MARK = "cloudnorm-login-ok"
+
+
+async def _attempt(target: Target, user: str, timeout: float, verify: bool,
+                   gate: asyncio.Semaphore) -> tuple[Any, str]:
+    async with gate:
+        conn, presented = await _connect(target, user, timeout)
+    if not verify:
+        return conn, presented
+    try:
+        result = await asyncio.wait_for(conn.run(f"echo {_PROBE_MARK}", check=False), timeout)
+    except (OSError, asyncio.TimeoutError) as exc:
+        conn.close()
+        raise _Retry(f"{type(exc).__name__}: {exc}") from exc
+    except BaseException:
+        conn.close()
+        raise
+    if result.exit_status == 0 and _PROBE_MARK in str(result.stdout or ""):
+        return conn, presented
+    conn.close()
+    said = " ".join(str(result.stdout or result.stderr or "").split())[:120]
+    raise _Denied(f"{user} gets no shell" + (f" ({said})" if said else ""))
+
+
 async def _probe(target: Target, users: Sequence[str], timeout: float) -> Login:
-    """Try every candidate user at once; the first that gets in wins."""
+    """Try the candidate users at once; the first that gets a shell wins.
+
+    Raises _Retry naming the users worth another try when none got in and some
+    could not be asked (no connection yet, dropped by sshd); _Denied when every
+    user was refused.
+    """
     started = time.monotonic()
-    results = await asyncio.gather(*(_connect(target, u, timeout) for u in users),
-                                   return_exceptions=True)
+    gate = asyncio.Semaphore(PROBE_PARALLEL)
+    verify = len(users) > 1
+    tasks = {asyncio.ensure_future(_attempt(target, u, timeout, verify, gate)): u
+             for u in users}
     retry: list[str] = []
-    for user, result in zip(users, results, strict=True):
-        if isinstance(result, tuple):
-            for other in results:
-                if isinstance(other, tuple):
-                    other[0].close()
-            return Login(user=user, host_key=result[1], attempts=1,
-                         elapsed=time.monotonic() - started)
-        if isinstance(result, errors.HostKeyMismatch):
-            raise result
-        if isinstance(result, _Retry):
-            retry.append(f"{user}: {result}")
-        elif not isinstance(result, _Denied):
-            raise result  # type: ignore[misc]
+    denied: list[str] = []
+    try:
+        pending = set(tasks)
+        while pending:
+            done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                user = tasks[task]
+                exc = task.exception()
+                if exc is None:
+                    conn, presented = task.result()
+                    conn.close()
+                    return Login(user=user, host_key=presented, attempts=1,
+                                 elapsed=time.monotonic() - started)
+                if isinstance(exc, _Retry):
+                    retry.append(user)
+                    LOG.debug("login as %s: %s", user, exc)
+                elif isinstance(exc, _Denied):
+                    denied.append(str(exc) or user)
+                else:
+                    raise exc
+    finally:
+        for task in tasks:
+            task.cancel()
+        for result in await asyncio.gather(*tasks, return_exceptions=True):
+            if isinstance(result, tuple):
+                result[0].close()
     if retry:
-        raise _Retry("; ".join(retry))
-    raise _Denied(", ".join(users))
+        raise _Retry(f"no answer yet for {', '.join(retry)}", users=retry,
+                     answered=bool(denied))
+    raise _Denied(", ".join(denied))
 
 
 def wait_for_login(target: Target, users: Sequence[str], *, timeout: float,
@@ -143,11 +201,13 @@ def wait_for_login(target: Target, users: Sequence[str], *, timeout: float,
     deadline = time.monotonic() + timeout
     attempts = 0
     last = "no attempt made"
+    candidates = list(users)
     while True:
         attempts += 1
         per_try = max(1.0, min(attempt_timeout, deadline - time.monotonic()))
+        pause = interval
         try:
-            login = _run_sync(lambda: _probe(target, users, per_try))  # noqa: B023
+            login = _run_sync(lambda: _probe(target, candidates, per_try))  # noqa: B023
             return attrs.evolve(login, attempts=attempts)
         except _Denied as exc:
             raise errors.NotReachable(
@@ -156,13 +216,19 @@ def wait_for_login(target: Target, users: Sequence[str], *, timeout: float,
                 "ssh_user=, or set the image property os_admin_user") from None
         except _Retry as exc:
             last = str(exc)
+            if exc.users:
+                # Users refused once stay refused; sshd answered, so it is up: ask the
+                # others again soon.
+                candidates = exc.users
+                if exc.answered:
+                    pause = min(interval, 0.25)
         if on_attempt:
             on_attempt(last)
-        if time.monotonic() + interval >= deadline:
+        if time.monotonic() + pause >= deadline:
             raise errors.Timeout(
                 f"{target.address}:{target.port} was not reachable over SSH within "
                 f"{timeout:.0f} s ({attempts} attempts); last: {last}")
-        time.sleep(interval)
+        time.sleep(pause)
 
 
 async def _run(target: Target, user: str, command: str, timeout: float) -> tuple[int, str, str]:

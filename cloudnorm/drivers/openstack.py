@@ -15,6 +15,7 @@ import functools
 import logging
 import random
 import re
+import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -175,6 +176,7 @@ class OpenStackDriver(Driver):
                 "OS_PASSWORD", cloud=settings.name)
         self._conn: Any = None
         self._microversion: str | None = None
+        self._microversion_lock = threading.Lock()
         self.limiter = ratelimit.limiter_for(self.identity(), ratelimit.RateLimit.from_options(
             "openstack", settings.options.get("rate_limit"), settings.name))
         self.retries = 0  # requests sent again after a throttled or transient failure
@@ -230,25 +232,28 @@ class OpenStackDriver(Driver):
             raise errors.ProviderError(f"cloud '{name}' failed while {what}: {exc}",
                                        cloud=name) from exc
 
-    def _request(self, service: str, method: str, path: str, **kwargs: Any) -> Any:
+    def _request(self, service: str, method: str, path: str, *, reads_only: bool = False,
+                 **kwargs: Any) -> Any:
         """One REST call through openstacksdk's proxy; returns the decoded JSON body.
 
         Each attempt waits for its turn in the account's rate limit. Throttled
         answers (429, 413 with Retry-After) are retried after what the cloud asks
         for; transient failures (5xx, lost connections, garbled replies) only for
         methods that are safe to repeat. All attempts together stay within
-        ``_RETRY_DEADLINE``.
+        ``_RETRY_DEADLINE``. ``reads_only`` marks a POST that changes nothing (a
+        server action such as reading the console): limited and retried as a read.
         """
         from keystoneauth1 import exceptions as ksa_exc
 
         if service == "compute":
             kwargs.setdefault("microversion", self._compute_microversion())
-        idempotent = method.upper() in _IDEMPOTENT
+        idempotent = reads_only or method.upper() in _IDEMPOTENT
+        write = not (reads_only or ratelimit.is_read(method))
         deadline = time.monotonic() + _RETRY_DEADLINE
         what = f"calling {service} {method} {path.split('?')[0]}"
         for attempt in range(_ATTEMPTS):
             last = attempt == _ATTEMPTS - 1
-            self.limiter.acquire(not ratelimit.is_read(method), deadline)
+            self.limiter.acquire(write, deadline)
             try:
                 with self._translate(what):
                     proxy = getattr(self.conn, service)  # the first proxy authenticates
@@ -310,16 +315,20 @@ class OpenStackDriver(Driver):
                 cloud=self.settings.name) from None
 
     def _compute_microversion(self) -> str:
-        if self._microversion is None:
-            with self._translate("discovering the compute API version"):
-                data = self.conn.compute.get_endpoint_data()
-            highest = getattr(data, "max_microversion", None)
-            want = tuple(int(p) for p in _COMPUTE_MICROVERSION.split("."))
-            if highest and tuple(highest) < want:
-                self._microversion = f"{highest[0]}.{highest[1]}"
-            else:
-                self._microversion = _COMPUTE_MICROVERSION if highest else "2.1"
-        return self._microversion
+        if self._microversion is not None:
+            return self._microversion
+        # One discovery for all threads of this driver, not one each.
+        with self._microversion_lock:
+            if self._microversion is None:
+                with self._translate("discovering the compute API version"):
+                    data = self.conn.compute.get_endpoint_data()
+                highest = getattr(data, "max_microversion", None)
+                want = tuple(int(p) for p in _COMPUTE_MICROVERSION.split("."))
+                if highest and tuple(highest) < want:
+                    self._microversion = f"{highest[0]}.{highest[1]}"
+                else:
+                    self._microversion = _COMPUTE_MICROVERSION if highest else "2.1"
+            return self._microversion
 
     def _paged(self, service: str, path: str, key: str, **query: Any) -> list[dict[str, Any]]:
         """Every record of a paginated list: follows Glance's ``next`` and the
@@ -529,6 +538,7 @@ class OpenStackDriver(Driver):
     def console_output(self, server_id: str) -> str:
         try:
             body = self._request("compute", "POST", f"/servers/{server_id}/action",
+                                 reads_only=True,
                                  json={"os-getConsoleOutput": {"length": -1}})
         except errors.ProviderError as exc:
             if exc.status == 409:  # not ready for console yet (still building)

@@ -162,3 +162,34 @@ def test_host_key_mismatch_is_fatal_and_cleaned_up(openstack_sandbox, dataplane)
     finally:
         sdk.close()
     cloud.close()
+
+
+@pytest.mark.parametrize("printed", [True, False], ids=["console-table", "no-table"])
+def test_unknown_login_user_comes_from_the_console_or_a_probe(openstack_sandbox, dataplane,
+                                                              printed):
+    """An image nobody knows the user of: cloud-init's authorized keys table on the
+    console names it; without the table (no_ssh_fingerprints) the probe finds it."""
+    profile = "fip-required"
+    sdk = openstack_sandbox.connect(profile)
+    image = sdk.image.create_image(name=f"appliance-{printed}", data=b"\0" * 512,
+                                   disk_format="raw", container_format="bare",
+                                   visibility="private")
+    dataplane.node_options["print_authorized_keys"] = printed
+    cloud = connect(openstack_sandbox, profile)
+    try:
+        server = cloud.create_server(f"cn-appliance-{printed}", image=image.id, min_ram=2048,
+                                     timeout=240)
+        try:
+            assert server.ssh_user == "cloud-user"  # the data plane's user for such images
+            why = {d.step: d for d in server.decisions}["login_user"].reason
+            if printed:
+                assert "console lists the node key" in why, why
+            else:
+                assert "probing" in why, why
+        finally:
+            assert cloud.delete_server(server)
+    finally:
+        dataplane.node_options.pop("print_authorized_keys", None)
+        cloud.close()
+        sdk.image.delete_image(image)
+        sdk.close()

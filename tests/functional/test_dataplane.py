@@ -256,6 +256,48 @@ def test_login_over_ipv6_with_keys_from_console(node_a, known_a, keys):
 
 
 @inside
+def test_console_names_the_user_holding_the_key(node_a, keys):
+    from cloudnorm import hostkeys
+
+    console = node_a.console_text()
+    assert "Authorized keys from /home/ubuntu/.ssh/authorized_keys for user ubuntu" in console
+    assert hostkeys.console_login_users(console, keys["alice"][1]) == ("ubuntu",)
+    assert hostkeys.console_login_users(console, keys["bob"][1]) == ()
+
+
+@inside
+def test_probe_of_every_usual_user_never_settles_on_root(node_a, keys):
+    """Root's key login works but runs cloud-init's "Please login as ..." forced
+    command, and twelve logins at once exceed sshd's MaxStartups: the probe must still
+    end with the image's user, every time."""
+    from cloudnorm import hostkeys, profiles, ssh
+
+    users = ["root", *dict.fromkeys(d.login_user for d in profiles.distros().values())]
+    assert len(users) >= 10 and "ubuntu" in users
+    target = ssh.Target(A_V4, 22, keys["alice"][0].read_text(),
+                        hostkeys.parse_console(node_a.console_text()))
+    chosen, rounds, took = [], [], []
+    for _ in range(5):
+        started = time.perf_counter()
+        login = ssh.wait_for_login(target, users, timeout=60)
+        took.append(time.perf_counter() - started)
+        chosen.append(login.user)
+        rounds.append(login.attempts)
+    print(f"TIMING probe of {len(users)} users: {sorted(took)}, rounds {rounds}")
+    assert chosen == ["ubuntu"] * 5
+
+
+@inside
+def test_probe_refused_for_every_user_says_so(node_a, keys):
+    from cloudnorm import errors, hostkeys, ssh
+
+    target = ssh.Target(A_V4, 22, keys["bob"][0].read_text(),
+                        hostkeys.parse_console(node_a.console_text()))
+    with pytest.raises(errors.NotReachable, match="refuses the node key for every"):
+        ssh.wait_for_login(target, ["root", "centos", "debian"], timeout=30)
+
+
+@inside
 def test_every_console_key_is_one_the_server_holds(node_a, keys, tmp_path):
     _, console_keys = console_blocks(node_a.console_text())
     for key in console_keys:

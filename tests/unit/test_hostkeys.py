@@ -3,6 +3,8 @@
 import base64
 import os
 
+import pytest
+
 from cloudnorm import hostkeys, keys
 
 ED = "AAAAC3NzaC1lZDI1NTE5AAAAIG9tYWtlYmVsaWV2ZWtleWZvcnRlc3RzMDEyMzQ1Njc4"
@@ -81,3 +83,55 @@ def test_private_key_file_is_0600_and_removed():
         assert os.stat(path).st_mode & 0o777 == 0o600
         assert open(path).read() == key.private_key
     assert not os.path.exists(path)
+
+
+# -- the login user from cloud-init's authorized keys table -------------------------------------
+def _table(user: str, public_key: str, method: str = "sha256", prefix: str = "ci-info: ") -> str:
+    import base64
+    import hashlib
+
+    blob = base64.b64decode(public_key.split()[1])
+    digest = hashlib.new(method, blob).hexdigest()
+    fp = ":".join(digest[i:i + 2] for i in range(0, len(digest), 2))
+    rule = "+---------+" + "-" * (len(fp) + 2) + "+---------+---------+"
+    return "\n".join(prefix + line for line in (
+        f"+++++Authorized keys from /home/{user}/.ssh/authorized_keys for user {user}+++++",
+        rule, f"| Keytype | Fingerprint ({method}) | Options | Comment |", rule,
+        f"| ssh-ed25519 | {fp} | - | node |", rule))
+
+
+def test_console_names_the_user_whose_table_holds_the_key():
+
+
+    mine, other = keys.generate("mine").public_key, keys.generate("other").public_key
+    console = "\n".join([
+        "[   10.1] cloud-init[812]: ci-info: no authorized SSH keys fingerprints found for "
+        "user root.",
+        _table("admin", other),
+        _table("cloud-user", mine, prefix="[   10.2] cloud-init[812]: ci-info: "),
+        "-----BEGIN SSH HOST KEY KEYS-----"])
+    assert hostkeys.console_login_users(console, mine) == ("cloud-user",)
+    assert hostkeys.console_login_users(console, other) == ("admin",)
+
+
+def test_console_table_in_another_hash_is_read():
+
+
+    mine = keys.generate("mine").public_key
+    assert hostkeys.console_login_users(_table("core", mine, "sha512"), mine) == ("core",)
+    mislabeled = _table("core", mine).replace("(sha256)", "(md5)")
+    assert hostkeys.console_login_users(mislabeled, mine) == ()
+    unknown = _table("core", mine).replace("(sha256)", "(nohash)")
+    assert hostkeys.console_login_users(unknown, mine) == ()
+
+
+@pytest.mark.parametrize("console", [None, "", "ci-info: | ssh-ed25519 | aa:bb | - | - |",
+                                     "no table here\nat all"])
+def test_console_without_a_table_names_nobody(console):
+
+
+    assert hostkeys.console_login_users(console, keys.generate("k").public_key) == ()
+
+
+def test_malformed_public_key_names_nobody():
+    assert hostkeys.console_login_users(_table("core", "ssh-ed25519 AAAA"), "garbage") == ()

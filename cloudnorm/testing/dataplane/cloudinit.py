@@ -8,6 +8,8 @@ and the console output from which a careful client learns the host keys.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -132,8 +134,29 @@ def first_boot_env(
     }
 
 
-def console_text(host_keys: HostKeys, booted: float, finished: float) -> str:
-    """Console output of a first boot, as cloud-init writes it."""
+def authorized_keys_table(user: str, authorized_key: str) -> list[str]:
+    """What cloud-init's ssh-authkey-fingerprints module (on by default) prints for the
+    default user: a ``ci-info:`` table of the user's authorized keys, SHA-256 in hex."""
+    key_type, blob, *comment = authorized_key.split()
+    digest = hashlib.sha256(base64.b64decode(blob)).hexdigest()
+    fingerprint = ":".join(digest[i:i + 2] for i in range(0, len(digest), 2))
+    header = ["Keytype", "Fingerprint (sha256)", "Options", "Comment"]
+    row = [key_type, fingerprint, "-", " ".join(comment) or "-"]
+    widths = [max(len(a), len(b)) + 2 for a, b in zip(header, row, strict=True)]
+    rule = "+" + "+".join("-" * w for w in widths) + "+"
+
+    def cells(values: list[str]) -> str:
+        return "|" + "|".join(v.center(w) for v, w in zip(values, widths, strict=True)) + "|"
+
+    path = "/root/.ssh/authorized_keys" if user == "root" else f"/home/{user}/.ssh/authorized_keys"
+    title = f"Authorized keys from {path} for user {user}".center(len(rule), "+")
+    return [f"ci-info: {line}" for line in (title, rule, cells(header), rule, cells(row), rule)]
+
+
+def console_text(host_keys: HostKeys, booted: float, finished: float,
+                 authorized: Sequence[str] = ()) -> str:
+    """Console output of a first boot, as cloud-init writes it; ``authorized`` are the
+    lines of the authorized keys table, when the image prints one."""
     stamp = time.strftime("%a, %d %b %Y %H:%M:%S +0000", time.gmtime(finished))
     # cloud-init pipes the fingerprints through `logger -s -t ec2`, which
     # puts a syslog header on each line; the keys themselves go out bare.
@@ -142,6 +165,7 @@ def console_text(host_keys: HostKeys, booted: float, finished: float) -> str:
     lines = [
         f"Cloud-init v. {CLOUD_INIT_VERSION} running 'modules:final' at {stamp}. "
         f"Up {up:.2f} seconds.",
+        *authorized,
         syslog,
         syslog + "#" * 61,
         syslog + "-----BEGIN SSH HOST KEY FINGERPRINTS-----",

@@ -57,6 +57,7 @@ class Node:
         disable_root: bool = True,
         console_lies: bool = False,
         allow_ssh: bool = True,
+        print_authorized_keys: bool = True,
         timeout: float = 30.0,
     ) -> None:
         self.name = name
@@ -72,6 +73,8 @@ class Node:
         self.disable_root = disable_root
         self.console_lies = console_lies
         self.allow_ssh = allow_ssh
+        # cloud-init's no_ssh_fingerprints: true leaves the authorized keys table out.
+        self.print_authorized_keys = print_authorized_keys
         self.timeout = timeout
         self.workdir = Path(workdir).absolute()
         # The overlay mount options cannot carry these characters.
@@ -209,7 +212,13 @@ class Node:
         if not self.console_lies:
             return self._console
         decoy = self._decoy_keys()
-        return cloudinit.console_text(decoy, self._booted, self._finished)
+        return cloudinit.console_text(decoy, self._booted, self._finished,
+                                      self._authorized_table())
+
+    def _authorized_table(self) -> list[str]:
+        if not self.print_authorized_keys:
+            return []
+        return cloudinit.authorized_keys_table(self.user, self.authorized_key)
 
     def processes(self) -> list[int]:
         """Pids (as seen from outside) of every process of the node."""
@@ -283,7 +292,8 @@ class Node:
         if len(self.host_keys.keys) != len(self.host_key_types):
             raise NodeError(f"node {self.name} made no host keys: {proc.stdout!r}")
         self._booted, self._finished = booted, time.time()
-        self._console = cloudinit.console_text(self.host_keys, booted, self._finished)
+        self._console = cloudinit.console_text(self.host_keys, booted, self._finished,
+                                               self._authorized_table())
         (self.workdir / "console.log").write_text(self._console)
         self.started_at = self._finished
 
