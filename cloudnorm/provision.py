@@ -94,11 +94,17 @@ class ServerWatcher:
     whichever waiter's turn comes fetches every pending server at once.
     """
 
-    def __init__(self, driver: Any, interval: float = 2.0) -> None:
+    def __init__(self, driver: Any, interval: float = 2.0, early_interval: float | None = None,
+                 early: float = 10.0) -> None:
         self._driver = driver
         self.interval = interval
+        #: Most servers are ready seconds after they are asked for: while any waiter is
+        #: younger than ``early`` seconds, polls come every ``early_interval`` instead.
+        self.early_interval = min(interval, 1.0) if early_interval is None else early_interval
+        self.early = early
         self._cond = threading.Condition()
         self._pending: set[str] = set()
+        self._since: dict[str, float] = {}
         self._latest: dict[str, dict[str, Any]] = {}
         self._polling = False
         self._last_poll = 0.0
@@ -109,6 +115,7 @@ class ServerWatcher:
         """Poll until ``done(record)`` (record None: the server is missing) or the deadline."""
         with self._cond:
             self._pending.add(server_id)
+            self._since[server_id] = time.monotonic()
             self._latest.pop(server_id, None)
         try:
             while True:
@@ -124,13 +131,18 @@ class ServerWatcher:
         finally:
             with self._cond:
                 self._pending.discard(server_id)
+                self._since.pop(server_id, None)
 
     def _poll_or_wait(self, deadline: float) -> None:
         with self._cond:
-            due = self._last_poll + self.interval - time.monotonic()
+            now = time.monotonic()
+            interval = (self.early_interval
+                        if any(now - t < self.early for t in self._since.values())
+                        else self.interval)
+            due = self._last_poll + interval - now
             if self._polling or due > 0:
-                self._cond.wait(timeout=max(0.05, min(due if due > 0 else self.interval,
-                                                      deadline - time.monotonic())))
+                self._cond.wait(timeout=max(0.05, min(due if due > 0 else interval,
+                                                      deadline - now)))
                 return
             self._polling = True
             ids = set(self._pending)
@@ -291,7 +303,8 @@ def create_server(cloud: Cloud, name: str, *, image: str | Image = "ubuntu-22.04
             ledger.add(fip)
             for note in notes:
                 report.decide(note)
-            cloud._cache.invalidate("network")
+            # The network view stays cached: a new floating IP only confirms the pool
+            # it came from, and re-listing five kinds of records per create is not free.
             server = _with_address(server, address)
         interface, why = networks.choose_interface(server.addresses)
         if interface is None or not interface.public:
@@ -518,5 +531,5 @@ def delete_server(cloud: Cloud, server: Server | str, *, wait: bool = True,
             # Groups stay in use until the server is gone, so wait even if not asked.
             cloud._watcher.wait(resource.id, lambda rec: rec is None
                                 or str(rec.get("status")).upper() == "DELETED", deadline)
-    cloud._cache.invalidate("server", "network")
+    cloud._cache.invalidate("server")
     return True

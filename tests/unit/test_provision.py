@@ -121,3 +121,13 @@ def test_hardening_script_quotes_keys_and_turns_passwords_off():
     script = ssh.hardening_script("ubuntu", ["ssh-ed25519 AAAA op@x", "ssh-rsa BBBB o'q"], None)
     assert "PasswordAuthentication no" in script
     assert "o'\"'\"'q" in script  # shell-quoted, not injected
+
+
+def test_watcher_polls_faster_while_a_server_is_young():
+    driver = CountingDriver()
+    watcher = ServerWatcher(driver, interval=0.4, early_interval=0.1, early=0.5)
+    started = time.monotonic()
+    with pytest.raises(errors.Timeout):
+        watcher.wait("young", lambda rec: False, started + 1.3)
+    # about five polls in the first half second, then one every 0.4 s
+    assert 5 <= watcher.polls <= 9, watcher.polls
