@@ -8,7 +8,10 @@ its routers, floating IPs on it) or because the configuration says so
 
 from __future__ import annotations
 
+import functools
 import ipaddress
+import re
+import socket
 from collections.abc import Iterable, Sequence
 
 import attrs
@@ -27,11 +30,100 @@ _NON_GLOBAL = tuple(ipaddress.ip_network(n) for n in (
 ))
 
 
-def is_global(ip_or_cidr: str) -> bool:
-    """True when the address (or every address of the CIDR) can route on the internet."""
-    net = ipaddress.ip_network(ip_or_cidr, strict=False)
+# The same networks as integer bounds, per IP version: (first address, last address).
+_NON_GLOBAL_RANGES: dict[int, tuple[tuple[int, int], ...]] = {
+    version: tuple((int(n.network_address), int(n.broadcast_address))
+                   for n in _NON_GLOBAL if n.version == version)
+    for version in (4, 6)
+}
+# Addresses repeat (every listing of the same servers, every subnet of the same
+# networks): parsing and classifying each text once is most of the saving.
+_CACHE_SIZE = 8192
+
+
+def _routable(version: int, first: int, last: int) -> bool:
+    """True unless ``first..last`` lies entirely inside one non-global network."""
+    for low, high in _NON_GLOBAL_RANGES[version]:
+        if low <= first and last <= high:
+            return False
+    return True
+
+
+def _is_global_slow(ip_or_cidr: object) -> bool:
+    net = ipaddress.ip_network(ip_or_cidr, strict=False)  # type: ignore[arg-type]
     return not any(net.version == n.version and net.subnet_of(n)  # type: ignore[arg-type]
                    for n in _NON_GLOBAL)
+
+
+# Address texts in their common shapes, read without ipaddress (which accepts all of
+# these too, and more: whatever does not match here is left to it). IPv4: four
+# decimal octets 0-255 without leading zeros. IPv6: hex groups only (no embedded
+# IPv4, no scope id), eight of them or at most seven around one "::".
+_OCTET = r"(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+_IPV4_TEXT = re.compile(rf"{_OCTET}\.{_OCTET}\.{_OCTET}\.{_OCTET}")
+_HEXTET = r"[0-9A-Fa-f]{1,4}"
+_IPV6_TEXT = re.compile(rf"(?:{_HEXTET}:){{7}}{_HEXTET}"
+                        rf"|(?:{_HEXTET}(?::{_HEXTET}){{0,6}})?::(?:{_HEXTET}(?::{_HEXTET}){{0,6}})?")
+
+
+def _parse_address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    """``ipaddress.ip_address(text)``, without its failed IPv4 attempt on IPv6 text."""
+    try:
+        return ipaddress.IPv6Address(text) if ":" in text else ipaddress.IPv4Address(text)
+    except ValueError:
+        return ipaddress.ip_address(text)  # raises, with ip_address's own message
+
+
+def _address_value(text: str) -> tuple[int, int]:
+    """(version, integer value) of a plain address text, exactly as
+    ``ipaddress.ip_address`` reads it (and raising what it raises)."""
+    if ":" in text:
+        if _IPV6_TEXT.fullmatch(text) is not None:
+            head, compressed, tail = text.partition("::")
+            if not compressed or (head.count(":") + 1 if head else 0) + (
+                    tail.count(":") + 1 if tail else 0) <= 7:
+                try:
+                    return 6, int.from_bytes(socket.inet_pton(socket.AF_INET6, text), "big")
+                except OSError:  # never for these shapes; ipaddress decides if it happens
+                    pass
+    else:
+        match = _IPV4_TEXT.fullmatch(text)
+        if match is not None:
+            a, b, c, d = match.groups()
+            return 4, int(a) << 24 | int(b) << 16 | int(c) << 8 | int(d)
+    addr = _parse_address(text)
+    return addr.version, int(addr)
+
+
+@functools.lru_cache(maxsize=_CACHE_SIZE)
+def _text_is_global(text: str) -> bool:
+    if "/" in text:
+        try:
+            net = ipaddress.ip_network(text, strict=False)
+        except ValueError:
+            return _is_global_slow(text)  # raises, with ip_network's own message
+        return _routable(net.version, int(net.network_address), int(net.broadcast_address))
+    try:
+        version, value = _address_value(text)
+    except ValueError:
+        return _is_global_slow(text)
+    return _routable(version, value, value)
+
+
+def is_global(ip_or_cidr: str) -> bool:
+    """True when the address (or every address of the CIDR) can route on the internet."""
+    # IPv6 scope ids ("fe80::1%eth0") take the general path: ipaddress compares
+    # scoped addresses with their scope, which the integer bounds know nothing of.
+    if type(ip_or_cidr) is str and "%" not in ip_or_cidr:
+        return _text_is_global(ip_or_cidr)
+    return _is_global_slow(ip_or_cidr)
+
+
+@functools.lru_cache(maxsize=_CACHE_SIZE)
+def _address_facts(ip: str) -> tuple[int, bool]:
+    """(IP version, globally routable?) of one plain, unscoped address text."""
+    version, value = _address_value(ip)
+    return version, _routable(version, value, value)
 
 
 @attrs.frozen
@@ -327,19 +419,27 @@ def classify_address(ip: str, network: str | None, *, floating: bool,
                      ) -> Address:
     """Classify one server address (``network`` is the network's name, or the
     address list's label on clouds without a network service)."""
-    version = ipaddress.ip_address(ip).version
-    kind = "floating" if floating else "fixed"
+    routable: bool | None
+    if type(ip) is str and "%" not in ip:
+        version, routable = _address_facts(ip)
+    else:
+        version, routable = ipaddress.ip_address(ip).version, None
     if floating:
-        return Address(ip, version, network, True, "floating IP (NAT to the server)", kind)
-    net = next((n for n in networks if network in (n.name, n.id)), None)
-    if hints is not None and network:
+        return Address(ip, version, network, True, "floating IP (NAT to the server)", "floating")
+    kind = "fixed"
+    # Hints with nothing under routes_*externally have nothing to say about any network.
+    if hints is not None and network and (hints.routes_externally or hints.routes_ipv4_externally
+                                          or hints.routes_ipv6_externally):
+        net = next((n for n in networks if network in (n.name, n.id)), None)
         said = hints.said(network, net.id if net else network, version)
         if said is not None:
             return Address(ip, version, network, said[0],
                            f"{said[1]} says network '{network}' routes_externally: "
                            f"{str(said[0]).lower()}", kind)
     where = f" on network '{network}'" if network else ""
-    if is_global(ip):
+    if routable is None:
+        routable = is_global(ip)
+    if routable:
         return Address(ip, version, network, True, f"globally routable address{where}", kind)
     return Address(ip, version, network, False, f"private-range address{where}", kind)
 

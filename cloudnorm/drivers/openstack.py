@@ -138,23 +138,44 @@ def normalize_server(raw: dict[str, Any], location: Location, nets: list[Network
     image = raw.get("image") or {}
     return Server(
         id=raw["id"], name=raw.get("name", ""), status=status,
-        location=Location(cloud=location.cloud, region=location.region,
-                          zone=raw.get("OS-EXT-AZ:availability_zone") or None,
-                          project=raw.get("tenant_id") or location.project),
+        location=_server_location(location.cloud, location.region,
+                                  raw.get("OS-EXT-AZ:availability_zone") or None,
+                                  raw.get("tenant_id") or location.project),
         image=(image.get("id") if isinstance(image, dict) else None) or None,
         flavor=flavor.get("original_name") or flavor.get("id"),
         addresses=tuple(addresses),
         public_v4=_first(addresses, True, 4), public_v6=_first(addresses, True, 6),
         private_v4=_first(addresses, False, 4),
         interface_ip=interface.ip if interface else None,
-        key_name=raw.get("key_name"), tags=dict(raw.get("metadata") or {}),
+        # Server's converter copies the metadata (as it copies raw).
+        key_name=raw.get("key_name"), tags=raw.get("metadata") or {},
         created=_parse_time(raw.get("created")), raw=raw)
+
+
+@functools.lru_cache(maxsize=1024, typed=True)
+def _cached_location(cloud: str, region: str | None, zone: str | None,
+                     project: str | None) -> Location:
+    return Location(cloud=cloud, region=region, zone=zone, project=project)
+
+
+def _server_location(cloud: str, region: str | None, zone: Any, project: Any) -> Location:
+    # The servers of a listing share a handful of (zone, project) pairs, and Location is
+    # frozen: one object per pair, not one per server.
+    if (zone is None or type(zone) is str) and (project is None or type(project) is str):
+        return _cached_location(cloud, region, zone, project)
+    return Location(cloud=cloud, region=region, zone=zone, project=project)  # odd record
 
 
 def _first(addresses: list[Address], public: bool, version: int) -> str | None:
     # Floating addresses first: they are what a person reaches the server on.
-    ordered = sorted(addresses, key=lambda a: a.kind != "floating")
-    return next((a.ip for a in ordered if a.public == public and a.version == version), None)
+    first: Address | None = None
+    for a in addresses:
+        if a.public == public and a.version == version:
+            if a.kind == "floating":
+                return a.ip
+            if first is None:
+                first = a
+    return first.ip if first is not None else None
 
 
 class OpenStackDriver(Driver):

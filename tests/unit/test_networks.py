@@ -7,10 +7,12 @@ address classification and the SSH interface choice.
 
 from __future__ import annotations
 
+import ipaddress
+
 import pytest
 
 from cloudnorm import errors, profiles
-from cloudnorm.models import Address
+from cloudnorm.models import Address, Network
 from cloudnorm.networks import (
     NetworkHints,
     Router,
@@ -494,3 +496,161 @@ def test_choose_interface_preference(addresses, expected, words):
 def test_choose_interface_without_addresses():
     assert choose_interface([]) == (None, "the server has no address")
     assert choose_interface([_addr("fd00::1", False)])[0] is None
+
+
+# -- is_global / classify_address: the fast paths agree with ipaddress ------------------------
+# The reference: what is_global and classify_address were before they learned to read
+# addresses without ipaddress and to remember them. Results and errors must not differ.
+_REFERENCE_NON_GLOBAL = tuple(ipaddress.ip_network(n) for n in (
+    "0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16",
+    "172.16.0.0/12", "192.168.0.0/16", "198.18.0.0/15", "224.0.0.0/4", "240.0.0.0/4",
+    "::/128", "::1/128", "fc00::/7", "fe80::/10", "ff00::/8",
+))
+
+
+def _reference_is_global(ip_or_cidr):
+    net = ipaddress.ip_network(ip_or_cidr, strict=False)
+    return not any(net.version == n.version and net.subnet_of(n) for n in _REFERENCE_NON_GLOBAL)
+
+
+def _reference_classify_address(ip, network, *, floating, networks=(), hints=None):
+    version = ipaddress.ip_address(ip).version
+    kind = "floating" if floating else "fixed"
+    if floating:
+        return Address(ip, version, network, True, "floating IP (NAT to the server)", kind)
+    net = next((n for n in networks if network in (n.name, n.id)), None)
+    if hints is not None and network:
+        said = hints.said(network, net.id if net else network, version)
+        if said is not None:
+            return Address(ip, version, network, said[0],
+                           f"{said[1]} says network '{network}' routes_externally: "
+                           f"{str(said[0]).lower()}", kind)
+    where = f" on network '{network}'" if network else ""
+    if _reference_is_global(ip):
+        return Address(ip, version, network, True, f"globally routable address{where}", kind)
+    return Address(ip, version, network, False, f"private-range address{where}", kind)
+
+
+def _outcome(func, *args, **kwargs):
+    try:
+        return "ok", func(*args, **kwargs)
+    except Exception as exc:  # noqa: BLE001 -- the type and words must match too
+        return type(exc), str(exc)
+
+
+_EDGE_TEXTS = [
+    # every non-global network's first and last address, and their neighbours outside
+    *(str(addr) for n in _REFERENCE_NON_GLOBAL for addr in (
+        n.network_address, n.broadcast_address,
+        *([n.network_address - 1] if int(n.network_address) > 0 else []),
+        *([n.broadcast_address + 1] if int(n.broadcast_address) < (
+            2 ** n.max_prefixlen - 1) else []))),
+    # carrier-grade NAT, IETF protocol assignments, documentation, benchmarking
+    "100.63.255.255", "100.64.0.0", "100.127.255.255", "100.128.0.0", "192.0.0.1",
+    "192.0.0.255", "192.0.2.1", "198.17.255.255", "198.18.0.1", "198.19.255.255",
+    "198.20.0.0", "2001:db8::", "2001:db8:ffff:ffff:ffff:ffff:ffff:ffff", "2001:db7::1",
+    "2001:db9::1", "0.0.0.0", "255.255.255.255", "8.8.8.8",
+    # IPv4-mapped, -compatible and NAT64 IPv6: IPv6 addresses, judged as IPv6
+    "::ffff:10.0.0.1", "::ffff:8.8.8.8", "::ffff:a00:1", "::10.0.0.1", "::127.0.0.1",
+    "64:ff9b::10.0.0.1", "::ffff:0:0", "::ffff:ffff:ffff",
+    # the shapes an IPv6 address is written in
+    "::", "::1", "::2", "1::", "FE80::1", "fe80:0000:0000:0000:0000:0000:0000:0001",
+    "fe80:0:0:0:0:0:0:1", "FC00::", "fdff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", "fe00::",
+    "fec0::1", "ff02::1", "1:2:3:4:5:6:7:8", "1:2:3:4:5:6:7::", "::2:3:4:5:6:7:8",
+    "1::8", "1:2:3:4:5:6::8", "2001:DB8:7::1A2B", "0001:0db8::0001",
+    # scope ids: ipaddress compares scoped addresses with their scope
+    "fe80::1%eth0", "::1%eth0", "fe80::%eth0", "::%1", "ff00::%x", "fe80::%eth0/64",
+    # not addresses, or not written the way ipaddress accepts them
+    "", " ", "1.2.3", "1.2.3.4.5", "256.1.1.1", "1.2.3.256", "010.0.0.1", "10.0.0.01",
+    "00.0.0.0", " 10.0.0.1", "10.0.0.1 ", "10.0.0.1\n", "10..0.1", "1.2.3.4:80",
+    "\u0661.\u0662.\u0663.\u0664", "1\u200b.2.3.4", "+1.2.3.4", "0x1.2.3.4", "1e1.2.3.4",
+    "1:2:3:4:5:6:7:8:9", "1::2::3", ":::1", ":1:2:3:4:5:6:7", "1:2:3:4:5:6:7:", "12345::",
+    "1:2:3:4:5:6:7:8::", "::1:2:3:4:5:6:7:8", "1:2:3:4:5:6:7::8", "g::1", "1:2:3:4:5:6:1.2.3.4",
+    "1:2:3:4:5:6:7:1.2.3.4", "::ffff:010.0.0.1", "::ffff:1.2.3", ":", "1.2.3.4/", "/24",
+    "localhost", "fe80::1%", "%eth0",
+    # CIDRs, some straddling the edge of a non-global network
+    "10.0.0.0/8", "10.0.0.0/7", "11.0.0.0/8", "100.64.0.0/10", "100.64.0.0/9",
+    "100.96.0.0/11", "172.16.0.0/12", "172.16.0.0/11", "172.31.255.0/23", "192.168.0.0/15",
+    "192.168.255.255/32", "198.18.0.0/15", "198.18.0.0/14", "224.0.0.0/3", "0.0.0.0/0",
+    "0.0.0.0/8", "0.0.0.0/7", "::/0", "::/127", "::/128", "::1/128", "fc00::/7", "fc00::/6",
+    "fe80::/10", "fe80::/9", "fec0::/10", "ff00::/8", "fe00::/7", "2001:db8::/32",
+    "2001:db8::/31", "10.0.0.5/24", "fd12:3456::5/64", "10.0.0.0/33", "10.0.0.0/-1",
+    "::/129", "10.0.0.0/255.0.0.0", "10.0.0.0/0.0.0.255", "10.0.0.0/8/8", "10.0.0.0/08",
+]
+
+
+def _random_texts(count=3000, seed=7):
+    import random
+
+    rng = random.Random(seed)
+    texts = []
+    for _ in range(count):
+        pick = rng.random()
+        if pick < 0.3:
+            texts.append(str(ipaddress.IPv4Address(rng.getrandbits(32))))
+        elif pick < 0.45:  # inside or just around a non-global IPv4 network
+            n = rng.choice([n for n in _REFERENCE_NON_GLOBAL if n.version == 4])
+            value = int(n.network_address) + rng.randrange(-3, n.num_addresses + 3)
+            texts.append(str(ipaddress.IPv4Address(value % 2 ** 32)))
+        elif pick < 0.65:
+            value = rng.getrandbits(128) >> rng.choice([0, 0, 16, 64, 100, 120])
+            if rng.random() < 0.3:
+                value |= rng.choice([0xfc << 120, 0xfe80 << 112, 0xff << 120, 0xffff << 32])
+            addr = ipaddress.IPv6Address(value)
+            texts.append(rng.choice([addr.compressed, addr.exploded, addr.compressed.upper()]))
+        elif pick < 0.8:  # CIDRs of random size around random addresses
+            version = rng.choice([4, 6])
+            bits = 32 if version == 4 else 128
+            n = rng.choice([n for n in _REFERENCE_NON_GLOBAL if n.version == version])
+            value = (int(n.network_address) + rng.randrange(-2 ** 20, 2 ** 20)) % 2 ** bits
+            addr = ipaddress.ip_address(value) if version == 4 else ipaddress.IPv6Address(value)
+            texts.append(f"{addr}/{rng.randrange(0, bits + 1)}")
+        else:  # noise from the characters addresses are written with
+            alphabet = "0123456789abcdefABCDEF:::...0/%"
+            texts.append("".join(rng.choice(alphabet) for _ in range(rng.randrange(1, 20))))
+    return texts
+
+
+_ALL_TEXTS = _EDGE_TEXTS + _random_texts()
+
+
+def test_is_global_matches_the_reference_everywhere():
+    for text in _ALL_TEXTS:
+        for _ in range(2):  # the second answer comes from the cache
+            assert _outcome(is_global, text) == _outcome(_reference_is_global, text), text
+
+
+def test_is_global_of_non_text_matches_the_reference():
+    for value in (167772161, 3221225985, 2 ** 32, -1, ipaddress.ip_address("10.0.0.1"),
+                  ipaddress.ip_network("fc00::/7"), ("10.0.0.0", 8), None, ["10.0.0.1"]):
+        assert _outcome(is_global, value) == _outcome(_reference_is_global, value), value
+
+
+@pytest.mark.parametrize("floating", [False, True])
+def test_classify_address_matches_the_reference_everywhere(floating):
+    for text in _ALL_TEXTS:
+        for _ in range(2):
+            assert _outcome(classify_address, text, "tenant", floating=floating) == \
+                _outcome(_reference_classify_address, text, "tenant", floating=floating), text
+
+
+def test_classify_address_matches_the_reference_with_hints():
+    nets = [Network(id="n1", name="lab", public=False, reason="r"),
+            Network(id="n2", name="tenant", public=False, reason="r")]
+    variants = [
+        NO_HINTS,
+        NetworkHints(routes_externally={"lab": True}),
+        NetworkHints(routes_ipv4_externally={"n2": True}, source="profile 'x'",
+                     origins={"routes_ipv4_externally:n2": "profile 'x'"}),
+        NetworkHints(routes_ipv6_externally={"tenant": False}),
+        None,
+    ]
+    for hints in variants:
+        for network in ("lab", "tenant", "n2", "other", None, ""):
+            for text in ("10.0.0.5", "203.0.113.9", "fd00::9", "2001:db8::9", "::ffff:10.0.0.1",
+                         "fe80::1%eth0", "1.2.3", 167772161):
+                got = _outcome(classify_address, text, network, floating=False,
+                               networks=nets, hints=hints)
+                want = _outcome(_reference_classify_address, text, network, floating=False,
+                                networks=nets, hints=hints)
+                assert got == want, (text, network, hints)
