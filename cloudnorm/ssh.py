@@ -85,6 +85,20 @@ def _client_factory(target: Target) -> Any:
     return _Client
 
 
+def _host_key_algorithms(host_keys: HostKeys | None) -> list[str] | str:
+    """Ask for the host key types held in full, so that the server presents one that
+    can be checked: a record may hold an RSA key only as a fingerprint (too long for a
+    metadata value) or not at all, while sshd would happily present it."""
+    if host_keys is None or not host_keys.keys:
+        return "default"
+    algorithms: list[str] = []
+    for key in host_keys.keys:
+        key_type = key.split()[0]
+        algorithms += (["rsa-sha2-512", "rsa-sha2-256", "ssh-rsa"] if key_type == "ssh-rsa"
+                       else [key_type])
+    return list(dict.fromkeys(algorithms))
+
+
 async def _connect(target: Target, user: str, timeout: float) -> tuple[Any, str]:
     import asyncssh
 
@@ -93,7 +107,8 @@ async def _connect(target: Target, user: str, timeout: float) -> tuple[Any, str]
         conn, _ = await asyncssh.create_connection(
             client, target.address, target.port, username=user,
             client_keys=[asyncssh.import_private_key(target.private_key)],
-            known_hosts=lambda *_: ([], [], []), server_host_key_algs="default",
+            known_hosts=lambda *_: ([], [], []),
+            server_host_key_algs=_host_key_algorithms(target.host_keys),
             connect_timeout=timeout, login_timeout=timeout, agent_path=None,
             config=None, preferred_auth="publickey", password=None,
             kbdint_auth=False, ignore_encrypted=True)

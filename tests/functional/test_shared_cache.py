@@ -436,3 +436,68 @@ def _stored_keys(server: RedisServer) -> list[bytes]:
         return list(client.scan_iter("*"))
     finally:
         client.close()
+
+
+# -- what one process learned about servers, used by another ---------------------------------
+SECOND_PROCESS = r"""
+import json, sys, time
+import cloudnorm
+from cloudnorm import hostkeys, ssh
+
+clouds_yaml, cloud_name, server_name, operator_private = sys.argv[1:5]
+cloud = cloudnorm.connect(cloud_name, config_files=[clouds_yaml])
+mark = time.time()
+server = cloud.get_server(server_name)
+target = ssh.Target(server.interface_ip, server.ssh_port, open(operator_private).read(),
+                    hostkeys.HostKeys(keys=server.host_keys))
+status, out, _ = ssh.run(target, "root", "id -un")
+logged_in = time.time()
+second = cloud.create_server(server_name + "-again", image=server.image, min_ram=2048,
+                             timeout=240)
+why = {d.step: d.reason for d in second.decisions}["login_user"]
+cloud.delete_server(second)
+cloud.close()
+print(json.dumps({"user": server.ssh_user, "host_keys": list(server.host_keys),
+                  "root": [status, out.strip()], "mark": mark, "logged_in": logged_in,
+                  "second_user": second.ssh_user, "why": why}))
+"""
+
+
+def test_login_and_host_keys_learned_by_one_process_serve_another(
+        openstack_sandbox, openstack_dataplane, tmp_path):
+    import cloudnorm
+    from cloudnorm import keys
+
+    operator = keys.generate("operator")
+    private = tmp_path / "operator"
+    private.write_text(operator.private_key)
+    private.chmod(0o600)
+    with RedisServer(tmp_path / "redis") as server:
+        path = clouds_yaml_with(openstack_sandbox, tmp_path / "clouds.yaml",
+                                redis_cache(server))
+        first = cloudnorm.connect(CLOUD, config_files=[str(path)])
+        made = first.create_server("cn-shared", min_ram=2048, timeout=240,
+                                   authorized_keys=[operator.public_key])
+        try:
+            proc = subprocess.run(
+                [sys.executable, "-c", SECOND_PROCESS, str(path), CLOUD, "cn-shared",
+                 str(private)], capture_output=True, text=True, timeout=300,
+                stdin=subprocess.DEVNULL)
+            assert proc.returncode == 0, proc.stderr
+            seen = json.loads(proc.stdout.strip().splitlines()[-1])
+        finally:
+            assert first.delete_server(made)
+            first.close()
+    # the second process knew the login and the verified host keys without asking the
+    # console, and logged in as root with them checked
+    assert seen["user"] == made.ssh_user == "ubuntu"
+    # (an RSA key is too long for a metadata value: it travels as its fingerprint)
+    assert seen["host_keys"] and set(seen["host_keys"]) <= set(made.host_keys)
+    assert seen["root"] == [0, "root"]
+    time.sleep(0.3)
+    asked = [r for r in openstack_sandbox.requests(since=seen["mark"], project=CLOUD)
+             if r["t"] < seen["logged_in"] and r["path"].endswith("/action")]
+    assert asked == [], asked
+    # ... and its own create started from the user the first process learned
+    assert seen["second_user"] == "ubuntu"
+    assert "learned on an earlier login to this image" in seen["why"], seen["why"]

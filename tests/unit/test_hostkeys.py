@@ -135,3 +135,15 @@ def test_console_without_a_table_names_nobody(console):
 
 def test_malformed_public_key_names_nobody():
     assert hostkeys.console_login_users(_table("core", "ssh-ed25519 AAAA"), "garbage") == ()
+
+
+def test_login_asks_for_the_host_key_types_held_in_full():
+    from cloudnorm import ssh
+
+    held = hostkeys.HostKeys(keys=(f"ssh-ed25519 {ED}", "ssh-rsa AAAAB3NzaC1yc2E"),
+                             fingerprints=("SHA256:abc",))
+    assert ssh._host_key_algorithms(held) == ["ssh-ed25519", "rsa-sha2-512", "rsa-sha2-256",
+                                              "ssh-rsa"]
+    # only fingerprints, or nothing checked: the server chooses
+    assert ssh._host_key_algorithms(hostkeys.HostKeys(fingerprints=("SHA256:x",))) == "default"
+    assert ssh._host_key_algorithms(None) == "default"
