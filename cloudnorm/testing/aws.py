@@ -214,6 +214,29 @@ class MotoSandbox:
         """The user the catalogue's image lets in (None for an image not in it)."""
         return self._login_users.get(image_id)
 
+    def leftovers(self) -> list[str]:
+        """Everything carrying cloudnorm's owner tag that still exists, in every region,
+        as boto3 lists it (not as cloudnorm does)."""
+        from cloudnorm.models import OWNER_KEY
+
+        def owned(record: dict[str, Any]) -> bool:
+            return any(t["Key"] == OWNER_KEY for t in record.get("Tags") or ())
+
+        found = []
+        for region in self.regions:
+            ec2 = self.client("ec2", region)
+            for reservation in ec2.describe_instances()["Reservations"]:
+                for instance in reservation["Instances"]:
+                    if instance["State"]["Name"] != "terminated" and owned(instance):
+                        found.append(f"instance {instance['InstanceId']}")
+            found += [f"security group {g['GroupId']}" for g in
+                      ec2.describe_security_groups()["SecurityGroups"] if owned(g)]
+            found += [f"address {a['PublicIp']}" for a in
+                      ec2.describe_addresses()["Addresses"] if owned(a)]
+            found += [f"key pair {k['KeyName']}" for k in ec2.describe_key_pairs()["KeyPairs"]
+                      if owned(k) or k["KeyName"].startswith("cloudnorm-")]
+        return found
+
     def set_console(self, instance_id: str, text: str | None) -> None:
         """What GetConsoleOutput returns for the instance (None: moto's canned boot text)."""
         if text is None:

@@ -106,25 +106,7 @@ class Requests:
 
 
 def leftovers(sandbox: MotoSandbox) -> list[str]:
-    """Everything carrying cloudnorm's owner tag that still exists, in every region."""
-    found = []
-    for region in sandbox.regions:
-        ec2 = sandbox.client("ec2", region)
-        for reservation in ec2.describe_instances()["Reservations"]:
-            for instance in reservation["Instances"]:
-                if instance["State"]["Name"] != "terminated" and _owned(instance):
-                    found.append(f"instance {instance['InstanceId']}")
-        found += [f"security group {g['GroupId']}" for g in
-                  ec2.describe_security_groups()["SecurityGroups"] if _owned(g)]
-        found += [f"address {a['PublicIp']}" for a in ec2.describe_addresses()["Addresses"]
-                  if _owned(a)]
-        found += [f"key pair {k['KeyName']}" for k in ec2.describe_key_pairs()["KeyPairs"]
-                  if _owned(k) or k["KeyName"].startswith("cloudnorm-")]
-    return found
-
-
-def _owned(record: dict[str, Any]) -> bool:
-    return any(t["Key"] == OWNER_KEY for t in record.get("Tags") or ())
+    return sandbox.leftovers()
 
 
 @pytest.fixture
