@@ -87,8 +87,8 @@ def test_lost_replies_and_consistency_lies(openstack_sandbox, openstack_dataplan
     assert left_behind(openstack_sandbox, "cn-soak") == []
 
 
-SOAK_CYCLES = 20
-SOAK_BUDGET = 200.0  # seconds of cycles; with the final checks the test ends within 4 minutes
+SOAK_CYCLES = 100
+SOAK_BUDGET = 420.0  # seconds of cycles; with the final checks the test ends within 8 minutes
 SOAK_FAULTS = [  # 10% of requests to compute, image and network in all
     Rule("status", status=503, probability=0.03),
     Rule("status", status=429, retry_after=1, probability=0.02),
@@ -102,7 +102,7 @@ SOAK_FAULTS = [  # 10% of requests to compute, image and network in all
 
 def test_soak_create_delete_under_faults(openstack_sandbox, openstack_dataplane, proxy):
     proxy.add(*SOAK_FAULTS)
-    # Writes a little faster than the OpenStack default, so that 20 cycles fit in CI.
+    # Writes a little faster than the OpenStack default, so that more cycles fit in CI.
     cloud = connect(proxy, rate_limit={"reads": 20, "writes": 4})
     record = {"cycles": 0, "created": 0, "typed_errors": 0, "escaped": [], "delete_errors": 0}
     undeleted: list[str] = []
