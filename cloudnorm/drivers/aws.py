@@ -35,6 +35,7 @@ import attrs
 import boto3
 from botocore import exceptions as bce
 from botocore.config import Config
+from botocore.parsers import ResponseParserError
 
 from cloudnorm import __version__, errors, images, networks, ratelimit
 from cloudnorm.drivers.base import BootSpec, Created, Driver
@@ -376,6 +377,15 @@ class AwsDriver(Driver):
         except bce.BotoCoreError as exc:
             raise errors.ProviderError(f"cloud '{name}' failed while {what}: {exc}",
                                        cloud=name) from exc
+        except ResponseParserError as exc:
+            # Not a BotoCoreError: a reply cut short or garbled on the way (the parser
+            # quotes the whole body; the start of it is enough).
+            detail = str(exc)
+            raise errors.ProviderError(
+                f"cloud '{name}': AWS answered something that is not a reply of the API "
+                f"while {what} (cut short or garbled on the way): "
+                f"{detail[:300]}{'...' if len(detail) > 300 else ''}",
+                endpoint=what.removeprefix("calling "), cloud=name) from exc
 
     def _call(self, service: str, operation: str, **params: Any) -> dict[str, Any]:
         client = self._client(service)

@@ -16,6 +16,8 @@ The ``cloudnorm:`` mapping of a cloud entry says where to go::
           endpoint_url: http://127.0.0.1:8080  # optional: another compute v1 endpoint
           credentials: anonymous         # only with endpoint_url: send no credentials at all
                                          # (a local test endpoint)
+          rate_limit: {reads: 20, writes: 2}   # requests per second (the defaults), see
+                                               # cloudnorm.ratelimit
 
 Every client is built with explicit credentials: the ones the entry names, or those
 google-auth's Application Default Credentials resolve to, never the library's implicit
@@ -40,6 +42,12 @@ How GCE is made to look like the other clouds:
   allow too few characters); cloudnorm's own (``cloudnorm:ssh``...) are written with
   ``--`` for ``:`` and read back under their own names.
 - *Public address*: an ``ONE_TO_ONE_NAT`` access config at creation, on every instance.
+- *Rate limit*: every HTTP request of every client (retries and further pages included)
+  waits for its turn in the project's budget (:mod:`cloudnorm.ratelimit`): ``get``,
+  ``list``, ``aggregated_list`` and operation ``wait`` calls are reads, the rest writes.
+  Throttled answers (429, or 403 ``rateLimitExceeded``) are retried with backoff, as are
+  5xx answers and lost connections: every write carries a ``requestId``, which GCE uses
+  to carry a repeated request out once.
 - *Operations*: writes return Operations; they are waited for with this driver's own
   ``ZoneOperationsClient``/``GlobalOperationsClient`` (same endpoint, same credentials).
   ``ExtendedOperation.result()`` is never used: it polls through a client of its own
@@ -55,7 +63,9 @@ from __future__ import annotations
 import base64
 import contextlib
 import datetime
+import functools
 import hashlib
+import importlib
 import json
 import logging
 import os
@@ -68,7 +78,7 @@ from typing import Any
 
 import attrs
 
-from cloudnorm import __version__, errors, images, networks, profiles
+from cloudnorm import __version__, errors, images, networks, profiles, ratelimit
 from cloudnorm.drivers.base import BootSpec, Created, Driver
 from cloudnorm.models import (
     OWNER_KEY,
@@ -101,6 +111,9 @@ _TIMEOUT = 60.0
 _WAIT_TIMEOUT = 150.0
 _OPERATION_LIMIT = 600.0
 _RATE_REASONS = {"rateLimitExceeded", "userRateLimitExceeded", "RATE_LIMIT_EXCEEDED"}
+# compute_v1 methods that only read (each REST transport calls its interceptor's
+# ``pre_<method>`` per HTTP attempt); an operation's wait is a read too.
+_READ_CALLS = ("get", "list", "aggregated_list", "wait")
 _CAPACITY_CODES = {"ZONE_RESOURCE_POOL_EXHAUSTED", "ZONE_RESOURCE_POOL_EXHAUSTED_WITH_DETAILS",
                    "RESOURCE_POOL_EXHAUSTED", "STOCKOUT"}
 _ANYWHERE = "0.0.0.0/0"
@@ -399,6 +412,57 @@ class _SshAccess:
     tag: str | None = None
 
 
+def is_read_call(method: str) -> bool:
+    """Whether the compute_v1 method ``method`` (``get_serial_port_output``, ``insert``...)
+    only reads, for the rate limit."""
+    return any(method == r or method.startswith(f"{r}_") for r in _READ_CALLS)
+
+
+class _Throttle:
+    """The interceptor of a compute_v1 REST transport: before each HTTP attempt (the
+    transport calls ``pre_<method>`` for every one, so retries and further pages of a list
+    count too), wait for a turn in ``limiter``. Everything else is the library's own
+    interceptor's (a no-op)."""
+
+    def __init__(self, limiter: ratelimit.Limiter, base: Any = None) -> None:
+        self._limiter = limiter
+        self._base = base
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        if self._base is not None:
+            inner = getattr(self._base, name)
+        elif name.startswith("pre_"):
+            def inner(request: Any, metadata: Any) -> tuple[Any, Any]:
+                return request, metadata
+        elif name.endswith("_with_metadata"):
+            def inner(response: Any, metadata: Any) -> tuple[Any, Any]:
+                return response, metadata
+        elif name.startswith("post_"):
+            def inner(response: Any) -> Any:
+                return response
+        else:
+            raise AttributeError(name)
+        if not name.startswith("pre_"):
+            return inner
+        write = not is_read_call(name.removeprefix("pre_"))
+
+        def pre(request: Any, metadata: Any) -> Any:
+            self._limiter.acquire(write)
+            return inner(request, metadata)
+        return pre
+
+
+def _throttled_transport(client_class: Any, limiter: ratelimit.Limiter) -> Any:
+    """A factory of ``client_class``'s REST transport whose requests spend ``limiter``."""
+    transport = client_class.get_transport_class("rest")
+    module = importlib.import_module(transport.__module__)
+    base = getattr(module, transport.__name__.replace("Transport", "Interceptor"), None)
+    return functools.partial(transport, interceptor=_Throttle(
+        limiter, base() if base is not None else None))
+
+
 class GceDriver(Driver):
     provider = "gce"
 
@@ -446,6 +510,10 @@ class GceDriver(Driver):
         self._terminating: set[str] = set()
         self._net: tuple[list[networks.NetworkFacts], networks.NetworkHints] | None = None
         self._retry_initial = 1.0
+        # GCE throttles per project: every zone and network of it draws on one budget.
+        project_identity = "|".join(self.identity().split("|")[:4])
+        self.limiter = ratelimit.limiter_for(project_identity, ratelimit.RateLimit.from_options(
+            "gce", options.get("rate_limit"), settings.name))
 
     # -- plumbing -------------------------------------------------------------------------
     def _resolve_credentials(self) -> Any:
@@ -504,22 +572,29 @@ class GceDriver(Driver):
 
             credentials = self._resolve_credentials()
             options = ClientOptions(api_endpoint=self._endpoint) if self._endpoint else None
-            client = getattr(compute_v1, _CLIENTS[kind])(
-                transport="rest", credentials=credentials, client_options=options,
+            client_class = getattr(compute_v1, _CLIENTS[kind])
+            # The one place every request passes: the transport's interceptor waits for
+            # the project's rate limit before each HTTP attempt.
+            client = client_class(
+                transport=_throttled_transport(client_class, self.limiter),
+                credentials=credentials, client_options=options,
                 client_info=ClientInfo(user_agent=f"cloudnorm/{__version__}"))
             self._clients[kind] = client
             return client
 
     def _retry(self) -> Any:
+        import requests
         from google.api_core import exceptions as gexc
         from google.api_core.retry import Retry
 
         def transient(exc: Exception) -> bool:
-            # Throttling (403 rateLimitExceeded, 429) and the server's own passing faults;
-            # writes are safe to repeat: inserts carry a requestId GCE deduplicates.
+            # Throttling (403 rateLimitExceeded, 429), the server's own passing faults and
+            # connections lost on the way; writes are safe to repeat: each carries a
+            # requestId GCE deduplicates.
             if isinstance(exc, (gexc.TooManyRequests, gexc.ServiceUnavailable,
                                 gexc.InternalServerError, gexc.BadGateway,
-                                gexc.GatewayTimeout)):
+                                gexc.GatewayTimeout, requests.ConnectionError,
+                                requests.exceptions.ChunkedEncodingError)):
                 return True
             return isinstance(exc, gexc.Forbidden) and bool(_reasons(exc) & _RATE_REASONS)
 
@@ -532,16 +607,19 @@ class GceDriver(Driver):
         import requests
         from google.api_core import exceptions as gexc
         from google.auth import exceptions as gauth
+        from google.protobuf import json_format
 
         name = self.settings.name
         try:
             yield
         except gexc.RetryError as exc:
-            cause = exc.cause if isinstance(exc.cause, gexc.GoogleAPICallError) else None
-            if cause is None:
-                raise errors.ProviderError(f"cloud '{name}' failed while {what}: {exc}",
-                                           cloud=name) from exc
-            raise _api_error(name, what, cause, retried=True) from exc
+            cause = exc.cause
+            if isinstance(cause, gexc.GoogleAPICallError):
+                raise _api_error(name, what, cause, retried=True) from exc
+            if isinstance(cause, requests.RequestException):
+                raise self._unreachable(what, cause, retried=True) from exc
+            raise errors.ProviderError(f"cloud '{name}' failed while {what}: {exc}",
+                                       cloud=name) from exc
         except gexc.GoogleAPICallError as exc:
             raise _api_error(name, what, exc) from exc
         except gauth.RefreshError as exc:
@@ -553,11 +631,24 @@ class GceDriver(Driver):
             raise errors.ServiceUnavailable(
                 f"cannot reach Google's token service for cloud '{name}' while {what}: {exc}",
                 cloud=name) from exc
-        except (requests.ConnectionError, requests.Timeout) as exc:
-            raise errors.ServiceUnavailable(
-                f"cannot reach the Compute Engine API for cloud '{name}' while {what}: {exc}"
-                + (f"; check endpoint_url {self._endpoint}" if self._endpoint else ""),
+        except requests.RequestException as exc:
+            # Refused or lost connections, timeouts, a reply cut short
+            # (ChunkedEncodingError): the API was not (fully) reached.
+            raise self._unreachable(what, exc) from exc
+        except json_format.ParseError as exc:
+            raise errors.ProviderError(
+                f"cloud '{name}': the Compute Engine API answered something that is not the "
+                f"JSON it should be while {what}: {exc}", endpoint=self._endpoint,
                 cloud=name) from exc
+
+    def _unreachable(self, what: str, exc: Exception,
+                     retried: bool = False) -> errors.CloudnormError:
+        name = self.settings.name
+        return errors.ServiceUnavailable(
+            f"cannot reach the Compute Engine API for cloud '{name}' while {what}"
+            f"{' (after retries with backoff)' if retried else ''}: {exc}"
+            + (f"; check endpoint_url {self._endpoint}" if self._endpoint else ""),
+            cloud=name)
 
     def _call(self, kind: str, method: str, what: str, **params: Any) -> Any:
         client = self._client(kind)
@@ -1008,7 +1099,8 @@ class GceDriver(Driver):
                 self._terminating.add(resource.id)
             with contextlib.suppress(errors.NotFound):
                 self._call("instances", "delete_unary", f"deleting instance {resource.id}",
-                           project=self.project, zone=self._zone, instance=resource.id)
+                           project=self.project, zone=self._zone, instance=resource.id,
+                           request_id=str(uuid.uuid4()))
         elif resource.kind == "firewall":
             owner = resource.id.removeprefix(_KEY_PREFIX)
             with self._lock:
@@ -1019,7 +1111,8 @@ class GceDriver(Driver):
         elif resource.kind == "disk":
             with contextlib.suppress(errors.NotFound):
                 operation = self._call("disks", "delete_unary", f"deleting disk {resource.id}",
-                                       project=self.project, zone=self._zone, disk=resource.id)
+                                       project=self.project, zone=self._zone, disk=resource.id,
+                                       request_id=str(uuid.uuid4()))
                 self._wait(operation, f"deleting disk {resource.id}")
         elif resource.kind == "keypair":
             self.delete_keypair(resource.id)
@@ -1030,7 +1123,8 @@ class GceDriver(Driver):
     def _delete_firewall(self, name: str) -> None:
         with contextlib.suppress(errors.NotFound):
             operation = self._call("firewalls", "delete_unary", f"deleting firewall rule {name}",
-                                   project=self.project, firewall=name)
+                                   project=self.project, firewall=name,
+                                   request_id=str(uuid.uuid4()))
             self._wait(operation, f"deleting firewall rule {name}")
 
     def set_server_metadata(self, server_id: str, items: dict[str, str]) -> None:
@@ -1052,7 +1146,8 @@ class GceDriver(Driver):
                 operation = self._call(
                     "instances", "set_metadata_unary", f"setting metadata of {server_id}",
                     project=self.project, zone=self._zone, instance=server_id,
-                    metadata_resource=compute_v1.Metadata.from_json(json.dumps(body)))
+                    metadata_resource=compute_v1.Metadata.from_json(json.dumps(body)),
+                    request_id=str(uuid.uuid4()))
             except errors.ProviderError as exc:
                 # Someone else changed the metadata since it was read: read it again.
                 if exc.status == 412 and attempt < 2:

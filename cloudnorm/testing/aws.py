@@ -215,8 +215,9 @@ class MotoSandbox:
         return self._login_users.get(image_id)
 
     def leftovers(self) -> list[str]:
-        """Everything carrying cloudnorm's owner tag that still exists, in every region,
-        as boto3 lists it (not as cloudnorm does)."""
+        """What is left in the sandbox account, as boto3 lists it (not as cloudnorm does):
+        any instance not terminated, any address or key pair (the sandbox seeds none, so
+        one whose tagging reply was lost counts too), and cloudnorm's security groups."""
         from cloudnorm.models import OWNER_KEY
 
         def owned(record: dict[str, Any]) -> bool:
@@ -227,14 +228,15 @@ class MotoSandbox:
             ec2 = self.client("ec2", region)
             for reservation in ec2.describe_instances()["Reservations"]:
                 for instance in reservation["Instances"]:
-                    if instance["State"]["Name"] != "terminated" and owned(instance):
-                        found.append(f"instance {instance['InstanceId']}")
-            found += [f"security group {g['GroupId']}" for g in
-                      ec2.describe_security_groups()["SecurityGroups"] if owned(g)]
+                    if instance["State"]["Name"] != "terminated":
+                        found.append(f"instance {instance['InstanceId']} "
+                                     f"({instance['State']['Name']})")
             found += [f"address {a['PublicIp']}" for a in
-                      ec2.describe_addresses()["Addresses"] if owned(a)]
-            found += [f"key pair {k['KeyName']}" for k in ec2.describe_key_pairs()["KeyPairs"]
-                      if owned(k) or k["KeyName"].startswith("cloudnorm-")]
+                      ec2.describe_addresses()["Addresses"]]
+            found += [f"key pair {k['KeyName']}" for k in ec2.describe_key_pairs()["KeyPairs"]]
+            found += [f"security group {g['GroupId']}" for g in
+                      ec2.describe_security_groups()["SecurityGroups"]
+                      if owned(g) or g["GroupName"].startswith("cloudnorm-")]
         return found
 
     def set_console(self, instance_id: str, text: str | None) -> None:

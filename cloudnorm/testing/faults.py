@@ -14,6 +14,17 @@ in as well: a new server missing from server lists for its first few appearances
 
 Identity (Keystone) is not proxied: tokens come straight from it. Randomness is
 seeded, and every rule can be bounded by ``count``; ``max_faults`` bounds them all.
+
+Any other HTTP API works the same way with a single upstream, named as you like; a rule's
+``body`` gives the error document that API answers with (:func:`ec2_error`,
+:func:`google_error`), and :meth:`FaultProxy.clouds_yaml_endpoint` points a cloud's
+``cloudnorm: endpoint_url:`` at the proxy::
+
+    with FaultProxy({"gce": sandbox.endpoint_url}, seed=7) as proxy:
+        proxy.add(Rule("status", status=429, body=google_error(429, "rateLimitExceeded"),
+                       probability=0.02))
+        path = proxy.clouds_yaml_endpoint(sandbox.write_clouds_yaml(), "sandbox-gce",
+                                          tmp / "c.yaml", "gce")
 """
 
 from __future__ import annotations
@@ -21,6 +32,7 @@ from __future__ import annotations
 import http.client
 import http.server
 import json
+import os
 import random
 import re
 import socket
@@ -59,6 +71,10 @@ class Rule:
     ``service`` (compute, image, network), ``method`` and ``path`` (a regular expression
     searched in the path) narrow what it matches; ``probability`` and ``count`` (how many
     times at most) decide when.
+    ``body`` and ``content_type`` are what a ``status`` answer carries (default: the
+    error document OpenStack's services send); ``items_key`` and ``id_key`` say where a
+    ``hide_new`` list reply keeps its records and their ids (Nova's ``servers``/``id``;
+    ``items``/``id`` for Compute Engine).
     """
 
     kind: str
@@ -71,6 +87,10 @@ class Rule:
     retry_after: float | None = None
     delay: float = 2.0
     polls: int = 2
+    body: bytes | None = None
+    content_type: str = "application/json"
+    items_key: str = "servers"
+    id_key: str = "id"
     fired: int = 0
 
     def __attrs_post_init__(self) -> None:
@@ -109,6 +129,8 @@ class FaultProxy:
         self.rules: list[Rule] = []
         self.injected: list[Injected] = []
         self.forwarded = 0
+        #: Every request that reached the proxy (faulted or not).
+        self.received = 0
         self.max_faults = max_faults
         self._random = random.Random(seed)
         self._lock = threading.Lock()
@@ -167,6 +189,7 @@ class FaultProxy:
     def _pick(self, service: str, method: str, path: str) -> list[Rule]:
         """The rules that fire for this request (at most one of the kinds that answer)."""
         with self._lock:
+            self.received += 1
             if self.max_faults is not None and len(self.injected) >= self.max_faults:
                 return []
             chosen = []
@@ -202,6 +225,25 @@ class FaultProxy:
             entry[f"{service}_endpoint_override"] = url
         return writer.write(Path(dest), {"clouds": {cloud: entry}})
 
+    def clouds_yaml_endpoint(self, source: Path, cloud: str, dest: Path,
+                             service: str | None = None) -> Path:
+        """A copy of ``source``'s entry ``cloud`` (a cloudnorm provider that takes an
+        ``endpoint_url:``, such as aws or gce) whose endpoint is this proxy's ``service``
+        (the only upstream when None)."""
+        import yaml
+
+        if service is None:
+            (service,) = self.endpoints
+        with open(source, encoding="utf-8") as handle:
+            document = yaml.safe_load(handle)
+        entry = document["clouds"][cloud]
+        entry["cloudnorm"] = {**entry.get("cloudnorm", {}),
+                              "endpoint_url": self.endpoints[service].rstrip("/")}
+        fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            yaml.safe_dump({"clouds": {cloud: entry}}, handle, sort_keys=False)
+        return Path(dest)
+
     # -- eventual consistency -------------------------------------------------------------
     def _rewrite_servers(self, rule: Rule, body: bytes, service: str, method: str,
                          path: str) -> bytes:
@@ -209,13 +251,13 @@ class FaultProxy:
             data = json.loads(body)
         except ValueError:
             return body
-        servers = data.get("servers") if isinstance(data, dict) else None
+        servers = data.get(rule.items_key) if isinstance(data, dict) else None
         if not isinstance(servers, list):
             return body
         kept = []
         with self._lock:
             for server in servers:
-                sid = str(server.get("id")) if isinstance(server, dict) else ""
+                sid = str(server.get(rule.id_key)) if isinstance(server, dict) else ""
                 seen = self._seen_servers.get(sid, 0)
                 self._seen_servers[sid] = seen + 1
                 if seen < rule.polls and (rule.count is None or rule.fired < rule.count):
@@ -226,7 +268,7 @@ class FaultProxy:
                 kept.append(server)
         if len(kept) == len(servers):
             return body
-        data["servers"] = kept
+        data[rule.items_key] = kept
         return json.dumps(data).encode()
 
     def _note_building(self, body: bytes) -> None:
@@ -292,7 +334,9 @@ def _handler(proxy: FaultProxy, service: str) -> type[http.server.BaseHTTPReques
             if "status" in by_kind:
                 rule = by_kind["status"]
                 proxy._record(rule, service, method, path, str(rule.status))
-                return self._answer(rule.status, _status_body(rule.status), rule.retry_after)
+                return self._answer(rule.status, rule.body if rule.body is not None
+                                    else _status_body(rule.status), rule.retry_after,
+                                    rule.content_type)
             conflict = by_kind.get("conflict_building")
             if conflict is not None and method == "POST" and proxy._is_building(path) and (
                     conflict.count is None or conflict.fired < conflict.count):
@@ -343,8 +387,9 @@ def _handler(proxy: FaultProxy, service: str) -> type[http.server.BaseHTTPReques
             finally:
                 conn.close()
 
-        def _answer(self, status: int, body: bytes, retry_after: float | None) -> None:
-            headers = [("Content-Type", "application/json")]
+        def _answer(self, status: int, body: bytes, retry_after: float | None,
+                    content_type: str = "application/json") -> None:
+            headers = [("Content-Type", content_type)]
             if retry_after is not None:
                 headers.append(("Retry-After", f"{retry_after:g}"))
             self._send(status, headers, body)
@@ -378,6 +423,29 @@ def _status_body(status: int) -> bytes:
     return json.dumps(body).encode()
 
 
+def ec2_error(code: str, message: str = "injected fault") -> bytes:
+    """The XML error document of EC2's query API (what botocore parses into a
+    ``ClientError`` with ``code``); send it with ``content_type="text/xml"``."""
+    from xml.sax.saxutils import escape
+
+    return (f'<?xml version="1.0" encoding="UTF-8"?>\n<Response><Errors><Error><Code>'
+            f"{escape(code)}</Code><Message>{escape(message)}</Message></Error></Errors>"
+            "<RequestID>00000000-0000-0000-0000-fault0injected</RequestID></Response>"
+            ).encode()
+
+
+_GOOGLE_STATUS = {400: "INVALID_ARGUMENT", 403: "PERMISSION_DENIED", 404: "NOT_FOUND",
+                  429: "RESOURCE_EXHAUSTED", 500: "INTERNAL", 503: "UNAVAILABLE"}
+
+
+def google_error(code: int, reason: str, message: str = "injected fault") -> bytes:
+    """The JSON error document of Google's REST APIs: HTTP ``code`` and one error with
+    ``reason`` (``rateLimitExceeded``, ``backendError``...)."""
+    return json.dumps({"error": {"code": code, "message": message, "errors": [
+        {"message": message, "domain": "usageLimits" if "Limit" in reason else "global",
+         "reason": reason}], "status": _GOOGLE_STATUS.get(code, "UNKNOWN")}}).encode()
+
+
 def catalog_endpoints(conn: Any, services: tuple[str, ...] = ("compute", "image", "network")
                       ) -> dict[str, str]:
     """The URL of each service for an ``<service>_endpoint_override`` (what the proxy fronts).
@@ -398,6 +466,7 @@ def catalog_endpoints(conn: Any, services: tuple[str, ...] = ("compute", "image"
 
 
 def summary(proxy: FaultProxy) -> Iterator[str]:
-    yield f"{proxy.forwarded} requests passed through, {len(proxy.injected)} faults injected"
+    yield (f"{proxy.received} requests received, {proxy.forwarded} passed through, "
+           f"{len(proxy.injected)} faults injected")
     for kind, number in sorted(proxy.counts().items()):
         yield f"  {kind}: {number}"

@@ -283,3 +283,18 @@ def test_storage_key_names_no_account():
     limiter = ratelimit.Limiter("openstack|https://keystone|demo|Default|alice|RegionOne",
                                 ratelimit.RateLimit(reads=None, writes=None))
     assert len(limiter.storage_key) == 16 and "alice" not in limiter.storage_key
+
+
+def test_gce_defaults_and_clouds_yaml_settings(write_clouds):
+    import cloudnorm
+
+    path = write_clouds({"g": {"cloudnorm": {
+        "provider": "gce", "project": f"p{uuid.uuid4().hex[:8]}", "zone": "europe-west1-b",
+        "endpoint_url": "http://127.0.0.1:9",
+        "credentials": "anonymous", "rate_limit": {"reads": 7, "writes": 0.5}}}})
+    cloud = cloudnorm.connect("g", config_files=[path])
+    try:
+        limit = cloud._driver.limiter.limit
+        assert (limit.reads, limit.writes) == (7.0, 0.5)
+    finally:
+        cloud.close()
