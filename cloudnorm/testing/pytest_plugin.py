@@ -19,6 +19,8 @@ from pathlib import Path
 import pytest
 
 REUSE_VARIABLE = "CLOUDNORM_SANDBOX_CLOUDS_YAML"
+#: Settings of the person running the tests that must not reach a test's cloud clients.
+PERSONAL_PREFIXES = ("AWS_", "OS_", "GOOGLE_", "CLOUDSDK_")
 DATAPLANE_VARIABLE = "CLOUDNORM_SANDBOX_DATAPLANE"
 
 
@@ -57,3 +59,20 @@ def openstack_dataplane(openstack_sandbox, tmp_path_factory):
                     " without `run`", pytrace=False)
     with DataPlane(openstack_sandbox, tmp_path_factory.mktemp("nodes")) as dataplane:
         yield dataplane.fleet
+
+
+@pytest.fixture
+def isolated_cloud_environment(monkeypatch, tmp_path):
+    """No AWS, OpenStack or Google setting of the person running the tests leaks in, and
+    no client may fall back to an instance metadata service (169.254.169.254) for
+    credentials, region or project."""
+    for key in list(os.environ):
+        if key.startswith(PERSONAL_PREFIXES):
+            monkeypatch.delenv(key)
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
+    monkeypatch.setenv("NO_GCE_CHECK", "true")
+    monkeypatch.setenv("GCE_METADATA_HOST", "127.0.0.1:9")
+    monkeypatch.setenv("GCE_METADATA_IP", "127.0.0.1:9")
+    monkeypatch.setenv("CLOUDSDK_CONFIG", str(tmp_path / "no-gcloud"))

@@ -27,9 +27,10 @@ from cloudnorm.testing.aws import (
     REGION,
     MotoSandbox,
 )
-from cloudnorm.testing.dataplane import NotInPrivateNetns, require_private_netns
+from cloudnorm.testing.dataplane import in_private_netns
 
-pytestmark = [pytest.mark.functional, pytest.mark.filterwarnings("ignore:Support for InfluxDB")]
+pytestmark = [pytest.mark.functional, pytest.mark.filterwarnings("ignore:Support for InfluxDB"),
+              pytest.mark.usefixtures("isolated_cloud_environment")]
 
 PROJECT = Path(__file__).resolve().parents[2]
 CANONICAL, DEBIAN, AMAZON = "099720109477", "136693071363", "137112412989"
@@ -37,31 +38,13 @@ UBUNTU_22_04_PARAMETER = (
     "/aws/service/canonical/ubuntu/server/22.04/stable/current/amd64/hvm/ebs-gp2/ami-id")
 
 
-def _in_private_netns() -> bool:
-    try:
-        require_private_netns()
-    except NotInPrivateNetns:
-        return False
-    return True
-
-
-IN_PRIVATE_NETNS = _in_private_netns()
+IN_PRIVATE_NETNS = in_private_netns()
 inside = pytest.mark.skipif(
     not IN_PRIVATE_NETNS,
     reason="needs a private network namespace; test_aws_ssh_in_private_netns runs it in one")
 
 
 # -- fixtures -------------------------------------------------------------------------------
-@pytest.fixture(autouse=True)
-def _aws_environment(monkeypatch, tmp_path):
-    """The person's own AWS settings must not leak in, and nothing may fall back to the
-    instance metadata service (169.254.169.254) for credentials or region."""
-    for key in list(os.environ):
-        if key.startswith(("AWS_", "OS_")):
-            monkeypatch.delenv(key)
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
 
 
 @pytest.fixture(scope="module")
@@ -105,16 +88,12 @@ class Requests:
         return len(self.sent) if operation is None else self.sent.count(operation)
 
 
-def leftovers(sandbox: MotoSandbox) -> list[str]:
-    return sandbox.leftovers()
-
-
 @pytest.fixture
 def clean(sandbox):
     """Each scenario starts and must end without anything cloudnorm created."""
-    assert leftovers(sandbox) == []
+    assert sandbox.leftovers() == []
     yield
-    assert leftovers(sandbox) == []
+    assert sandbox.leftovers() == []
 
 
 # -- discovery --------------------------------------------------------------------------------
@@ -328,7 +307,8 @@ def test_aws_ssh_in_private_netns() -> None:
 
     ensure_openssh()  # installing needs the network, which the namespace does not have
     argv = [sys.executable, "-m", "pytest", __file__, "-q", "-rA", "-s", "-k", "ssh_",
-            "-p", "no:cacheprovider", "--noconftest"]
+            "-p", "no:cacheprovider", "--noconftest",
+            "-p", "cloudnorm.testing.pytest_plugin"]
     assert run_in_private_netns(argv, timeout=540, cwd=PROJECT) == 0
 
 
@@ -403,7 +383,7 @@ def _create_login_delete(cloud: cloudnorm.Cloud, sandbox: MotoSandbox, fleet: An
         deleted_at = time.monotonic()
         assert cloud.delete_server(server) is True
         deleted = time.monotonic() - deleted_at
-    assert leftovers(sandbox) == []
+    assert sandbox.leftovers() == []
     deadline = time.monotonic() + 10
     while fleet.get(server.id) is not None and time.monotonic() < deadline:
         time.sleep(0.1)

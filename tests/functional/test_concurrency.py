@@ -8,7 +8,6 @@ per interval, and nothing is left (counted with boto3, not cloudnorm).
 
 from __future__ import annotations
 
-import os
 import sys
 import threading
 import time
@@ -18,34 +17,19 @@ from typing import Any
 import pytest
 
 import cloudnorm
-from cloudnorm.testing.dataplane import NotInPrivateNetns, require_private_netns
+from cloudnorm.testing.dataplane import in_private_netns
 
-pytestmark = [pytest.mark.functional, pytest.mark.filterwarnings("ignore:Support for InfluxDB")]
+pytestmark = [pytest.mark.functional, pytest.mark.filterwarnings("ignore:Support for InfluxDB"),
+              pytest.mark.usefixtures("isolated_cloud_environment")]
 
 PROJECT = Path(__file__).resolve().parents[2]
 THREADS = 20
 DEADLINE = 420.0  # seconds for all threads together
 
 
-def _in_private_netns() -> bool:
-    try:
-        require_private_netns()
-    except NotInPrivateNetns:
-        return False
-    return True
+IN_PRIVATE_NETNS = in_private_netns()
 
 
-IN_PRIVATE_NETNS = _in_private_netns()
-
-
-@pytest.fixture(autouse=True)
-def _aws_environment(monkeypatch, tmp_path):
-    for key in list(os.environ):
-        if key.startswith(("AWS_", "OS_")):
-            monkeypatch.delenv(key)
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
 
 
 @pytest.mark.skipif(IN_PRIVATE_NETNS, reason="the scenario runs directly in this namespace")
@@ -54,7 +38,8 @@ def test_threads_in_private_netns() -> None:
 
     ensure_openssh()
     argv = [sys.executable, "-m", "pytest", __file__, "-q", "-rA", "-s", "-k", "threads_share",
-            "-p", "no:cacheprovider", "--noconftest"]
+            "-p", "no:cacheprovider", "--noconftest",
+            "-p", "cloudnorm.testing.pytest_plugin"]
     assert run_in_private_netns(argv, timeout=600, cwd=PROJECT) == 0
 
 

@@ -22,9 +22,8 @@ import pytest
 
 from cloudnorm.testing.dataplane import (
     Fleet,
-    NotInPrivateNetns,
     ensure_openssh,
-    require_private_netns,
+    in_private_netns,
     run_in_private_netns,
 )
 from cloudnorm.testing.dataplane.netns import local_addresses
@@ -46,15 +45,7 @@ HOST_KEY_ALGORITHMS = {
 }
 
 
-def _in_private_netns() -> bool:
-    try:
-        require_private_netns()
-    except NotInPrivateNetns:
-        return False
-    return True
-
-
-IN_PRIVATE_NETNS = _in_private_netns()
+IN_PRIVATE_NETNS = in_private_netns()
 inside = pytest.mark.skipif(
     not IN_PRIVATE_NETNS,
     reason="needs a private network namespace; test_dataplane_in_private_netns runs it in one",

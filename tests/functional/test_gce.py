@@ -22,39 +22,21 @@ import cloudnorm
 from cloudnorm import errors, hostkeys, keys, provision
 from cloudnorm.drivers.gce import OWNER_LABEL
 from cloudnorm.models import OWNER_KEY
-from cloudnorm.testing.dataplane import NotInPrivateNetns, require_private_netns
+from cloudnorm.testing.dataplane import in_private_netns
 from cloudnorm.testing.gce import CUSTOM_NETWORK, OSLOGIN_PROJECT, PROJECT, ZONE, GceSandbox
 
-pytestmark = [pytest.mark.functional, pytest.mark.filterwarnings("ignore:Support for InfluxDB")]
+pytestmark = [pytest.mark.functional, pytest.mark.filterwarnings("ignore:Support for InfluxDB"),
+              pytest.mark.usefixtures("isolated_cloud_environment")]
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 
 
-def _in_private_netns() -> bool:
-    try:
-        require_private_netns()
-    except NotInPrivateNetns:
-        return False
-    return True
-
-
-IN_PRIVATE_NETNS = _in_private_netns()
+IN_PRIVATE_NETNS = in_private_netns()
 inside = pytest.mark.skipif(
     not IN_PRIVATE_NETNS,
     reason="needs a private network namespace; test_gce_ssh_in_private_netns runs it in one")
 
 
 # -- fixtures -------------------------------------------------------------------------------
-@pytest.fixture(autouse=True)
-def _google_environment(monkeypatch, tmp_path):
-    """The person's own Google settings must not leak in, and nothing may look for
-    credentials (which would probe the metadata server at 169.254.169.254)."""
-    for key in list(os.environ):
-        if key.startswith(("GOOGLE_", "CLOUDSDK_", "OS_")):
-            monkeypatch.delenv(key)
-    monkeypatch.setenv("NO_GCE_CHECK", "true")
-    monkeypatch.setenv("GCE_METADATA_HOST", "127.0.0.1:9")
-    monkeypatch.setenv("GCE_METADATA_IP", "127.0.0.1:9")
-    monkeypatch.setenv("CLOUDSDK_CONFIG", str(tmp_path / "no-gcloud"))
 
 
 @pytest.fixture(scope="module")

@@ -16,6 +16,7 @@ from cloudnorm.testing.dataplane.install import InstallError, ensure_openssh
 from cloudnorm.testing.dataplane.netns import (
     NotInPrivateNetns,
     add_address,
+    in_private_netns,
     remove_address,
     require_private_netns,
     run_in_private_netns,
@@ -24,6 +25,6 @@ from cloudnorm.testing.dataplane.node import Node, NodeError
 
 __all__ = [
     "Fleet", "InstallError", "Node", "NodeError", "NotInPrivateNetns",
-    "add_address", "ensure_openssh", "remove_address", "require_private_netns",
+    "add_address", "ensure_openssh", "in_private_netns", "remove_address", "require_private_netns",
     "run_in_private_netns",
 ]

@@ -61,6 +61,17 @@ def require_private_netns() -> None:
             )
 
 
+def in_private_netns() -> bool:
+    """Whether :func:`require_private_netns` would pass: the test modules that need the
+    data plane run their scenarios when it does, and re-run themselves in a fresh
+    namespace when it does not."""
+    try:
+        require_private_netns()
+    except NotInPrivateNetns:
+        return False
+    return True
+
+
 def _prefixed(address: str) -> tuple[str, list[str]]:
     ip = ipaddress.ip_address(address)
     if ip.version == 4:
