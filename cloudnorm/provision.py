@@ -64,6 +64,12 @@ class _Reporter:
 class Ledger:
     """What a create made so far, to undo in reverse order when it fails."""
 
+    #: Tries per item: a rollback usually runs because the cloud is misbehaving, and a
+    #: delete lost to one more 503 would leave the item behind.
+    attempts = 3
+    #: Seconds before the second try; doubled before each further one.
+    retry_delay = 0.5
+
     def __init__(self, driver: Any) -> None:
         self._driver = driver
         self.items: list[Created] = []
@@ -76,13 +82,22 @@ class Ledger:
         """Remove everything; returns what could not be removed (never raises)."""
         leftovers = []
         for item in reversed(self.items):
-            try:
-                self._driver.delete(item)
-                if item.kind == "server":
-                    wait_server(item.id)
-            except Exception as exc:  # keep going: remove as much as possible
-                LOG.error("rollback: could not remove %s %s: %s", item.kind, item.id, exc)
-                leftovers.append(f"{item.kind} {item.id} ({exc})")
+            for attempt in range(self.attempts):
+                try:
+                    self._driver.delete(item)
+                    if item.kind == "server":
+                        wait_server(item.id)
+                    break
+                except errors.NotFound:
+                    break  # already gone
+                except Exception as exc:  # keep going: remove as much as possible
+                    if attempt + 1 < self.attempts:
+                        LOG.warning("rollback: removing %s %s failed (%s); trying again",
+                                    item.kind, item.id, exc)
+                        time.sleep(self.retry_delay * 2 ** attempt)
+                        continue
+                    LOG.error("rollback: could not remove %s %s: %s", item.kind, item.id, exc)
+                    leftovers.append(f"{item.kind} {item.id} ({exc})")
         self.items.clear()
         return leftovers
 

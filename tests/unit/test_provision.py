@@ -62,6 +62,7 @@ def test_watcher_times_out():
 def test_ledger_removes_in_reverse_and_reports_leftovers():
     driver = CountingDriver()
     ledger = Ledger(driver)
+    ledger.retry_delay = 0
     for rid in ("key", "boom", "group", "server"):
         ledger.add(Created("thing" if rid != "server" else "server", rid))
     waited = []
@@ -70,6 +71,27 @@ def test_ledger_removes_in_reverse_and_reports_leftovers():
     assert waited == ["server"]
     assert len(leftovers) == 1 and "boom" in leftovers[0]
     assert ledger.items == []
+
+
+def test_ledger_tries_a_failed_delete_again():
+    class Flaky:
+        def __init__(self) -> None:
+            self.calls: list[str] = []
+
+        def delete(self, item):
+            self.calls.append(item.id)
+            if item.id == "fip" and self.calls.count("fip") < 3:
+                raise errors.ServiceUnavailable("503 from the network service")
+            if item.id == "gone":
+                raise errors.NotFound("no such key pair")
+
+    driver = Flaky()
+    ledger = Ledger(driver)
+    ledger.retry_delay = 0
+    ledger.add(Created("keypair", "gone"))
+    ledger.add(Created("floating_ip", "fip"))
+    assert ledger.rollback(lambda _: None) == []
+    assert driver.calls == ["fip", "fip", "fip", "gone"]  # NotFound is done, not retried
 
 
 def _net(name, public, external=False, usable=True, cidr="10.0.0.0/24", nid=None):
