@@ -26,7 +26,7 @@ from bench import env
 from bench.common import RAW, RESULTS, Budget, say
 
 # In the order they run: start-up first, on a machine the sandbox is not yet loading.
-SCENARIOS = ("startup", "create", "concurrent", "login", "normalize")
+SCENARIOS = ("startup", "create", "concurrent", "processes", "login", "normalize")
 STARTED_VARIABLE = "CLOUDNORM_BENCH_STARTED"
 
 
@@ -44,6 +44,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--login-reps", type=int, default=10)
     parser.add_argument("--startup-reps", type=int, default=12)
     parser.add_argument("--normalize-processes", type=int, default=3)
+    parser.add_argument("--process-sizes", default="1,4,8,16",
+                        help="N worker processes discovering one cloud at once, with and "
+                             "without the shared Redis cache (default 1,4,8,16)")
+    parser.add_argument("--process-reps", type=int, default=3,
+                        help="repetitions of every N and cache in scenario 'processes', "
+                             "as far as the budget allows (default 3)")
     parser.add_argument("--results", type=Path, default=RESULTS,
                         help="where report.md, report.json and the PNG go")
     parser.add_argument("--workdir", type=Path,
@@ -96,6 +102,10 @@ def _run(args: argparse.Namespace) -> int:
         print(f"unknown scenarios: {', '.join(sorted(unknown))}", file=sys.stderr)
         return 2
     sizes = [int(n) for n in args.sizes.split(",")]
+    process_sizes = [int(n) for n in args.process_sizes.split(",") if n.strip()]
+    if not process_sizes or min(process_sizes) < 1:
+        print("--process-sizes: positive numbers, e.g. 1,4,8,16", file=sys.stderr)
+        return 2
     RAW.mkdir(parents=True, exist_ok=True)
     args.results.mkdir(parents=True, exist_ok=True)
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="cloudnorm-bench-"))
@@ -107,11 +117,14 @@ def _run(args: argparse.Namespace) -> int:
         "options": {"reps": args.reps, "sizes": sizes, "login_reps": args.login_reps,
                     "startup_reps": args.startup_reps,
                     "normalize_processes": args.normalize_processes,
+                    "process_sizes": process_sizes, "process_reps": args.process_reps,
                     "writes_serialized": not args.no_serialize_writes},
     }
     # What the later scenarios need at least, kept back from the earlier ones (s).
+    # processes: its forking process and one repetition of every N (~13 s here).
     reserve = dict.fromkeys(SCENARIOS, 0.0)
-    later = {"create": 0.0, "concurrent": 150.0, "login": 20.0, "normalize": 45.0}
+    later = {"create": 0.0, "concurrent": 150.0, "processes": 15.0, "login": 20.0,
+             "normalize": 45.0}
     for i, name in enumerate(SCENARIOS):
         reserve[name] = sum(later.get(n, 0.0) for n in SCENARIOS[i + 1:] if n in wanted)
 
@@ -133,7 +146,7 @@ def _run(args: argparse.Namespace) -> int:
         save()
 
     backend = None
-    needs_cloud = {"create", "concurrent", "normalize"} & set(wanted)
+    needs_cloud = {"create", "concurrent", "processes", "normalize"} & set(wanted)
     try:
         from bench import s4_startup
 
@@ -158,6 +171,10 @@ def _run(args: argparse.Namespace) -> int:
             attempt("concurrent", lambda: s2_concurrent.run(
                 backend, budget, sizes, reserve["concurrent"], data["scenarios"].get("create")))
             backend.stop_dataplane()  # its reconciling loop would compete for the CPU
+            from bench import s6_processes
+
+            attempt("processes", lambda: s6_processes.run(
+                backend, budget, process_sizes, args.process_reps, reserve["processes"]))
         from bench import s5_login
 
         attempt("login", lambda: s5_login.run(workdir, budget, args.login_reps,

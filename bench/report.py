@@ -1,4 +1,4 @@
-"""report.md, report.json and concurrency.png from one run's results."""
+"""report.md, report.json, concurrency.png and processes.png from one run's results."""
 
 from __future__ import annotations
 
@@ -26,7 +26,8 @@ def write(data: dict[str, Any], results: Path) -> None:
     results.mkdir(parents=True, exist_ok=True)
     (results / "report.json").write_text(json.dumps(data, indent=1, default=str) + "\n")
     png = _plot(data, results)
-    (results / "report.md").write_text(render(data, png))
+    processes_png = _plot_processes(data, results)
+    (results / "report.md").write_text(render(data, png, processes_png))
 
 
 # -- verdicts ---------------------------------------------------------------------------
@@ -106,10 +107,18 @@ def targets(data: dict[str, Any]) -> list[list[str]]:
     login = sc.get("login")
     if login and login.get("nodes"):
         for user, node in login["nodes"].items():
-            r = node["probe_vs_one"]
             one_ms = fmt(node["one_login"]["median"] * 1000, "", 0)
-            rows.append([f"5 ACTIVE → logged in, unknown user ({user}: "
-                         f"{node['position']}th of {len(login['candidates'])}) (ms)",
+            where = (f"unknown user ({user}: {node['position']}th of "
+                     f"{len(login['candidates'])})")
+            if node.get("console_named"):
+                r = node["console_vs_one"]
+                rows.append([f"5 ACTIVE → logged in, {where}, user read from the console (ms)",
+                             f"console {fmt_summary(_ms(node['console_named']), digits=0)}",
+                             "–", f"in turn {fmt_summary(_ms(node['sequential']), digits=0)}",
+                             f"{fmt_ratio(r)} one login ({one_ms} ms)", "≤ 1.5× one login",
+                             _verdict(r, 1.5)])
+            r = node["probe_vs_one"]
+            rows.append([f"5 ACTIVE → logged in, {where}, no table on the console: probe (ms)",
                          f"probe {fmt_summary(_ms(node['parallel_probe']), digits=0)}",
                          "–", f"in turn {fmt_summary(_ms(node['sequential']), digits=0)}",
                          f"{fmt_ratio(r)} one login ({one_ms} ms)", "≤ 1.5× one login",
@@ -119,6 +128,31 @@ def targets(data: dict[str, Any]) -> list[list[str]]:
         rows.append(["6 peak RSS holding 10,000 classified servers (MiB)",
                      fmt_summary(cn, digits=0), fmt_summary(sdk, digits=0), "–",
                      fmt_ratio(ratio(cn, sdk)), "(no target)", "–"])
+    rows += _processes_targets(sc.get("processes"))
+    return rows
+
+
+def _processes_targets(p: dict[str, Any] | None) -> list[list[str]]:
+    """Scenario 7 has no numeric target (the issue asks for the measurement): its rows
+    give both series and, at the largest N, the shared cache ÷ the per-process one."""
+    by = ((p or {}).get("summary") or {}).get("by_mode") or {}
+    memory, shared = by.get("memory") or {}, by.get("redis") or {}
+    sizes = sorted({int(n) for n in memory} | {int(n) for n in shared})
+    if not sizes:
+        return []
+    rows = []
+    top = str(max(sizes))
+    for key, label, digits in (("requests", "discovery requests", 0),
+                               ("wall", "discovery wall time (s)", 2)):
+        def series(table: dict[str, Any], key: str = key, digits: int = digits) -> str:
+            return " / ".join(fmt((table.get(str(n)) or {}).get(key, {}).get("median"), "",
+                                  digits) for n in sizes)
+
+        r = ratio((shared.get(top) or {}).get(key), (memory.get(top) or {}).get(key))
+        rows.append([f"7 {label}, N = {', '.join(map(str, sizes))} processes at once",
+                     f"per-process cache {series(memory)}; Redis {series(shared)} "
+                     f"(Redis ÷ per-process at N = {top}: {fmt_ratio(r)})",
+                     "–", "–", "–", "(no target)", "–"])
     return rows
 
 
@@ -134,7 +168,7 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
 
 
 # -- the report -------------------------------------------------------------------------
-def render(data: dict[str, Any], png: str | None) -> str:
+def render(data: dict[str, Any], png: str | None, processes_png: str | None = None) -> str:
     sc = data.get("scenarios", {})
     v = data.get("versions", {})
     m = data.get("machine", {})
@@ -183,6 +217,8 @@ def render(data: dict[str, Any], png: str | None) -> str:
                            "cloudnorm ÷ openstacksdk", "target", "result"], rows))
         out.append("")
         out.append("Cells are median (min–max) over the repetitions.")
+        out.append("")
+        out += _missed(data)
     else:
         out.append("No scenario produced results.")
     out.append("")
@@ -196,6 +232,8 @@ def render(data: dict[str, Any], png: str | None) -> str:
         out += _startup(sc["startup"], data.get("cli_startup"))
     if "login" in sc:
         out += _login(sc["login"])
+    if "processes" in sc:
+        out += _processes(sc["processes"], processes_png, m.get("cpus"))
     problems = list(data.get("errors") or [])
     for name, result in sc.items():
         for item in (result or {}).get("skipped", []) or []:
@@ -265,9 +303,10 @@ def _create(c: dict[str, Any]) -> list[str]:
                                          for k in steps]]))
         out.append("")
         out.append(
-            "*boot* is from `POST /servers` until the ServerWatcher (one poll every 2 s) sees "
-            "ACTIVE; *login* includes reading the host keys from the console (polled at 1 s, "
-            "then 1.5 s, 2.25 s ...) and waiting for the SSH node; *bootstrap* and "
+            "*boot* is from `POST /servers` until the ServerWatcher (one poll a second for a "
+            "server's first ten seconds, then every 2 s) sees ACTIVE; *login* includes reading "
+            "the host keys (and the login user) from the console (polled at 0.5 s, then "
+            "0.65 s, 0.85 s ...) and waiting for the SSH node; *bootstrap* and "
             "*remove_key* (hardening, verified, and removing the throw-away key) are work the "
             "peers do not do at all.")
         out.append("")
@@ -278,8 +317,8 @@ def _create(c: dict[str, Any]) -> list[str]:
             f"cloudnorm's own client-side rate limit (`cloudnorm/ratelimit.py`; the default "
             f"for OpenStack clouds is {fmt(rl['writes_per_s'])} write/s and "
             f"{fmt(rl['reads_per_s'])} reads/s per account, for the whole process) let each "
-            f"create's {rl['writes']} writes (every POST, PUT and DELETE, the console-output "
-            "action `POST /servers/{id}/action` included) through one per second: they waited "
+            f"create's {rl['writes']} writes (every POST, PUT and DELETE; reading the console, "
+            "a POST action, counts as a read) through one per second: they waited "
             f"{fmt(waits[0].get('median'), ' s', 1)} (cold) and "
             f"{fmt(waits[1].get('median'), ' s', 1)} (warm) in all, "
             "time the peers, which have no such limit, do not spend.")
@@ -492,14 +531,64 @@ def _startup(s: dict[str, Any], cli: dict[str, Any] | None) -> list[str]:
     return out
 
 
+def _missed(data: dict[str, Any]) -> list[str]:
+    """Why each missed target is missed, from this run's own measurements."""
+    sc = data.get("scenarios") or {}
+    out: list[str] = []
+    create = (sc.get("create") or {}).get("summary") or {}
+    cn = create.get("cloudnorm") or {}
+    if cn.get("warm") and cn.get("cold"):
+        waits = [(cn[m].get("rate_limit_wait") or {}).get("median") for m in ("cold", "warm")]
+        ready = [(cn[m].get("ssh_ready") or {}).get("median") for m in ("cold", "warm")]
+        sdk = [((create.get("openstacksdk") or {}).get(m) or {}).get("ssh_ready", {}).get(
+            "median") for m in ("cold", "warm")]
+        if all(isinstance(x, float) for x in (*waits, *ready, *sdk)):
+            without = [r - w for r, w in zip(ready, waits, strict=True)]
+            out.append(
+                "**Why SSH-ready misses ≤ 0.5×**: cloudnorm spends "
+                f"{fmt(waits[0], ' s', 1)} (cold) and {fmt(waits[1], ' s', 1)} (warm) of each "
+                "create waiting for its own write budget (1 write/s per account by default, "
+                "nodepool's anchor; the peers have no limit). This run's times less those waits are "
+                f"{fmt(without[0], ' s', 1)} / {fmt(without[1], ' s', 1)} to SSH-ready, "
+                f"{fmt_ratio(ratio(without[0], sdk[0]))} / {fmt_ratio(ratio(without[1], sdk[1]))} "
+                "of openstacksdk's time, and that time includes the hardening and key removal "
+                "the peers do not do. The default stays: it is what keeps a fleet of creates "
+                "under a cloud's throttling; `cloudnorm: rate_limit: {writes: 0}` lifts it for "
+                "one person on a private cloud.")
+            out.append("")
+    if cn.get("warm"):
+        out.append(
+            "**Why warm requests miss ≤ 0.7× by a request**: a warm create makes the node key, "
+            "the boot, the port lookup and floating IP, the console read, the login record and "
+            "the key's removal (one request each) and its status polls; polling every second "
+            "while a server is young saves one to two seconds per create and costs about one "
+            "poll more than polling every 2 s would.")
+        out.append("")
+    login = sc.get("login") or {}
+    if login.get("nodes"):
+        out.append(
+            "**Why the probe misses ≤ 1.5× one login**: it is the fallback for consoles "
+            "without cloud-init's authorized keys table; `create_server` reads the user from "
+            "that table first (the *console* rows, met). Twelve SSH handshakes cost the "
+            "server twelve key exchanges and session processes; on a 2-core machine shared "
+            "with the client that is three to four logins' time, still about half the time "
+            "of trying the users in turn.")
+        out.append("")
+    return out
+
+
 def _login(lg: dict[str, Any]) -> list[str]:
     out = ["## 5. ACTIVE → logged in, login user unknown", ""]
     out.append(
         f"A node of the SSH data plane (real OpenSSH in its own root filesystem) stands for "
         f"a server that just became ACTIVE. Candidates: {', '.join(lg['candidates'])} (what "
         "cloudnorm probes when it knows no user for the image). *One login*: "
-        "`cloudnorm.ssh.wait_for_login` with the right user only. *Probe*: the same with all "
-        "candidates at once. *In turn*: the candidates one after the other through the same "
+        "`cloudnorm.ssh.wait_for_login` with the right user only. *Console*: what "
+        "`create_server` does first: the user read from cloud-init's authorized keys table "
+        "on the console (fetched anyway for the host keys), then one login. *Probe*: the "
+        "fallback when the console has no table (`no_ssh_fingerprints: true`): all "
+        "candidates at once, at most eight in flight, a login counting only once it has a "
+        "shell. *In turn*: the candidates one after the other through the same "
         "function (same SSH library, options and host key check) until one gets in, as "
         "Libcloud's `ssh_alternate_usernames` does.")
     out.append("")
@@ -507,11 +596,13 @@ def _login(lg: dict[str, Any]) -> list[str]:
     for user, node in lg["nodes"].items():
         rows.append([user, f"{node['position']} of {len(lg['candidates'])}",
                      fmt_summary(_ms(node["one_login"]), digits=0),
+                     fmt_summary(_ms(node.get("console_named") or {}), digits=0),
                      fmt_summary(_ms(node["parallel_probe"]), digits=0),
                      fmt_summary(_ms(node["sequential"]), digits=0),
                      fmt_ratio(node["probe_vs_one"]), fmt_ratio(node["sequential_vs_probe"]),
                      str(node["one_login"]["n"])])
-    out.append(_table(["user", "position", "one login (ms)", "probe (ms)", "in turn (ms)",
+    out.append(_table(["user", "position", "one login (ms)", "console (ms)", "probe (ms)",
+                       "in turn (ms)",
                        "probe ÷ one", "in turn ÷ probe", "runs"], rows))
     out.append("")
     for user, node in lg["nodes"].items():
@@ -542,6 +633,84 @@ def _login(lg: dict[str, Any]) -> list[str]:
             "process per connection), which here shares the machine's 2 cores with the "
             "client.")
         out.append("")
+    return out
+
+
+def _processes(p: dict[str, Any], png: str | None, cpus: int | None) -> list[str]:
+    out = ["## 7. Many processes, one cloud account", ""]
+    out.append(
+        "N processes open the same cloud and discover at the same moment: `list_images()`, "
+        "`list_flavors()`, `list_networks()`, `find_image(\"ubuntu-22.04\")`, "
+        "`find_flavor(min_ram=512)`. *Per-process cache*: no `cache:` setting, each process "
+        "keeps its own in memory. *Redis*: `cloudnorm: cache: {class: dogpile.cache.redis, "
+        "expiration_time: 300, arguments: {url: …, distributed_lock: true, "
+        "redis_expiration_time: 600}}` in clouds.yaml, with a new, empty redis-server for "
+        "every run. The workers are forked from one process that has imported everything "
+        "and discovered once (untimed), as a pre-forking server makes its workers, so "
+        "interpreter start-up is not measured; each opens a new `Cloud` (its own cache, "
+        "session and token), waits at a barrier, and all are let go by one write to a "
+        "pipe. *Wall*: from that go signal until the last worker finished its discovery. "
+        "*Discovery requests*: what the cloud logged for the project from cloudnorm, "
+        "Keystone apart (its token and version requests are the next column).")
+    out.append("")
+    summ = p.get("summary") or {}
+    by = summ.get("by_mode") or {}
+    base = summ.get("one_process_requests")
+    rows = []
+    for n in p.get("sizes") or []:
+        for mode, name in (("memory", "per-process"), ("redis", "Redis")):
+            x = (by.get(mode) or {}).get(str(n))
+            if not x:
+                continue
+            req = x["requests"]
+            rows.append([str(n), name, fmt_summary(req, digits=0),
+                         fmt_ratio(ratio(req, base)) if base else "n/a",
+                         fmt_summary(x["identity_requests"], digits=0),
+                         fmt_summary(x["wall"], digits=2),
+                         f"{fmt(x['per_process'].get('median'), '', 2)} "
+                         f"({fmt(x['per_process'].get('max'), '', 2)})",
+                         str(x["reps"])])
+    out.append(_table(["N", "cache", "discovery requests", "÷ one process",
+                       "Keystone requests", "wall, go → last done (s)",
+                       "per process, median (max) (s)", "runs"], rows))
+    out.append("")
+    if summ.get("as_expected") is not None:
+        verdict = ("in every run" if summ["as_expected"] else
+                   "**not** in every run (see `report.json`)")
+        out.append(
+            f"Expected: without sharing the cloud sees N × one process's {fmt(base, '', 0)} "
+            "requests, with Redis one process's; so it was " + verdict + ". With Redis, one "
+            "process discovers while the others wait on dogpile's lock in Redis and then "
+            "read its result; they never ask the cloud, not even for a token.")
+        out.append("")
+    one = (by.get("memory") or {}).get("1") or {}
+    if one.get("breakdown"):
+        out.append("One process's discovery requests: " + ", ".join(
+            f"`{e}` {n}" for e, n in one["breakdown"].items()) + ".")
+        out.append("")
+    latency = max((x.get("go_latency_max") or 0.0 for t in by.values() for x in t.values()),
+                  default=0.0)
+    within = base is not None and base <= 10
+    out.append(
+        "Cells are median (min–max) over the runs; per-process times are over every worker "
+        "of every run. Without sharing, the wall time grows with N because the N "
+        f"processes and the services answering them share the machine's {cpus or '?'} "
+        f"cores (the last worker started up to {fmt(latency * 1000, ' ms', 0)} after the go "
+        "signal)" + ("; one process's discovery stays within cloudnorm's default rate limit "
+                     "(10 reads/s for each process), so the limit does not set these times"
+                     if within else "") + ". "
+        f"Scenario time: {fmt(p.get('duration_s'), ' s', 0)}, of which "
+        f"{fmt(p.get('zygote_ready_s'), ' s', 1)} to start the process the workers are "
+        "forked from.")
+    out.append("")
+    warnings = sorted({w for t in by.values() for x in t.values() for w in x.get("warnings")
+                       or []})
+    if warnings:
+        out.append("Warnings the workers logged: " + "; ".join(f"`{w}`" for w in warnings[:5])
+                   + ".")
+        out.append("")
+    if png:
+        out += [f"![discovery from N processes, with and without a shared cache]({png})", ""]
     return out
 
 
@@ -577,6 +746,51 @@ def _plot(data: dict[str, Any], results: Path) -> str | None:
     fig.suptitle("Cost of N concurrent creates on the fip-required sandbox cloud", fontsize=11)
     fig.tight_layout()
     name = "concurrency.png"
+    fig.savefig(results / name, dpi=110)
+    plt.close(fig)
+    return name
+
+
+def _plot_processes(data: dict[str, Any], results: Path) -> str | None:
+    p = data.get("scenarios", {}).get("processes") or {}
+    by = (p.get("summary") or {}).get("by_mode") or {}
+    if not any(by.values()):
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    series = (("memory", "per-process cache", "tab:orange", "s"),
+              ("redis", "shared cache (Redis)", "tab:blue", "o"))
+    panels = (("requests", "discovery requests the cloud saw"),
+              ("wall", "wall time, go → last worker done (s)"))
+    sizes = sorted({int(n) for t in by.values() for n in t})
+    for ax, (key, title) in zip(axes, panels, strict=True):
+        for mode, label, color, marker in series:
+            pts = sorted((int(n), x[key]) for n, x in (by.get(mode) or {}).items()
+                         if x[key].get("median") is not None)
+            if not pts:
+                continue
+            xs = [n for n, _ in pts]
+            med = [s["median"] for _, s in pts]
+            low = [s["median"] - s["min"] for _, s in pts]
+            high = [s["max"] - s["median"] for _, s in pts]
+            ax.errorbar(xs, med, yerr=[low, high], marker=marker, color=color, capsize=3,
+                        label=label)
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel("N processes discovering at once")
+        ax.set_xticks(sizes)
+        ax.grid(True, alpha=0.3)
+        ax.set_ylim(bottom=0)
+    axes[0].legend()
+    axes[1].text(0.02, 0.94, "median; bars: min–max over the runs", transform=axes[1].transAxes,
+                 fontsize=8, color="0.3")
+    fig.suptitle("Many processes, one cloud account: discovery on the fip-required sandbox",
+                 fontsize=11)
+    fig.tight_layout()
+    name = "processes.png"
     fig.savefig(results / name, dpi=110)
     plt.close(fig)
     return name

@@ -6,7 +6,11 @@ ACTIVE. Its image's login user is not known, so the candidates are the ones clou
 probes then: every distribution default it knows, and root (12 users).
 
 * one login: ``cloudnorm.ssh.wait_for_login`` with the right user only (the baseline);
-* parallel probe: ``wait_for_login`` with all candidates (what ``create_server`` does);
+* console: what ``create_server`` does first -- read the user off cloud-init's authorized
+  keys table in the console it already fetched for the host keys
+  (``hostkeys.console_login_users``), then log in once;
+* parallel probe (the fallback when the console has no such table): ``wait_for_login``
+  with all candidates;
 * in turn: the same candidates one after the other, each a complete attempt through the
   same function (same SSH library, same options, same host key check), stopping at the
   first that gets in -- Libcloud's ``ssh_alternate_usernames`` strategy.
@@ -57,7 +61,7 @@ def run(workdir: Path, budget: Budget, reps: int, reserve: float) -> dict[str, A
     fleet = Fleet(workdir / "login-nodes")
     out: dict[str, Any] = {"candidates": users, "nodes": {}}
     try:
-        targets = {}
+        targets, consoles = {}, {}
         for user, address in zip(picks, ADDRESSES, strict=True):
             started = time.monotonic()
             fleet.ensure(f"login-{user}", [address], user=user,
@@ -69,12 +73,13 @@ def run(workdir: Path, budget: Budget, reps: int, reserve: float) -> dict[str, A
                     break
                 time.sleep(0.1)
             announced = hostkeys.parse_console(console)
+            consoles[user] = console
             targets[user] = ssh.Target(address, 22, node_key.private_key, announced)
             say(f"login node for {user} at {address} up in {time.monotonic() - started:.1f}s")
         for user in picks:
             target = targets[user]
             position = users.index(user) + 1
-            one, probe, seq, attempts = [], [], [], []
+            one, probe, seq, attempts, named = [], [], [], [], []
             wrong: list[str] = []
             cpu_one, cpu_probe = [], []
             ssh.wait_for_login(target, [user], timeout=30)  # warm-up, not measured
@@ -85,6 +90,13 @@ def run(workdir: Path, budget: Budget, reps: int, reserve: float) -> dict[str, A
                 ssh.wait_for_login(target, [user], timeout=30)
                 one.append(time.monotonic() - t0)
                 cpu_one.append(_cpu() - c0)
+                t0 = time.monotonic()
+                from_console = hostkeys.console_login_users(consoles[user],
+                                                            node_key.public_key)
+                login = ssh.wait_for_login(target, list(from_console[:1]) or users, timeout=60)
+                named.append(time.monotonic() - t0)
+                if login.user != user:
+                    wrong.append(f"console named {login.user!r}")
                 t0, c0 = time.monotonic(), _cpu()
                 login = ssh.wait_for_login(target, users, timeout=60)
                 probe.append(time.monotonic() - t0)
@@ -100,10 +112,12 @@ def run(workdir: Path, budget: Budget, reps: int, reserve: float) -> dict[str, A
                 if found != user or tried != position:
                     wrong.append(f"in turn got in as {found!r} at attempt {tried}")
             node = {"user": user, "position": position, "one_login": summary(one),
-                    "parallel_probe": summary(probe), "sequential": summary(seq),
+                    "console_named": summary(named), "parallel_probe": summary(probe),
+                    "sequential": summary(seq),
                     "probe_rounds": summary(attempts), "wrong_user": wrong,
                     "probes": len(probe)}
             node["probe_vs_one"] = ratio(node["parallel_probe"], node["one_login"])
+            node["console_vs_one"] = ratio(node["console_named"], node["one_login"])
             node["sequential_vs_one"] = ratio(node["sequential"], node["one_login"])
             node["sequential_vs_probe"] = ratio(node["sequential"], node["parallel_probe"])
             out["nodes"][user] = node
@@ -111,6 +125,7 @@ def run(workdir: Path, budget: Budget, reps: int, reserve: float) -> dict[str, A
             out["client_cpu_samples"]["one"] += cpu_one
             out["client_cpu_samples"]["probe"] += cpu_probe
             say(f"login as {user} ({position}/{len(users)}): one {node['one_login']['median']:.3f}s"
+                f", console {node['console_named']['median']:.3f}s"
                 f", probe {node['parallel_probe']['median']:.3f}s, in turn "
                 f"{node['sequential']['median']:.3f}s")
     finally:
