@@ -10,6 +10,7 @@ allowed more often than writes, as nodepool does::
       mycloud:
         cloudnorm:
           rate_limit: {reads: 20, writes: 2}    # requests per second; 0 = unlimited
+          # window: 10 (default) -- seconds over which those rates are kept
           # rate_limit: {storage: "redis://host:6379"} shares the budget between processes
 
 The counting is the ``limits`` library's moving window, so a budget can live in
@@ -42,6 +43,10 @@ READ_FACTOR = 10
 #: The longest one request waits for its turn before giving up with a Timeout.
 MAX_WAIT = 300.0
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+#: Seconds over which a rate is kept, by default: a create's handful of writes goes out
+#: at once, and a fleet of creates still averages the rate (clouds throttle the same
+#: way: EC2 with token buckets, GCE and API gateways with per-minute quotas).
+DEFAULT_WINDOW = 10.0
 #: Seconds a process limits on its own after its shared storage failed.
 RETRY_SHARED = 30.0
 #: Seconds one call to a shared storage may take before it counts as unreachable.
@@ -50,11 +55,13 @@ STORAGE_TIMEOUT = 2.0
 
 @attrs.frozen
 class RateLimit:
-    """Requests per second allowed for reads and writes (None: unlimited)."""
+    """Requests per second allowed for reads and writes (None: unlimited), counted over a
+    moving window of ``window`` seconds."""
 
     reads: float | None
     writes: float | None
     storage: str = "memory://"
+    window: float = DEFAULT_WINDOW
 
     @classmethod
     def from_options(cls, provider: str, options: Any, cloud: str | None = None) -> RateLimit:
@@ -67,11 +74,17 @@ class RateLimit:
             raise errors.ConfigError(
                 "cloudnorm: rate_limit: must be a mapping like {reads: 10, writes: 1}",
                 cloud=cloud)
-        unknown = sorted(set(options) - {"reads", "writes", "storage"})
+        unknown = sorted(set(options) - {"reads", "writes", "storage", "window"})
         if unknown:
             raise errors.ConfigError(
                 f"unknown key(s) {', '.join(map(str, unknown))} in cloudnorm: rate_limit:; "
-                "known keys: reads, writes, storage", cloud=cloud)
+                "known keys: reads, writes, storage, window", cloud=cloud)
+        window = options.get("window", DEFAULT_WINDOW)
+        if isinstance(window, bool) or not isinstance(window, (int, float)) \
+                or not 1 <= window <= 3600:
+            raise errors.ConfigError(
+                "cloudnorm: rate_limit: window: must be the seconds (1 to 3600) over which "
+                f"the rates are kept, not {window!r}", cloud=cloud)
         values = {}
         for key in ("reads", "writes"):
             if key not in options:
@@ -88,15 +101,17 @@ class RateLimit:
         reads = values["reads"] if "reads" in values else (
             writes_set * READ_FACTOR if writes_set else None)
         storage = str(options.get("storage") or "memory://")
-        return cls(reads=reads, writes=writes_set, storage=storage)
+        return cls(reads=reads, writes=writes_set, storage=storage, window=float(window))
 
 
-def _item(per_second: float) -> Any:
-    """A ``limits`` item for a rate that may be below one per second (0.5 -> 1 per 2 s)."""
+def _item(per_second: float, window: float) -> Any:
+    """A ``limits`` item: ``per_second`` times ``window`` requests per ``window`` seconds
+    (at least one request, over a longer window for rates below one per window)."""
     from limits import RateLimitItemPerSecond
 
-    if per_second >= 1:
-        return RateLimitItemPerSecond(max(1, int(round(per_second))), 1)
+    seconds = max(1, int(round(window)))
+    if per_second * seconds >= 1:
+        return RateLimitItemPerSecond(max(1, int(round(per_second * seconds))), seconds)
     return RateLimitItemPerSecond(1, max(1, int(round(1 / per_second))))
 
 
@@ -118,8 +133,8 @@ class Limiter:
 
     def _configure(self, limit: RateLimit) -> None:
         self.limit = limit
-        self._items = {"read": _item(limit.reads) if limit.reads else None,
-                       "write": _item(limit.writes) if limit.writes else None}
+        self._items = {"read": _item(limit.reads, limit.window) if limit.reads else None,
+                       "write": _item(limit.writes, limit.window) if limit.writes else None}
 
     def acquire(self, write: bool, deadline: float | None = None) -> float:
         """Wait for a turn; returns the seconds waited. Raises Timeout past ``deadline``."""

@@ -113,7 +113,8 @@ def test_every_request_is_counted_by_kind(sandbox):
 
 
 def test_a_tiny_write_rate_spaces_writes_not_reads(sandbox):
-    driver = make_driver(sandbox.endpoint_url, rate_limit={"reads": 1000, "writes": 1})
+    driver = make_driver(sandbox.endpoint_url, rate_limit={"reads": 1000, "writes": 1,
+                                                                  "window": 1})
     started = time.monotonic()
     for n in range(3):  # deleting what is not there: a write answered 404, quietly
         driver._delete_firewall(f"cloudnorm-none{n}")

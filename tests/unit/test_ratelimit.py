@@ -55,7 +55,8 @@ def test_unusable_storage_is_a_config_error():
 
 # -- the limiter --------------------------------------------------------------------------------
 def test_writes_are_held_to_their_rate_reads_go_faster():
-    limiter = ratelimit.limiter_for(unique_key(), ratelimit.RateLimit(reads=20, writes=4))
+    limiter = ratelimit.limiter_for(unique_key(), ratelimit.RateLimit(reads=20, writes=4,
+                                                                         window=1))
     started = time.monotonic()
     for _ in range(9):  # 4 now, 4 a second later, 1 two seconds later
         limiter.acquire(write=True)
@@ -69,8 +70,26 @@ def test_writes_are_held_to_their_rate_reads_go_faster():
     assert limiter.counts == {"read": 20, "write": 9}
 
 
+def test_default_window_lets_a_burst_through_and_keeps_the_rate():
+    limiter = ratelimit.limiter_for(unique_key(), ratelimit.RateLimit(reads=None, writes=1))
+    started = time.monotonic()
+    for _ in range(10):  # one create's writes: no wait
+        limiter.acquire(write=True)
+    assert time.monotonic() - started < 0.5
+    with pytest.raises(errors.Timeout):  # the eleventh waits for the window to move
+        limiter.acquire(write=True, deadline=time.monotonic() + 0.5)
+
+
+def test_window_is_checked():
+    assert ratelimit.RateLimit.from_options("aws", {"window": 60}).window == 60.0
+    for bad in (0, 0.5, "long", True, 7200):
+        with pytest.raises(errors.ConfigError, match="window"):
+            ratelimit.RateLimit.from_options("aws", {"window": bad})
+
+
 def test_fractional_rate_spaces_requests():
-    limiter = ratelimit.limiter_for(unique_key(), ratelimit.RateLimit(reads=None, writes=0.5))
+    limiter = ratelimit.limiter_for(unique_key(), ratelimit.RateLimit(reads=None, writes=0.5,
+                                                                         window=1))
     limiter.acquire(write=True)
     started = time.monotonic()
     limiter.acquire(write=True)
@@ -78,7 +97,8 @@ def test_fractional_rate_spaces_requests():
 
 
 def test_threads_share_one_budget():
-    limiter = ratelimit.limiter_for(unique_key(), ratelimit.RateLimit(reads=None, writes=5))
+    limiter = ratelimit.limiter_for(unique_key(), ratelimit.RateLimit(reads=None, writes=5,
+                                                                         window=1))
     stamps: list[float] = []
     lock = threading.Lock()
 
@@ -100,7 +120,8 @@ def test_threads_share_one_budget():
 
 
 def test_deadline_is_a_timeout():
-    limiter = ratelimit.limiter_for(unique_key(), ratelimit.RateLimit(reads=None, writes=0.2))
+    limiter = ratelimit.limiter_for(unique_key(), ratelimit.RateLimit(reads=None, writes=0.2,
+                                                                         window=1))
     limiter.acquire(write=True)
     with pytest.raises(errors.Timeout, match="rate_limit"):
         limiter.acquire(write=True, deadline=time.monotonic() + 0.5)
@@ -233,7 +254,7 @@ def test_refused_boot_is_not_looked_up(connect, fake_os):
 
 # -- the AWS driver -------------------------------------------------------------------------------
 def test_aws_calls_spend_the_account_budget():
-    driver = make_aws_driver(rate_limit={"reads": 20, "writes": 2},
+    driver = make_aws_driver(rate_limit={"reads": 20, "writes": 2, "window": 1},
                              endpoint_url=f"http://127.0.0.1:9/{uuid.uuid4().hex}")
     client = driver._client("ec2")
     body = (b'<DescribeRegionsResponse xmlns="http://ec2.amazonaws.com/doc/2016-11-15/">'
@@ -261,7 +282,7 @@ class _Raw:
 def test_unreachable_shared_storage_limits_in_this_process_with_one_warning(caplog):
     # Port 1 on loopback: nothing listens, the connection is refused at once.
     limiter = ratelimit.Limiter(unique_key(), ratelimit.RateLimit(
-        reads=2.0, writes=1.0, storage="redis://127.0.0.1:1/0"))
+        reads=2.0, writes=1.0, storage="redis://127.0.0.1:1/0", window=1))
     started = time.monotonic()
     for _ in range(3):
         limiter.acquire(write=False)
