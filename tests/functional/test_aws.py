@@ -9,8 +9,6 @@ a private network namespace: when the session is not in one,
 
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -28,6 +26,7 @@ from cloudnorm.testing.aws import (
     MotoSandbox,
 )
 from cloudnorm.testing.dataplane import in_private_netns
+from cloudnorm.testing.dataplane.client import key_login, password_login
 
 pytestmark = [pytest.mark.functional, pytest.mark.filterwarnings("ignore:Support for InfluxDB"),
               pytest.mark.usefixtures("isolated_cloud_environment")]
@@ -326,35 +325,6 @@ def dataplane(sandbox, tmp_path_factory):
             assert sync.errors == []
 
 
-def _ssh(address: str, user: str, key: Path, known_hosts: Path,
-         *options: str) -> subprocess.CompletedProcess[str]:
-    argv = ["ssh", "-F", "/dev/null", "-i", str(key), "-o", "IdentitiesOnly=yes",
-            "-o", "StrictHostKeyChecking=yes", "-o", f"UserKnownHostsFile={known_hosts}",
-            "-o", "GlobalKnownHostsFile=/dev/null", "-o", "IdentityAgent=none",
-            "-o", "ConnectTimeout=10", *options, f"{user}@{address}", "id -u"]
-    return subprocess.run(argv, capture_output=True, text=True, timeout=60,
-                          stdin=subprocess.DEVNULL,
-                          env={"PATH": os.environ["PATH"], "HOME": "/nonexistent"})
-
-
-def _password_login(address: str, user: str, known_hosts: Path,
-                    workdir: Path) -> subprocess.CompletedProcess[str]:
-    from cloudnorm.testing.dataplane.node import DEFAULT_PASSWORD
-
-    askpass = workdir / "askpass"
-    askpass.write_text(f"#!/bin/sh\nprintf '%s\\n' '{DEFAULT_PASSWORD}'\n")
-    askpass.chmod(0o700)
-    argv = ["ssh", "-F", "/dev/null", "-o", "StrictHostKeyChecking=yes",
-            "-o", f"UserKnownHostsFile={known_hosts}", "-o", "GlobalKnownHostsFile=/dev/null",
-            "-o", "PreferredAuthentications=password", "-o", "PubkeyAuthentication=no",
-            "-o", "NumberOfPasswordPrompts=1", "-o", "ConnectTimeout=10",
-            f"{user}@{address}", "id -un"]
-    return subprocess.run(argv, capture_output=True, text=True, timeout=60,
-                          stdin=subprocess.DEVNULL,
-                          env={"PATH": os.environ["PATH"], "HOME": "/nonexistent",
-                               "SSH_ASKPASS": str(askpass), "SSH_ASKPASS_REQUIRE": "force"})
-
-
 def _create_login_delete(cloud: cloudnorm.Cloud, sandbox: MotoSandbox, fleet: Any,
                          tmp_path: Path, **create: Any) -> Any:
     operator = keys.generate("operator")
@@ -373,9 +343,10 @@ def _create_login_delete(cloud: cloudnorm.Cloud, sandbox: MotoSandbox, fleet: An
         known_hosts = tmp_path / "known_hosts"
         known_hosts.write_text("".join(f"{server.interface_ip} {k}\n"
                                        for k in server.host_keys))
-        root = _ssh(server.interface_ip, "root", key_file, known_hosts, "-o", "BatchMode=yes")
+        root = key_login(server.interface_ip, "root", key_file, known_hosts, "-o",
+                         "BatchMode=yes", command="id -u")
         assert (root.returncode, root.stdout.strip()) == (0, "0"), root.stderr
-        refused = _password_login(server.interface_ip, server.ssh_user, known_hosts, tmp_path)
+        refused = password_login(server.interface_ip, server.ssh_user, known_hosts, tmp_path)
         assert refused.returncode != 0 and "Permission denied" in refused.stderr
         assert server.public_v4 == server.interface_ip
     finally:

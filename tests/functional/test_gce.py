@@ -10,7 +10,6 @@ private network namespace: when the session is not in one,
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -23,6 +22,7 @@ from cloudnorm import errors, hostkeys, keys, provision
 from cloudnorm.drivers.gce import OWNER_LABEL
 from cloudnorm.models import OWNER_KEY
 from cloudnorm.testing.dataplane import in_private_netns
+from cloudnorm.testing.dataplane.client import key_login, password_login
 from cloudnorm.testing.gce import CUSTOM_NETWORK, OSLOGIN_PROJECT, PROJECT, ZONE, GceSandbox
 
 pytestmark = [pytest.mark.functional, pytest.mark.filterwarnings("ignore:Support for InfluxDB"),
@@ -319,35 +319,6 @@ def dataplane(sandbox, tmp_path_factory):
             assert sync.errors == []
 
 
-def _ssh(address: str, user: str, key: Path, known_hosts: Path,
-         *options: str) -> subprocess.CompletedProcess[str]:
-    argv = ["ssh", "-F", "/dev/null", "-i", str(key), "-o", "IdentitiesOnly=yes",
-            "-o", "StrictHostKeyChecking=yes", "-o", f"UserKnownHostsFile={known_hosts}",
-            "-o", "GlobalKnownHostsFile=/dev/null", "-o", "IdentityAgent=none",
-            "-o", "ConnectTimeout=10", *options, f"{user}@{address}", "id -un"]
-    return subprocess.run(argv, capture_output=True, text=True, timeout=60,
-                          stdin=subprocess.DEVNULL,
-                          env={"PATH": os.environ["PATH"], "HOME": "/nonexistent"})
-
-
-def _password_login(address: str, user: str, known_hosts: Path,
-                    workdir: Path) -> subprocess.CompletedProcess[str]:
-    from cloudnorm.testing.dataplane.node import DEFAULT_PASSWORD
-
-    askpass = workdir / "askpass"
-    askpass.write_text(f"#!/bin/sh\nprintf '%s\\n' '{DEFAULT_PASSWORD}'\n")
-    askpass.chmod(0o700)
-    argv = ["ssh", "-F", "/dev/null", "-o", "StrictHostKeyChecking=yes",
-            "-o", f"UserKnownHostsFile={known_hosts}", "-o", "GlobalKnownHostsFile=/dev/null",
-            "-o", "PreferredAuthentications=password", "-o", "PubkeyAuthentication=no",
-            "-o", "NumberOfPasswordPrompts=1", "-o", "ConnectTimeout=10",
-            f"{user}@{address}", "id -un"]
-    return subprocess.run(argv, capture_output=True, text=True, timeout=60,
-                          stdin=subprocess.DEVNULL,
-                          env={"PATH": os.environ["PATH"], "HOME": "/nonexistent",
-                               "SSH_ASKPASS": str(askpass), "SSH_ASKPASS_REQUIRE": "force"})
-
-
 def _create_login_delete(cloud: cloudnorm.Cloud, sandbox: GceSandbox, fleet: Any,
                          tmp_path: Path, **create: Any) -> Any:
     operator = keys.generate("operator")
@@ -371,12 +342,12 @@ def _create_login_delete(cloud: cloudnorm.Cloud, sandbox: GceSandbox, fleet: Any
         known_hosts = tmp_path / "known_hosts"
         known_hosts.write_text("".join(line + "\n" for line in hostkeys.known_hosts_lines(
             server.host_keys, server.interface_ip, server.ssh_port)))
-        root = _ssh(server.interface_ip, "root", key_file, known_hosts, "-o", "BatchMode=yes")
+        root = key_login(server.interface_ip, "root", key_file, known_hosts, "-o", "BatchMode=yes")
         assert (root.returncode, root.stdout.strip()) == (0, "root"), root.stderr
-        login = _ssh(server.interface_ip, server.ssh_user, key_file, known_hosts,
+        login = key_login(server.interface_ip, server.ssh_user, key_file, known_hosts,
                      "-o", "BatchMode=yes")
         assert login.stdout.strip() == server.ssh_user, login.stderr
-        refused = _password_login(server.interface_ip, server.ssh_user, known_hosts, tmp_path)
+        refused = password_login(server.interface_ip, server.ssh_user, known_hosts, tmp_path)
         assert refused.returncode != 0 and "Permission denied" in refused.stderr
         assert all(k.name != f"cloudnorm-{owner}" for k in cloud.list_keypairs())
         # the login is stored on the instance: any later caller gets it back
