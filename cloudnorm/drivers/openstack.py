@@ -491,12 +491,13 @@ class OpenStackDriver(Driver):
         group = body["security_group"]
         created = Created("security_group", group["id"], group["name"])
         try:
-            for ethertype, prefix in (("IPv4", "0.0.0.0/0"), ("IPv6", "::/0")):
-                self._request("network", "POST", "/security-group-rules", json={
-                    "security_group_rule": {
-                        "security_group_id": group["id"], "direction": "ingress",
-                        "protocol": "tcp", "port_range_min": 22, "port_range_max": 22,
-                        "ethertype": ethertype, "remote_ip_prefix": prefix}})
+            # Both rules in one request: Neutron creates a list of rules at once (or none).
+            self._request("network", "POST", "/security-group-rules", json={
+                "security_group_rules": [{
+                    "security_group_id": group["id"], "direction": "ingress",
+                    "protocol": "tcp", "port_range_min": 22, "port_range_max": 22,
+                    "ethertype": ethertype, "remote_ip_prefix": prefix}
+                    for ethertype, prefix in (("IPv4", "0.0.0.0/0"), ("IPv6", "::/0"))]})
         except errors.CloudnormError:
             self.delete(created)
             raise

@@ -512,6 +512,34 @@ def test_profile_hints_without_clouds_yaml_networks(connect, fake_os):
     assert hints.source == "profile 'limestone'"
 
 
+# -- SSH access ---------------------------------------------------------------------------------
+def test_ssh_access_is_a_group_and_one_bulk_rule_request(connect, fake_os):
+    fake_os.neutron("/security-groups", method="POST", status_code=201, json={
+        "security_group": {"id": "g-1", "name": "cloudnorm-abc"}})
+    rules = fake_os.neutron("/security-group-rules", method="POST", status_code=201,
+                            json={"security_group_rules": [{"id": "r-4"}, {"id": "r-6"}]})
+    made = connect()._driver.create_ssh_access("abc")
+    assert (made.kind, made.id) == ("security_group", "g-1")
+    assert rules.call_count == 1
+    sent = rules.last_request.json()["security_group_rules"]
+    assert [(r["ethertype"], r["remote_ip_prefix"]) for r in sent] == [
+        ("IPv4", "0.0.0.0/0"), ("IPv6", "::/0")]
+    assert all((r["security_group_id"], r["direction"], r["protocol"], r["port_range_min"],
+                r["port_range_max"]) == ("g-1", "ingress", "tcp", 22, 22) for r in sent)
+
+
+def test_ssh_access_removes_its_group_when_the_rules_are_refused(connect, fake_os):
+    fake_os.neutron("/security-groups", method="POST", status_code=201, json={
+        "security_group": {"id": "g-1", "name": "cloudnorm-abc"}})
+    fake_os.neutron("/security-group-rules", method="POST", status_code=409, json={
+        "NeutronError": {"type": "OverQuota", "message": "Quota exceeded for resources: "
+                         "['security_group_rule'].", "detail": ""}})
+    deleted = fake_os.neutron("/security-groups/g-1", method="DELETE", status_code=204)
+    with pytest.raises(errors.QuotaExceeded):
+        connect()._driver.create_ssh_access("abc")
+    assert deleted.call_count == 1
+
+
 # -- identity and secrets ---------------------------------------------------------------------
 def test_identity_and_location_hold_no_secret(connect, fake_os):
     cloud = connect()
