@@ -333,6 +333,8 @@ def create_server(cloud: Cloud, name: str, *, image: str | Image = "ubuntu-22.04
         # 6: login, host key checked against the console
         step = STEPS[5]
         report.emit(step, "started", f"waiting for SSH on {interface.ip}")
+        ssh.wait_for_port(interface.ip, ssh_port, timeout=max(1.0, deadline - time.monotonic()),
+                          on_attempt=lambda last: report.emit(STEPS[5], "waiting", last))
         announced, console = _announced_host_keys(driver, server.id, deadline,
                                                   verify_host_keys, report)
         if len(users) > 1:
@@ -440,8 +442,8 @@ def _announced_host_keys(driver: Any, server_id: str, deadline: float, verify: b
         report.decide(Decision("host_keys", "not verified",
                                "verify_host_keys=False was passed: any host key is accepted"))
         return hostkeys.HostKeys(), ""
-    # cloud-init prints the keys seconds after the server turns ACTIVE: ask often at
-    # first, then back off, so a slow boot does not cost many console reads.
+    # Asked once sshd answers: cloud-init prints the keys about then, sometimes a little
+    # later. Ask often at first, then back off, so a slow print costs few console reads.
     interval = 0.5
     while True:
         console = driver.console_output(server_id)

@@ -14,6 +14,7 @@ import socket
 import stat
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -289,6 +290,17 @@ def test_probe_refused_for_every_user_says_so(node_a, keys):
 
 
 @inside
+def test_wait_for_port_returns_once_sshd_answers(fleet, keys):
+    from cloudnorm import ssh
+
+    fleet.ensure("server-knock", ["203.0.113.40"], "ubuntu", keys["alice"][1])
+    try:
+        assert ssh.wait_for_port("203.0.113.40", 22, timeout=10) == 1
+    finally:
+        fleet.remove("server-knock")
+
+
+@inside
 def test_every_console_key_is_one_the_server_holds(node_a, keys, tmp_path):
     _, console_keys = console_blocks(node_a.console_text())
     for key in console_keys:
@@ -497,3 +509,36 @@ def test_close_leaves_no_process_address_or_file(fleet, keys, machine_before, tm
     assert not any(w.exists() for w in workdirs)
     assert addresses.isdisjoint(local_addresses())
     assert machine_snapshot() == machine_before
+
+
+def test_wait_for_port_knocks_until_the_banner_then_gives_up_with_a_timeout():
+    """Loopback only: a port nobody listens on, then one that answers but is no sshd."""
+    from cloudnorm import errors, ssh
+
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        closed_port = free.getsockname()[1]
+    knocks: list[str] = []
+    started = time.monotonic()
+    with pytest.raises(errors.Timeout, match="not reachable over SSH within 1 s"):
+        ssh.wait_for_port("127.0.0.1", closed_port, timeout=1.0, on_attempt=knocks.append)
+    assert time.monotonic() - started < 1.5
+    # Refused means the machine is up: knocks stay a quarter of a second apart.
+    assert len(knocks) >= 3 and all("Refused" in k for k in knocks)
+
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+
+        def greet() -> None:
+            for _ in range(8):
+                try:
+                    conn, _ = listener.accept()
+                except OSError:
+                    return
+                with conn:
+                    conn.sendall(b"HTTP/1.0 400 Bad Request\r\n\r\n")
+
+        threading.Thread(target=greet, daemon=True).start()
+        with pytest.raises(errors.Timeout, match="no SSH banner"):
+            ssh.wait_for_port("127.0.0.1", listener.getsockname()[1], timeout=0.8)
