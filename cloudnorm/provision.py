@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from cloudnorm import errors, hostkeys, keys, networks, ssh
+from cloudnorm import errors, hostkeys, keys, networks, parallel, ssh
 from cloudnorm.drivers.base import BootSpec, Created
 from cloudnorm.models import OWNER_KEY, Decision, Flavor, Image, Server
 
@@ -223,9 +223,8 @@ def create_server(cloud: Cloud, name: str, *, image: str | Image = "ubuntu-22.04
         # 2: discovery (cached)
         step = STEPS[1]
         report.emit(step, "started", "listing images, flavors and networks (cached)")
-        all_images = cloud.list_images()
-        all_flavors = cloud.list_flavors()
-        view = cloud._network_view()
+        all_images, all_flavors, view = parallel.all_at_once(
+            [cloud.list_images, cloud.list_flavors, cloud._network_view])
         report.emit(step, "done", f"{len(all_images)} images, {len(all_flavors)} flavors, "
                     + (f"{len(view[0])} networks" if view else "no network service"))
 

@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import urlencode
 
-from cloudnorm import __version__, errors, images, networks, ratelimit
+from cloudnorm import __version__, errors, images, networks, parallel, ratelimit
 from cloudnorm.drivers.base import BootSpec, Created, Driver
 from cloudnorm.models import (
     OWNER_KEY,
@@ -196,6 +196,7 @@ class OpenStackDriver(Driver):
                 "settings: password; add it under auth: (or in secure.yaml), or set "
                 "OS_PASSWORD", cloud=settings.name)
         self._conn: Any = None
+        self._conn_lock = threading.RLock()
         self._microversion: str | None = None
         self._microversion_lock = threading.Lock()
         self.limiter = ratelimit.limiter_for(self.identity(), ratelimit.RateLimit.from_options(
@@ -205,12 +206,19 @@ class OpenStackDriver(Driver):
     # -- plumbing -------------------------------------------------------------
     @property
     def conn(self) -> Any:
-        if self._conn is None:
-            import openstack.connection
+        with self._conn_lock:
+            if self._conn is None:
+                import openstack.connection
 
-            self._conn = openstack.connection.Connection(
-                config=self._region, app_name="cloudnorm", app_version=__version__)
-        return self._conn
+                self._conn = openstack.connection.Connection(
+                    config=self._region, app_name="cloudnorm", app_version=__version__)
+            return self._conn
+
+    def _proxy(self, service: str) -> Any:
+        """openstacksdk's proxy for ``service``: made once, although threads ask at once
+        (making one authenticates and discovers the service's versions)."""
+        with self._conn_lock:
+            return getattr(self.conn, service)
 
     def _auth_url(self) -> str:
         return str((self._region.config.get("auth") or {}).get("auth_url", "?"))
@@ -277,8 +285,8 @@ class OpenStackDriver(Driver):
             self.limiter.acquire(write, deadline)
             try:
                 with self._translate(what):
-                    proxy = getattr(self.conn, service)  # the first proxy authenticates
-                    resp = proxy.request(path, method, raise_exc=False, **kwargs)
+                    resp = self._proxy(service).request(path, method, raise_exc=False,
+                                                        **kwargs)
             except errors.ServiceUnavailable as exc:
                 # Only a broken connection is worth another try; a missing service is not.
                 lost = isinstance(exc.__cause__, ksa_exc.ConnectionError)
@@ -405,14 +413,15 @@ class OpenStackDriver(Driver):
     def network_facts(self) -> tuple[list[networks.NetworkFacts], list[networks.Router]] | None:
         if not self.has_service("network"):
             return None
-        nets = self._request("network", "GET", "/networks").get("networks", [])
-        subnets = self._request("network", "GET", "/subnets").get("subnets", [])
-        routers = self._request("network", "GET", "/routers").get("routers", [])
-        ports = self._request("network", "GET", "/ports?" + urlencode(
-            {"device_owner": _ROUTER_PORT_OWNERS, "fields": ["network_id", "device_id"]},
-            doseq=True)).get("ports", [])
-        fips = self._request("network", "GET",
-                             "/floatingips?fields=floating_network_id").get("floatingips", [])
+        queries = {
+            "networks": "/networks", "subnets": "/subnets", "routers": "/routers",
+            "ports": "/ports?" + urlencode({"device_owner": _ROUTER_PORT_OWNERS,
+                                            "fields": ["network_id", "device_id"]}, doseq=True),
+            "floatingips": "/floatingips?fields=floating_network_id"}
+        replies = parallel.all_at_once([functools.partial(self._request, "network", "GET", path)
+                                        for path in queries.values()])
+        nets, subnets, routers, ports, fips = (reply.get(key, []) for key, reply in
+                                               zip(queries, replies, strict=True))
         by_net: dict[str, list[networks.Subnet]] = {}
         for s in subnets:
             by_net.setdefault(s["network_id"], []).append(networks.Subnet(
