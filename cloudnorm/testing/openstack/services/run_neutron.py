@@ -40,22 +40,19 @@ for _name in dir(mechanism_test.TestMechanismDriver):
 # its memory, so Nova unbinding a port it was given (on the server's delete) would fail.
 mechanism_test.TestMechanismDriver.update_port_precommit = _skip_check
 
-from sqlalchemy import event  # noqa: E402
-from sqlalchemy.engine import Engine  # noqa: E402
+from oslo_db import exception as db_exc  # noqa: E402
+from oslo_db.sqlalchemy import exc_filters  # noqa: E402
+from sqlalchemy import exc as sqla_exc  # noqa: E402
 
 
-# SQLite answers a transaction that read first and then wants to write, while another
+# SQLite refuses a transaction that read first and then wants to write, while another
 # writes, with "database is locked" at once (its busy timeout cannot help there), so two
 # overlapping writes (Nova binding a port while its owner attaches a floating IP to it)
-# fail with HTTP 500 where a production database would make one wait. Taking the write
-# lock when a transaction begins lets the busy timeout queue them instead.
-# oslo.db already turns pysqlite's own BEGIN off and emits a plain BEGIN, unless its
-# "in_transaction" mark is set: this runs before it and sets the mark.
-@event.listens_for(Engine, "begin", insert=True)
-def _begin_immediate(connection):
-    if connection.engine.dialect.name == "sqlite" and "in_transaction" not in connection.info:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
-        connection.info["in_transaction"] = True
+# failed with HTTP 500. A production database reports a deadlock there, which Neutron
+# retries: say the same of SQLite's refusal.
+@exc_filters.filters("sqlite", sqla_exc.OperationalError, r".*database is locked.*")
+def _locked_is_a_deadlock(operational_error, match, engine_name, is_disconnect):
+    raise db_exc.DBDeadlock(operational_error)
 
 
 from neutron.server import api  # noqa: E402

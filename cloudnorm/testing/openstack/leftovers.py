@@ -1,0 +1,43 @@
+"""What cloudnorm made that a sandbox project still holds, listed through openstacksdk
+directly (not through cloudnorm, whose own bookkeeping is what a test checks)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cloudnorm.models import OWNER_KEY
+
+
+def leftovers(sandbox: Any, profile: str, *, owner: str | None = None,
+              servers_named: str | None = None) -> list[str]:
+    """Servers, key pairs, ports, floating IPs, port forwardings and security groups
+    cloudnorm made in ``profile``'s project, one line each.
+
+    ``owner``: only what one create made (its marker); otherwise anything carrying
+    cloudnorm's marker or name, servers apart. ``servers_named``: servers whose name
+    starts with it count, marked or not.
+    """
+    def mine(text: str | None) -> bool:
+        return (owner in (text or "")) if owner else (
+            OWNER_KEY in (text or "") or (text or "").startswith("cloudnorm-"))
+
+    sdk = sandbox.connect(profile)
+    try:
+        found = [f"server {s.name} {s.id}" for s in sdk.compute.servers()
+                 if (owner and (s.metadata or {}).get(OWNER_KEY) == owner)
+                 or (servers_named and (s.name or "").startswith(servers_named))]
+        found += [f"key pair {k.name}" for k in sdk.compute.keypairs() if mine(k.name)]
+        if sdk.has_service("network"):
+            found += [f"port {p.name} {p.id}" for p in sdk.network.ports()
+                      if (p.name or "").startswith("cloudnorm-") and mine(p.name)]
+            for fip in sdk.network.ips():
+                if mine(fip.description):
+                    found.append(f"floating IP {fip.floating_ip_address}")
+                found += [f"port forwarding {fip.floating_ip_address}:{pf.external_port}"
+                          for pf in sdk.network.port_forwardings(fip)
+                          if mine(pf.description)]
+            found += [f"security group {g.name}" for g in sdk.network.security_groups()
+                      if (g.name or "").startswith("cloudnorm-") and mine(g.name)]
+    finally:
+        sdk.close()
+    return found
