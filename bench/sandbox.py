@@ -180,9 +180,10 @@ class Backend:
         return self._cleanup_conn
 
     def sweep(self, keep_access: bool = False, timeout: float = 90.0) -> None:
-        """Delete every server, floating IP, key pair and non-default security group of
-        the project, and wait until the servers are gone (bounded). ``keep_access`` keeps
-        the peers' key pairs and groups (``bench-*``) for their warm runs."""
+        """Delete every server, floating IP, key pair, port cloudnorm made and
+        non-default security group of the project, and wait until the servers are gone
+        (bounded). ``keep_access`` keeps the peers' key pairs and groups (``bench-*``) for
+        their warm runs."""
 
         def doomed(name: str | None) -> bool:
             return not keep_access or not (name or "").startswith("bench-")
@@ -200,6 +201,10 @@ class Backend:
             servers = list(conn.compute.servers())
             if servers:
                 time.sleep(0.3)
+        for port in list(conn.network.ports()):
+            if (port.name or "").startswith("cloudnorm-"):
+                with contextlib.suppress(Exception):
+                    conn.network.delete_port(port)
         for key in list(conn.compute.keypairs()):
             if not doomed(key.name):
                 continue

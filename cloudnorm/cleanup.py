@@ -26,8 +26,8 @@ if TYPE_CHECKING:
     from cloudnorm.cloud import Cloud
 
 #: Removal order: what points at a server first, then the server, then what it used.
-ORDER = {"port_forwarding": 0, "floating_ip": 0, "server": 1, "security_group": 2,
-         "keypair": 3}
+ORDER = {"port_forwarding": 0, "floating_ip": 0, "server": 1, "port": 2, "security_group": 3,
+         "keypair": 4}
 _GONE = ("error", "terminated")
 DELETE_WAIT = 120.0
 

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from cloudnorm import errors, hostkeys, keys, networks, parallel, ssh
+from cloudnorm import cleanup, errors, hostkeys, keys, networks, parallel, ssh
 from cloudnorm.drivers.base import BootSpec, Created
 from cloudnorm.models import OWNER_KEY, Decision, Flavor, Image, Server
 
@@ -272,12 +272,29 @@ def create_server(cloud: Cloud, name: str, *, image: str | Image = "ubuntu-22.04
             report.decide(Decision("ssh_access", "none", "the cloud has no security groups "
                                    f"(profile '{cloud.profile.name}'): nothing to open"))
         report.emit(step, "started", "booting")
+        port = None
+        if plan.floating_ip and wait:
+            assert attach is not None
+            port = driver.make_port(attach, owner, group.id if group else None)
+            if port is not None:
+                ledger.add(port)
         server_ref = ledger.add(driver.boot(BootSpec(
             name=name, image=chosen_image, flavor=chosen_flavor, network=attach,
             key_name=key_name, owner=owner, security_group=group.id if group else None,
             config_drive=cloud.profile.config_drive, metadata=dict(tags or {}),
-            login_user=users[0] if len(users) == 1 else None)))
+            login_user=users[0] if len(users) == 1 else None,
+            port=port.id if port else None)))
         cloud._cache.invalidate("server")
+        attached = None
+        if port is not None:
+            # The server's interface exists already: its floating IP goes on while it
+            # boots, instead of after (step 5's work, and its failure if it fails).
+            assert attach is not None
+            step = STEPS[4]
+            attached = driver.attach_public_address({"id": server_ref.id}, attach,
+                                                   list(plan.pools), owner, port=port)
+            ledger.add(attached[0])
+            step = STEPS[3]
         if not wait:
             report.emit(step, "done", f"server {server_ref.id} requested; not waiting")
             requested = driver.poll_servers({server_ref.id}).get(server_ref.id) or {
@@ -312,9 +329,10 @@ def create_server(cloud: Cloud, name: str, *, image: str | Image = "ubuntu-22.04
             server = _with_address(server, address)
         elif plan.floating_ip:
             assert attach is not None
-            fip, address, notes = driver.attach_public_address(raw, attach, list(plan.pools),
-                                                               owner)
-            ledger.add(fip)
+            if attached is None:
+                attached = driver.attach_public_address(raw, attach, list(plan.pools), owner)
+                ledger.add(attached[0])
+            _, address, notes = attached
             for note in notes:
                 report.decide(note)
             # The network view stays cached: a new floating IP only confirms the pool
@@ -327,7 +345,8 @@ def create_server(cloud: Cloud, name: str, *, image: str | Image = "ubuntu-22.04
                 + (", ".join(f"{a.ip} ({a.reason})" for a in server.addresses) or "none"),
                 cloud=cloud.name)
         report.decide(Decision("interface", interface.ip, why))
-        report.emit(step, "done", f"{interface.ip} port {ssh_port} ({interface.reason})")
+        report.emit(step, "done", f"{interface.ip} port {ssh_port} ({interface.reason}"
+                    + ("; attached while the server booted)" if port is not None else ")"))
 
         # 6: login, host key checked against the console
         step = STEPS[5]
@@ -538,13 +557,12 @@ def delete_server(cloud: Cloud, server: Server | str, *, wait: bool = True,
     resources = driver.owned_resources(owner) if owner else []
     if not any(r.kind == "server" and r.id == raw["id"] for r in resources):
         resources.append(Created("server", raw["id"], raw.get("name", "")))
-    order = {"port_forwarding": 0, "floating_ip": 0, "server": 1, "security_group": 2,
-             "keypair": 3}
     deadline = time.monotonic() + timeout
-    for resource in sorted(resources, key=lambda r: order.get(r.kind, 9)):
+    for resource in sorted(resources, key=lambda r: cleanup.ORDER.get(r.kind, 9)):
         driver.delete(resource)
         if resource.kind == "server" and (wait or owner):
-            # Groups stay in use until the server is gone, so wait even if not asked.
+            # Ports and groups stay in use until the server is gone, so wait even if not
+            # asked.
             cloud._watcher.wait(resource.id, lambda rec: rec is None
                                 or str(rec.get("status")).upper() == "DELETED", deadline)
     cloud._cache.invalidate("server")

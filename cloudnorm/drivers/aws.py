@@ -803,7 +803,7 @@ class AwsDriver(Driver):
         return replacement
 
     def attach_public_address(self, raw: dict[str, Any], attach: Network,
-                              pools: list[Network], owner: str
+                              pools: list[Network], owner: str, port: Created | None = None
                               ) -> tuple[Created, Address, list[Decision]]:
         igw = attach.raw.get("cloudnorm:internet_gateway")
         if not igw:

@@ -36,6 +36,9 @@ class BootSpec:
     #: The user the node key is for, where the cloud installs keys per user (GCE);
     #: None when cloudnorm will probe several.
     login_user: str | None = None
+    #: The interface made for the server beforehand (:meth:`Driver.make_port`), which
+    #: carries the security group; None: the cloud makes the server's interfaces.
+    port: str | None = None
 
 
 @attrs.frozen
@@ -132,11 +135,19 @@ class Driver(abc.ABC):
     def console_output(self, server_id: str) -> str:
         """The server's console text ('' when there is none yet)."""
 
+    def make_port(self, attach: Network, owner: str, security_group: str | None
+                  ) -> Created | None:
+        """The new server's interface on ``attach``, made before the server, so that its
+        public address can be attached while it boots instead of after; None where the
+        cloud makes a server's interfaces only with the server."""
+        return None
+
     @abc.abstractmethod
     def attach_public_address(self, raw: dict[str, Any], attach: Network,
-                              pools: list[Network], owner: str
+                              pools: list[Network], owner: str, port: Created | None = None
                               ) -> tuple[Created, Address, list[Decision]]:
-        """Give the server a public address from the first of ``pools`` that can."""
+        """Give the server a public address from the first of ``pools`` that can;
+        on ``port`` when :meth:`make_port` made the server's interface."""
 
     def forward_ssh_port(self, raw: dict[str, Any], attach: Network, owner: str
                          ) -> tuple[Created, Address, int, list[Decision]]:

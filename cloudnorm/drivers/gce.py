@@ -1085,7 +1085,7 @@ class GceDriver(Driver):
             return self._ssh[owner]
 
     def attach_public_address(self, raw: dict[str, Any], attach: Network,
-                              pools: list[Network], owner: str
+                              pools: list[Network], owner: str, port: Created | None = None
                               ) -> tuple[Created, Address, list[Decision]]:
         # The profile plans no floating IPs: every instance has its access config from boot.
         raise errors.NotReachable(

@@ -199,6 +199,7 @@ class OpenStackDriver(Driver):
         self._conn_lock = threading.RLock()
         self._microversion: str | None = None
         self._microversion_lock = threading.Lock()
+        self._made_ports: dict[str, dict[str, Any]] = {}  # by id, until their address
         self.limiter = ratelimit.limiter_for(self.identity(), ratelimit.RateLimit.from_options(
             "openstack", settings.options.get("rate_limit"), settings.name))
         self.retries = 0  # requests sent again after a throttled or transient failure
@@ -512,13 +513,25 @@ class OpenStackDriver(Driver):
             raise
         return created
 
+    def make_port(self, attach: Network, owner: str, security_group: str | None
+                  ) -> Created | None:
+        request: dict[str, Any] = {"network_id": attach.id, "name": f"cloudnorm-{owner}",
+                                   "description": f"{OWNER_KEY}={owner}"}
+        if security_group:
+            # Nova leaves the groups of a port it is given alone: the port carries them.
+            request["security_groups"] = [security_group]
+        port = self._request("network", "POST", "/ports", json={"port": request})["port"]
+        self._made_ports[port["id"]] = port
+        return Created("port", port["id"], port.get("name") or port["id"])
+
     def boot(self, spec: BootSpec) -> Created:
         server: dict[str, Any] = {
             "name": spec.name, "imageRef": spec.image.id, "flavorRef": spec.flavor.id,
             "key_name": spec.key_name, "metadata": {OWNER_KEY: spec.owner, **spec.metadata},
-            "networks": [{"uuid": spec.network.id}] if spec.network else "auto",
+            "networks": [{"port": spec.port}] if spec.port
+            else [{"uuid": spec.network.id}] if spec.network else "auto",
         }
-        if spec.security_group:
+        if spec.security_group and not spec.port:
             server["security_groups"] = [{"name": spec.security_group}]
         if spec.config_drive:
             server["config_drive"] = True
@@ -587,14 +600,16 @@ class OpenStackDriver(Driver):
         return ports[0]
 
     def attach_public_address(self, raw: dict[str, Any], attach: Network,
-                              pools: list[Network], owner: str
+                              pools: list[Network], owner: str, port: Created | None = None
                               ) -> tuple[Created, Address, list[Decision]]:
-        port = self._server_port(raw["id"], attach.id)
-        fixed = next((ip["ip_address"] for ip in port.get("fixed_ips", [])
+        # A port made for the server is known already (and may not be bound to it yet).
+        made = self._made_ports.pop(port.id, None) if port is not None else None
+        interface = made or self._server_port(raw["id"], attach.id)
+        fixed = next((ip["ip_address"] for ip in interface.get("fixed_ips", [])
                       if ":" not in ip["ip_address"]), None)
         notes: list[Decision] = []
         for pool in pools:
-            request = {"floating_network_id": pool.id, "port_id": port["id"],
+            request = {"floating_network_id": pool.id, "port_id": interface["id"],
                        "description": f"{OWNER_KEY}={owner}"}
             if fixed:
                 request["fixed_ip_address"] = fixed
@@ -610,7 +625,7 @@ class OpenStackDriver(Driver):
                 continue
             fip = body["floatingip"]
             address = Address(fip["floating_ip_address"], 4, attach.name, True,
-                              f"floating IP from '{pool.name}' on port {port['id'][:8]}",
+                              f"floating IP from '{pool.name}' on port {interface['id'][:8]}",
                               "floating")
             notes.append(Decision("public_address", fip["floating_ip_address"],
                                   f"floating IP from '{pool.name}' attached to the server's"
@@ -674,9 +689,11 @@ class OpenStackDriver(Driver):
             return
         paths = {"server": ("compute", "/servers/{}"),
                  "keypair": ("compute", "/os-keypairs/{}"),
+                 "port": ("network", "/ports/{}"),
                  "security_group": ("network", "/security-groups/{}"),
                  "floating_ip": ("network", "/floatingips/{}")}
         service, path = paths[resource.kind]
+        self._made_ports.pop(resource.id, None)
         with contextlib.suppress(errors.NotFound):
             self._request(service, "DELETE", path.format(resource.id))
 
@@ -722,6 +739,13 @@ class OpenStackDriver(Driver):
                                      _parse_time(s.get("created"))))
         if network:
             query = "" if owner is None else "?" + urlencode({"name": f"cloudnorm-{owner}"})
+            ports = self._request("network", "GET", "/ports" + (query or "?" + urlencode(
+                {"fields": ["id", "name", "description", "created_at"]}, doseq=True))).get(
+                "ports", [])
+            found += [Created("port", p["id"], p["name"], marked(p.get("description")) or "",
+                              _parse_time(p.get("created_at")))
+                      for p in ports if (p.get("name") or "").startswith("cloudnorm-")
+                      and marked(p.get("description"))]
             groups = self._request("network", "GET", "/security-groups" + query).get(
                 "security_groups", [])
             found += [Created("security_group", g["id"], g["name"],

@@ -11,6 +11,7 @@ import yaml
 import cloudnorm
 from cloudnorm import errors
 from cloudnorm.testing.faults import FaultProxy, Rule, catalog_endpoints
+from cloudnorm.testing.openstack.leftovers import leftovers
 
 pytestmark = pytest.mark.functional
 PROFILE = "fip-required"
@@ -19,18 +20,7 @@ NAME = "cn-bad"
 
 
 def left_behind(sandbox) -> list[str]:
-    sdk = sandbox.connect(PROFILE)
-    try:
-        found = [f"server {s.name}" for s in sdk.compute.servers() if s.name == NAME]
-        found += [f"key pair {k.name}" for k in sdk.compute.keypairs()
-                  if k.name.startswith("cloudnorm-")]
-        found += [f"floating IP {f.floating_ip_address}" for f in sdk.network.ips()
-                  if "cloudnorm:owner" in (f.description or "")]
-        found += [f"security group {g.name}" for g in sdk.network.security_groups()
-                  if (g.name or "").startswith("cloudnorm-")]
-    finally:
-        sdk.close()
-    return found
+    return leftovers(sandbox, PROFILE, servers_named=NAME)
 
 
 def entry(sandbox) -> dict:

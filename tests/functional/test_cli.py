@@ -193,7 +193,7 @@ def test_cleanup_removes_only_what_belongs_to_gone_servers(os_env, operator_key)
         try:
             leaky = cloud.create_server("cli-leaky", authorized_keys=[public_key],
                                         timeout=240)
-            # the server goes with another tool: its floating IP and group stay behind
+            # the server goes with another tool: its floating IP, port and group stay behind
             cloud._driver.delete(Created("server", leaky.id))
             cloud._watcher.wait(leaky.id, lambda r: r is None or r.get("status") == "DELETED",
                                 time.monotonic() + 60)
@@ -208,7 +208,7 @@ def test_cleanup_removes_only_what_belongs_to_gone_servers(os_env, operator_key)
                                      "--json", env=os_env).stdout)
             found = {f["owner"]: sorted(r["kind"] for r in f["resources"])
                      for f in dry["leftovers"]}
-            assert found == {leaky_owner: ["floating_ip", "security_group"],
+            assert found == {leaky_owner: ["floating_ip", "port", "security_group"],
                              "0123456789ab": ["keypair"]}
             assert any(r.owner == leaky_owner for r in cloud._driver.owned_resources(None))
 

@@ -11,6 +11,7 @@ import pytest
 
 import cloudnorm
 from cloudnorm import errors, provision, ssh
+from cloudnorm.testing.openstack.leftovers import leftovers
 
 pytestmark = pytest.mark.functional
 PROFILE = "fip-required"  # the profile where every kind of resource gets created
@@ -25,18 +26,7 @@ def cloud(openstack_sandbox, openstack_dataplane):
 
 
 def left_behind(sandbox) -> list[str]:
-    sdk = sandbox.connect(PROFILE)
-    try:
-        found = [f"server {s.name}" for s in sdk.compute.servers() if s.name == "cn-fault"]
-        found += [f"key pair {k.name}" for k in sdk.compute.keypairs()
-                  if k.name.startswith("cloudnorm-")]
-        found += [f"floating IP {f.floating_ip_address}" for f in sdk.network.ips()
-                  if "cloudnorm:owner" in (f.description or "")]
-        found += [f"security group {g.name}" for g in sdk.network.security_groups()
-                  if (g.name or "").startswith("cloudnorm-")]
-    finally:
-        sdk.close()
-    return found
+    return leftovers(sandbox, PROFILE, servers_named="cn-fault")
 
 
 def create(cloud, steps, **kwargs):

@@ -16,6 +16,7 @@ import pytest
 import cloudnorm
 from cloudnorm import errors, hostkeys, provision
 from cloudnorm.testing import profile_data
+from cloudnorm.testing.openstack.leftovers import leftovers
 
 pytestmark = pytest.mark.functional
 PROFILES = profile_data.available()
@@ -45,27 +46,6 @@ def system_ssh(address, port, key, known_hosts, *extra, user="root", command="id
          "-o", "BatchMode=yes", "-o", "ConnectTimeout=5", "-o", "IdentitiesOnly=yes", *extra,
          f"{user}@{address}", command],
         capture_output=True, text=True, timeout=30)
-
-
-def leftovers(sandbox, profile, owner):
-    """What the cloud still holds for this create, seen through openstacksdk directly."""
-    sdk = sandbox.connect(profile)
-    try:
-        found = [f"server {s.id}" for s in sdk.compute.servers()
-                 if (s.metadata or {}).get("cloudnorm:owner") == owner]
-        found += [f"key pair {k.name}" for k in sdk.compute.keypairs() if owner in k.name]
-        if sdk.has_service("network"):
-            for fip in sdk.network.ips():
-                if owner in (fip.description or ""):
-                    found.append(f"floating IP {fip.floating_ip_address}")
-                found += [f"port forwarding {fip.floating_ip_address}:{pf.external_port}"
-                          for pf in sdk.network.port_forwardings(fip)
-                          if owner in (pf.description or "")]
-            found += [f"security group {g.name}" for g in sdk.network.security_groups()
-                      if owner in (g.name or "")]
-    finally:
-        sdk.close()
-    return found
 
 
 @pytest.mark.parametrize("profile", PROFILES)
@@ -129,7 +109,7 @@ def test_create_login_harden_delete(profile, openstack_sandbox, dataplane, opera
         assert all(k.name != f"cloudnorm-{owner}" for k in cloud.list_keypairs())
     finally:
         assert cloud.delete_server(server) is True
-    assert leftovers(openstack_sandbox, profile, owner) == []
+    assert leftovers(openstack_sandbox, profile, owner=owner) == []
     # deleting again is a no-op
     assert cloud.delete_server(server.id) is False
     cloud.close()
@@ -153,14 +133,7 @@ def test_host_key_mismatch_is_fatal_and_cleaned_up(openstack_sandbox, dataplane)
         assert time.monotonic() - started < 60  # fatal: no waiting for the timeout
     finally:
         dataplane.ensure = real_ensure
-    sdk = openstack_sandbox.connect("direct-public")
-    try:
-        assert [s.name for s in sdk.compute.servers() if s.name == "cn-liar"] == []
-        assert [k.name for k in sdk.compute.keypairs() if k.name.startswith("cloudnorm-")] == []
-        assert [g.name for g in sdk.network.security_groups()
-                if (g.name or "").startswith("cloudnorm-")] == []
-    finally:
-        sdk.close()
+    assert leftovers(openstack_sandbox, "direct-public", servers_named="cn-liar") == []
     cloud.close()
 
 

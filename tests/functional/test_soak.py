@@ -14,6 +14,7 @@ import pytest
 import cloudnorm
 from cloudnorm import errors
 from cloudnorm.testing.faults import FaultProxy, Rule, catalog_endpoints, summary
+from cloudnorm.testing.openstack.leftovers import leftovers
 
 pytestmark = pytest.mark.functional
 PROFILE = "fip-required"
@@ -40,19 +41,7 @@ def connect(proxy, **cloudnorm_options):
 
 
 def left_behind(sandbox, prefix: str) -> list[str]:
-    sdk = sandbox.connect(PROFILE)
-    try:
-        found = [f"server {s.name} {s.id}" for s in sdk.compute.servers()
-                 if s.name.startswith(prefix)]
-        found += [f"key pair {k.name}" for k in sdk.compute.keypairs()
-                  if k.name.startswith("cloudnorm-")]
-        found += [f"floating IP {f.floating_ip_address}" for f in sdk.network.ips()
-                  if "cloudnorm:owner" in (f.description or "")]
-        found += [f"security group {g.name}" for g in sdk.network.security_groups()
-                  if (g.name or "").startswith("cloudnorm-")]
-    finally:
-        sdk.close()
-    return found
+    return leftovers(sandbox, PROFILE, servers_named=prefix)
 
 
 def test_lost_replies_and_consistency_lies(openstack_sandbox, openstack_dataplane, proxy):

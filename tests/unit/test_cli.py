@@ -259,6 +259,10 @@ def test_openstack_lists_every_owned_resource(connect, fake_os):
         {"id": "f1", "floating_ip_address": "203.0.113.9", "port_id": None,
          "description": "cloudnorm:owner=aaaaaaaaaaaa", "created_at": "2024-01-01T00:00:00Z"},
         {"id": "f2", "floating_ip_address": "203.0.113.10", "description": "someone's"}]})
+    ports = fake_os.neutron("/ports", json={"ports": [
+        {"id": "p1", "name": "cloudnorm-eeeeeeeeeeee",
+         "description": "cloudnorm:owner=eeeeeeeeeeee", "created_at": "2024-03-01T00:00:00Z"},
+        {"id": "p2", "name": "", "description": ""}]})
     fake_os.neutron("/security-groups", json={"security_groups": [
         {"id": "g1", "name": "cloudnorm-bbbbbbbbbbbb",
          "description": "cloudnorm:owner=bbbbbbbbbbbb ssh access"},
@@ -274,10 +278,13 @@ def test_openstack_lists_every_owned_resource(connect, fake_os):
     found = connect()._driver.owned_resources(None)
     assert [(c.kind, c.id, c.owner) for c in found] == [
         ("floating_ip", "f1", "aaaaaaaaaaaa"), ("server", "s1", "cccccccccccc"),
-        ("security_group", "g1", "bbbbbbbbbbbb"),
+        ("port", "p1", "eeeeeeeeeeee"), ("security_group", "g1", "bbbbbbbbbbbb"),
         ("keypair", "cloudnorm-dddddddddddd", "dddddddddddd")]
-    assert found[3].created == datetime.datetime(2024, 2, 1, tzinfo=UTC)
+    assert found[2].created == datetime.datetime(2024, 3, 1, tzinfo=UTC)
+    assert found[4].created == datetime.datetime(2024, 2, 1, tzinfo=UTC)
     assert not any("security-groups?name" in r.url for r in fake_os.requests_to(NEUTRON))
+    # Only the fields cleanup needs: a project's ports carry much more.
+    assert "fields=description" in ports.last_request.url
 
 
 # -- cloudnorm ssh --------------------------------------------------------------------------
