@@ -281,18 +281,6 @@ def test_invalid_name_is_refused_and_rolled_back(connect, sandbox, clean):
     assert not [r for r in log.sent() if r.startswith("POST") and r.endswith("/instances")]
 
 
-def test_no_host_keys_times_out_and_rolls_back(connect, sandbox, clean):
-    # Without the data plane the serial console shows no host keys: the flow reaches step
-    # 6 and must give up, removing the instance and the rule. Nothing here connects to
-    # the instance's address.
-    cloud = connect("sandbox-gce-custom")
-    steps: list[Any] = []
-    with pytest.raises(errors.Timeout, match="never printed its SSH host keys"):
-        cloud.create_server("no-keys", timeout=5, on_step=steps.append)
-    done = next(s for s in steps if s.step == "public_address" and s.status == "done")
-    assert done.detail.startswith("198.51.100.") and "ONE_TO_ONE_NAT" in done.detail
-
-
 # -- SSH: create, log in, delete --------------------------------------------------------------
 @pytest.mark.skipif(IN_PRIVATE_NETNS, reason="the scenarios run directly in this namespace")
 def test_gce_ssh_in_private_netns() -> None:
@@ -393,3 +381,19 @@ def test_ssh_custom_network_without_a_22_rule(connect, sandbox, dataplane, tmp_p
     assert decisions["ssh_access"].choice.startswith(f"firewall rule cloudnorm-{owner} on "
                                                      f"network '{CUSTOM_NETWORK}'")
     assert decisions["network"].choice == CUSTOM_NETWORK
+
+
+@inside
+def test_ssh_answers_but_no_host_keys_rolls_back(connect, sandbox, dataplane, clean):
+    # sshd answers, but the serial console never shows host keys: the flow reaches step 6
+    # and must give up, removing the instance and the rule.
+    cloud = connect("sandbox-gce-custom")
+    steps: list[Any] = []
+    dataplane.node_options["print_host_keys"] = False
+    try:
+        with pytest.raises(errors.Timeout, match="never printed its SSH host keys"):
+            cloud.create_server("no-keys", timeout=20, on_step=steps.append)
+    finally:
+        dataplane.node_options.pop("print_host_keys")
+    done = next(s for s in steps if s.step == "public_address" and s.status == "done")
+    assert done.detail.startswith("198.51.100.") and "ONE_TO_ONE_NAT" in done.detail

@@ -154,18 +154,16 @@ def authorized_keys_table(user: str, authorized_key: str) -> list[str]:
 
 
 def console_text(host_keys: HostKeys, booted: float, finished: float,
-                 authorized: Sequence[str] = ()) -> str:
+                 authorized: Sequence[str] = (), emit_keys: bool = True) -> str:
     """Console output of a first boot, as cloud-init writes it; ``authorized`` are the
-    lines of the authorized keys table, when the image prints one."""
+    lines of the authorized keys table, when the image prints one; without
+    ``emit_keys`` the host keys are not printed (``emit_keys_to_console: false``)."""
     stamp = time.strftime("%a, %d %b %Y %H:%M:%S +0000", time.gmtime(finished))
     # cloud-init pipes the fingerprints through `logger -s -t ec2`, which
     # puts a syslog header on each line; the keys themselves go out bare.
     syslog = f"<14>{time.strftime('%b %e %H:%M:%S', time.gmtime(finished))} ec2: "
     up = 5.0 + (finished - booted)
-    lines = [
-        f"Cloud-init v. {CLOUD_INIT_VERSION} running 'modules:final' at {stamp}. "
-        f"Up {up:.2f} seconds.",
-        *authorized,
+    keys = [
         syslog,
         syslog + "#" * 61,
         syslog + "-----BEGIN SSH HOST KEY FINGERPRINTS-----",
@@ -175,6 +173,12 @@ def console_text(host_keys: HostKeys, booted: float, finished: float,
         "-----BEGIN SSH HOST KEY KEYS-----",
         *host_keys.keys,
         "-----END SSH HOST KEY KEYS-----",
+    ]
+    lines = [
+        f"Cloud-init v. {CLOUD_INIT_VERSION} running 'modules:final' at {stamp}. "
+        f"Up {up:.2f} seconds.",
+        *authorized,
+        *(keys if emit_keys else ()),
         f"Cloud-init v. {CLOUD_INIT_VERSION} finished at {stamp}. Datasource DataSourceNone.  "
         f"Up {up + 0.01:.2f} seconds",
     ]

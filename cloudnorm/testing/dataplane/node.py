@@ -58,6 +58,7 @@ class Node:
         console_lies: bool = False,
         allow_ssh: bool = True,
         print_authorized_keys: bool = True,
+        print_host_keys: bool = True,
         timeout: float = 30.0,
     ) -> None:
         self.name = name
@@ -75,6 +76,8 @@ class Node:
         self.allow_ssh = allow_ssh
         # cloud-init's no_ssh_fingerprints: true leaves the authorized keys table out.
         self.print_authorized_keys = print_authorized_keys
+        # cloud-init's ssh: {emit_keys_to_console: false} leaves the host key blocks out.
+        self.print_host_keys = print_host_keys
         self.timeout = timeout
         self.workdir = Path(workdir).absolute()
         # The overlay mount options cannot carry these characters.
@@ -213,7 +216,7 @@ class Node:
             return self._console
         decoy = self._decoy_keys()
         return cloudinit.console_text(decoy, self._booted, self._finished,
-                                      self._authorized_table())
+                                      self._authorized_table(), emit_keys=self.print_host_keys)
 
     def _authorized_table(self) -> list[str]:
         if not self.print_authorized_keys:
@@ -292,8 +295,9 @@ class Node:
         if len(self.host_keys.keys) != len(self.host_key_types):
             raise NodeError(f"node {self.name} made no host keys: {proc.stdout!r}")
         self._booted, self._finished = booted, time.time()
-        self._console = cloudinit.console_text(self.host_keys, booted, self._finished,
-                                               self._authorized_table())
+        self._console = cloudinit.console_text(
+            self.host_keys, booted, self._finished, self._authorized_table(),
+            emit_keys=self.print_host_keys)
         (self.workdir / "console.log").write_text(self._console)
         self.started_at = self._finished
 
