@@ -82,14 +82,18 @@ def run(workdir: Path, budget: Budget, reps: int, reserve: float) -> dict[str, A
             one, probe, seq, attempts, named = [], [], [], [], []
             wrong: list[str] = []
             cpu_one, cpu_probe = [], []
+            node = fleet.get(f"login-{user}")
+            assert node is not None
+            server_one, server_probe = [], []
             ssh.wait_for_login(target, [user], timeout=30)  # warm-up, not measured
             for _ in range(reps):
                 if budget.left() < reserve:
                     break
-                t0, c0 = time.monotonic(), _cpu()
+                t0, c0, s0 = time.monotonic(), _cpu(), node.cpu_seconds()
                 ssh.wait_for_login(target, [user], timeout=30)
                 one.append(time.monotonic() - t0)
                 cpu_one.append(_cpu() - c0)
+                server_one.append(_settled(node) - s0)
                 t0 = time.monotonic()
                 from_console = hostkeys.console_login_users(consoles[user],
                                                             node_key.public_key)
@@ -97,10 +101,11 @@ def run(workdir: Path, budget: Budget, reps: int, reserve: float) -> dict[str, A
                 named.append(time.monotonic() - t0)
                 if login.user != user:
                     wrong.append(f"console named {login.user!r}")
-                t0, c0 = time.monotonic(), _cpu()
+                t0, c0, s0 = time.monotonic(), _cpu(), node.cpu_seconds()
                 login = ssh.wait_for_login(target, users, timeout=60)
                 probe.append(time.monotonic() - t0)
                 cpu_probe.append(_cpu() - c0)
+                server_probe.append(_settled(node) - s0)
                 attempts.append(login.attempts)
                 if login.user != user:
                     # Recorded, not hidden: the probe settled on another candidate.
@@ -124,16 +129,27 @@ def run(workdir: Path, budget: Budget, reps: int, reserve: float) -> dict[str, A
             out.setdefault("client_cpu_samples", {"one": [], "probe": []})
             out["client_cpu_samples"]["one"] += cpu_one
             out["client_cpu_samples"]["probe"] += cpu_probe
+            out.setdefault("server_cpu_samples", {"one": [], "probe": []})
+            out["server_cpu_samples"]["one"] += server_one
+            out["server_cpu_samples"]["probe"] += server_probe
             say(f"login as {user} ({position}/{len(users)}): one {node['one_login']['median']:.3f}s"
                 f", console {node['console_named']['median']:.3f}s"
                 f", probe {node['parallel_probe']['median']:.3f}s, in turn "
                 f"{node['sequential']['median']:.3f}s")
     finally:
         fleet.close()
-    samples = out.pop("client_cpu_samples", None)
-    if samples and samples["one"]:
-        out["client_cpu"] = {k: summary(v)["median"] for k, v in samples.items()}
+    for side in ("client", "server"):
+        samples = out.pop(f"{side}_cpu_samples", None)
+        if samples and samples["one"]:
+            out[f"{side}_cpu"] = {k: summary(v)["median"] for k, v in samples.items()}
     return out
+
+
+def _settled(node: Any) -> float:
+    """The node's CPU time once the processes of the logins just made have ended (sshd's
+    session processes linger a moment after the client closed)."""
+    time.sleep(0.2)
+    return float(node.cpu_seconds())
 
 
 def _cpu() -> float:

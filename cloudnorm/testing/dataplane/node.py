@@ -195,6 +195,22 @@ class Node:
             raise NodeError(f"node {self.name} is not running")
         return Path(f"/proc/{self._pid}/root")
 
+    def cpu_seconds(self) -> float:
+        """CPU time the node's processes have used so far, finished ones included (sshd's
+        connection processes end, and their time is then kept as their parent's
+        children's time)."""
+        if self._pid is None:
+            raise NodeError(f"node {self.name} is not running")
+        ticks = 0
+        for pid in pids_in_pidns(os.readlink(f"/proc/{self._pid}/ns/pid")):
+            try:
+                stat = Path(f"/proc/{pid}/stat").read_text()
+            except OSError:
+                continue  # ended meanwhile: its time is in its parent's
+            # utime, stime, cutime, cstime: fields 14-17, after "(comm)" and the state.
+            ticks += sum(int(v) for v in stat.rsplit(")", 1)[1].split()[11:15])
+        return ticks / os.sysconf("SC_CLK_TCK")
+
     def exec(
         self, argv: Sequence[str], *, input: str | None = None, timeout: float = 30.0,
         env: dict[str, str] | None = None,
