@@ -389,11 +389,8 @@ def test_ssh_answers_but_no_host_keys_rolls_back(connect, sandbox, dataplane, cl
     # and must give up, removing the instance and the rule.
     cloud = connect("sandbox-gce-custom")
     steps: list[Any] = []
-    dataplane.node_options["print_host_keys"] = False
-    try:
-        with pytest.raises(errors.Timeout, match="never printed its SSH host keys"):
-            cloud.create_server("no-keys", timeout=20, on_step=steps.append)
-    finally:
-        dataplane.node_options.pop("print_host_keys")
+    with dataplane.options(print_host_keys=False), \
+            pytest.raises(errors.Timeout, match="never printed its SSH host keys"):
+        cloud.create_server("no-keys", timeout=20, on_step=steps.append)
     done = next(s for s in steps if s.step == "public_address" and s.status == "done")
     assert done.detail.startswith("198.51.100.") and "ONE_TO_ONE_NAT" in done.detail

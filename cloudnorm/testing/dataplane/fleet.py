@@ -8,9 +8,10 @@ from different threads and run concurrently.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from cloudnorm.testing.dataplane.node import Node, _check_addresses
@@ -28,6 +29,18 @@ class Fleet:
         self._owners: dict[str, str] = {}
         self._serial = 0
         self._closed = False
+
+    @contextlib.contextmanager
+    def options(self, **node_options: object) -> Iterator[Fleet]:
+        """Nodes started inside the block also get ``node_options`` (e.g. a console
+        without host keys: ``print_host_keys=False``)."""
+        saved = dict(self.node_options)
+        self.node_options.update(node_options)
+        try:
+            yield self
+        finally:
+            self.node_options.clear()
+            self.node_options.update(saved)
 
     def ensure(
         self,
