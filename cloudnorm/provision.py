@@ -161,6 +161,9 @@ class ServerWatcher:
                 return
             self._polling = True
             ids = set(self._pending)
+        # A failed poll raises in the waiter that made it (its driver's typed error); the
+        # other waiters saw nothing new and poll again when the interval comes round.
+        found: dict[str, dict[str, Any]] | None = None
         try:
             found = self._driver.poll_servers(ids)
         finally:
@@ -168,8 +171,9 @@ class ServerWatcher:
                 self._polling = False
                 self._last_poll = time.monotonic()
                 self.polls += 1
-                for sid in ids:
-                    self._latest[sid] = found.get(sid)  # type: ignore[assignment]
+                if found is not None:
+                    for sid in ids:
+                        self._latest[sid] = found.get(sid)  # type: ignore[assignment]
                 self._cond.notify_all()
 
 

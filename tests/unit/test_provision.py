@@ -59,6 +59,40 @@ def test_watcher_times_out():
         watcher.wait("s", lambda rec: False, time.monotonic() + 0.3)
 
 
+def test_a_failed_poll_raises_in_its_waiter_and_the_others_go_on():
+    driver = CountingDriver()
+    real_poll = driver.poll_servers
+    failures = iter([errors.ServiceUnavailable("connection closed while listing servers")])
+
+    def poll_servers(ids):
+        failure = next(failures, None)
+        if failure is not None:
+            time.sleep(0.1)  # long enough for the second waiter to be waiting on this poll
+            raise failure
+        return real_poll(ids)
+
+    driver.poll_servers = poll_servers
+    watcher = ServerWatcher(driver, interval=0.05)
+    outcome = {}
+
+    def wait(sid):
+        try:
+            outcome[sid] = watcher.wait(sid, lambda rec: rec and rec["status"] == "ACTIVE",
+                                        time.monotonic() + 5)["status"]
+        except errors.CloudnormError as exc:
+            outcome[sid] = type(exc).__name__
+
+    driver.states.update(a="ACTIVE", b="ACTIVE")
+    first = threading.Thread(target=wait, args=("a",))
+    first.start()
+    time.sleep(0.03)
+    second = threading.Thread(target=wait, args=("b",))
+    second.start()
+    first.join(5)
+    second.join(5)
+    assert outcome == {"a": "ServiceUnavailable", "b": "ACTIVE"}
+
+
 def test_ledger_removes_in_reverse_and_reports_leftovers():
     driver = CountingDriver()
     ledger = Ledger(driver)
