@@ -12,6 +12,7 @@ import cloudnorm
 from cloudnorm import errors
 from cloudnorm.testing.faults import FaultProxy, Rule, catalog_endpoints
 from cloudnorm.testing.openstack.leftovers import leftovers
+from cloudnorm.testing.openstack.quotas import no_floating_ips
 
 pytestmark = pytest.mark.functional
 PROFILE = "fip-required"
@@ -84,19 +85,17 @@ def cloud(openstack_sandbox):
 
 @contextlib.contextmanager
 def _no_quota(sandbox, kind):
+    if kind == "floating_ips":
+        with no_floating_ips(sandbox, CLOUD):
+            yield
+        return
     admin = sandbox.connect_admin()
     project = admin.identity.find_project(CLOUD)
     try:
-        if kind == "floating_ips":
-            admin.network.update_quota(project.id, floating_ips=0)
-        else:
-            admin.set_compute_quotas(project.id, instances=0)
+        admin.set_compute_quotas(project.id, instances=0)
         yield
     finally:
-        if kind == "floating_ips":
-            admin.network.update_quota(project.id, floating_ips=50)
-        else:
-            admin.set_compute_quotas(project.id, instances=50)
+        admin.set_compute_quotas(project.id, instances=50)
         admin.close()
 
 

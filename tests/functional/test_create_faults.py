@@ -12,6 +12,7 @@ import pytest
 import cloudnorm
 from cloudnorm import errors, provision, ssh
 from cloudnorm.testing.openstack.leftovers import leftovers
+from cloudnorm.testing.openstack.quotas import no_floating_ips
 
 pytestmark = pytest.mark.functional
 PROFILE = "fip-required"  # the profile where every kind of resource gets created
@@ -93,18 +94,12 @@ def test_step4_server_goes_to_error(cloud, openstack_sandbox, monkeypatch):
 
 
 def test_step5_floating_ip_quota_exhausted(cloud, openstack_sandbox):
-    admin = openstack_sandbox.connect_admin()
-    project = admin.identity.find_project(f"sandbox-{PROFILE}")
-    admin.network.update_quota(project.id, floating_ips=0)
-    try:
+    with no_floating_ips(openstack_sandbox, f"sandbox-{PROFILE}"):
         steps: list = []
         with pytest.raises(errors.QuotaExceeded) as info:
             create(cloud, steps)
         assert info.value.resource == "floating IP"
         assert failed_step(steps) == "public_address"
-    finally:
-        admin.network.update_quota(project.id, floating_ips=50)
-        admin.close()
     assert left_behind(openstack_sandbox) == []
 
 
