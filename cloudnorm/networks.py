@@ -41,8 +41,15 @@ _NON_GLOBAL_RANGES: dict[int, tuple[tuple[int, int], ...]] = {
 _CACHE_SIZE = 8192
 
 
+# IPv4-mapped IPv6 addresses (::ffff:a.b.c.d, RFC 4291 2.5.5.2) stand for the IPv4
+# address inside them, and route (or not) as it does.
+_MAPPED_PREFIX = 0xFFFF
+
+
 def _routable(version: int, first: int, last: int) -> bool:
     """True unless ``first..last`` lies entirely inside one non-global network."""
+    if version == 6 and first >> 32 == _MAPPED_PREFIX and last >> 32 == _MAPPED_PREFIX:
+        version, first, last = 4, first & 0xFFFFFFFF, last & 0xFFFFFFFF
     for low, high in _NON_GLOBAL_RANGES[version]:
         if low <= first and last <= high:
             return False
@@ -51,6 +58,9 @@ def _routable(version: int, first: int, last: int) -> bool:
 
 def _is_global_slow(ip_or_cidr: object) -> bool:
     net = ipaddress.ip_network(ip_or_cidr, strict=False)  # type: ignore[arg-type]
+    if net.version == 6 and int(net.network_address) >> 32 == _MAPPED_PREFIX \
+            and int(net.broadcast_address) >> 32 == _MAPPED_PREFIX:
+        return _routable(6, int(net.network_address), int(net.broadcast_address))
     return not any(net.version == n.version and net.subnet_of(n)  # type: ignore[arg-type]
                    for n in _NON_GLOBAL)
 
@@ -414,16 +424,30 @@ def _by_name_or_id(networks: Sequence[Network], key: str, source: str, setting: 
         f"known networks: {', '.join(sorted(n.name for n in networks)) or 'none'}")
 
 
+def address_facts(ip: object) -> tuple[int, bool]:
+    """(IP version, globally routable?) of an address text a cloud reported.
+
+    Raises ValueError for anything that is not the text of one IP address: a
+    number, ``None``, a name, a CIDR, text with spaces. Drivers let it reach their
+    record guard, so the record is refused, never turned into an address to SSH to.
+    """
+    if type(ip) is not str:
+        raise ValueError(f"{errors.describe(ip)} is not an IP address text")
+    if "%" not in ip:
+        return _address_facts(ip)
+    addr = ipaddress.ip_address(ip)  # a scoped IPv6 address ("fe80::1%eth0")
+    return addr.version, _is_global_slow(addr)
+
+
 def classify_address(ip: str, network: str | None, *, floating: bool,
                      networks: Sequence[Network] = (), hints: NetworkHints | None = None
                      ) -> Address:
     """Classify one server address (``network`` is the network's name, or the
-    address list's label on clouds without a network service)."""
-    routable: bool | None
-    if type(ip) is str and "%" not in ip:
-        version, routable = _address_facts(ip)
-    else:
-        version, routable = ipaddress.ip_address(ip).version, None
+    address list's label on clouds without a network service).
+
+    Raises ValueError when ``ip`` is not an IP address (see :func:`address_facts`).
+    """
+    version, routable = address_facts(ip)
     if floating:
         return Address(ip, version, network, True, "floating IP (NAT to the server)", "floating")
     kind = "fixed"
@@ -437,8 +461,6 @@ def classify_address(ip: str, network: str | None, *, floating: bool,
                            f"{said[1]} says network '{network}' routes_externally: "
                            f"{str(said[0]).lower()}", kind)
     where = f" on network '{network}'" if network else ""
-    if routable is None:
-        routable = is_global(ip)
     if routable:
         return Address(ip, version, network, True, f"globally routable address{where}", kind)
     return Address(ip, version, network, False, f"private-range address{where}", kind)

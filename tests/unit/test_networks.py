@@ -508,12 +508,20 @@ _REFERENCE_NON_GLOBAL = tuple(ipaddress.ip_network(n) for n in (
 ))
 
 
+_MAPPED = ipaddress.ip_network("::ffff:0:0/96")
+
+
 def _reference_is_global(ip_or_cidr):
     net = ipaddress.ip_network(ip_or_cidr, strict=False)
+    if net.version == 6 and net.subnet_of(_MAPPED):
+        # RFC 4291 2.5.5.2: an IPv4-mapped address stands for the IPv4 address inside it.
+        net = ipaddress.ip_network((int(net.network_address) & 0xFFFFFFFF, net.prefixlen - 96))
     return not any(net.version == n.version and net.subnet_of(n) for n in _REFERENCE_NON_GLOBAL)
 
 
 def _reference_classify_address(ip, network, *, floating, networks=(), hints=None):
+    if not isinstance(ip, str):  # a number would read as an address: a record's garbage
+        raise ValueError(f"{ip!r} is not an IP address text")
     version = ipaddress.ip_address(ip).version
     kind = "floating" if floating else "fixed"
     if floating:

@@ -1,0 +1,49 @@
+"""Reading records a cloud sent: a malformed one becomes a typed error naming it.
+
+Every normalizer of every driver reads its provider's records through
+:func:`guarded`: a record of the wrong shape (a list where a mapping belongs, a
+word where a number belongs, a missing id, an address that is no address) is
+refused with a :class:`~cloudnorm.errors.ProviderError` that names the record,
+never with a bare ``KeyError`` or ``TypeError`` from deep inside cloudnorm.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+from cloudnorm import errors
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+#: What a malformed record raises on its way through a normalizer.
+_SHAPE_ERRORS = (KeyError, TypeError, ValueError, AttributeError, OverflowError, IndexError)
+
+
+def record_name(raw: Any, id_keys: Sequence[str] = ("id", "name")) -> str | None:
+    """A short printable name for a record: the first of ``id_keys`` it holds."""
+    if not isinstance(raw, dict):
+        return None
+    for key in id_keys:
+        value = raw.get(key)
+        if value is not None and value != "":
+            return errors.describe(value)
+    return None
+
+
+def guarded(kind: str, id_keys: Sequence[str] = ("id", "name")) -> Callable[[F], F]:
+    """Decorate a normalizer whose first argument is a raw ``kind`` record."""
+    def wrap(normalize: F) -> F:
+        @functools.wraps(normalize)
+        def guard(raw: Any, *args: Any, **kwargs: Any) -> Any:
+            try:
+                return normalize(raw, *args, **kwargs)
+            except _SHAPE_ERRORS as exc:
+                name = record_name(raw, id_keys)
+                raise errors.ProviderError(
+                    f"the cloud sent a malformed {kind} record"
+                    + (f" ({name})" if name is not None else "")
+                    + f": {type(exc).__name__}: {exc}") from exc
+        return guard  # type: ignore[return-value]
+    return wrap
