@@ -38,6 +38,7 @@ from botocore.config import Config
 from botocore.parsers import ResponseParserError
 
 from cloudnorm import __version__, errors, images, networks, ratelimit
+from cloudnorm.drivers import records
 from cloudnorm.drivers.base import BootSpec, Created, Driver
 from cloudnorm.models import (
     OWNER_KEY,
@@ -88,20 +89,82 @@ _QUOTA_CODES = {"InstanceLimitExceeded": "instances", "VcpuLimitExceeded": "vCPU
                 "ResourceLimitExceeded": "resources", "MaxIOPSLimitExceeded": "EBS IOPS"}
 
 
+# How a record of the wrong shape is read (EC2's fields, as botocore parses them). An
+# identity (InstanceId, ImageId, SubnetId, InstanceType), an address, and anything that
+# decides what cloudnorm answers (State, StateReason, DeviceIndex, Tags, Public) must have
+# its documented shape, or the record is refused as malformed; so must every list or
+# mapping on the way to them. A word shown to a person and deciding nothing (a zone, a
+# key name, a message, a time) of the wrong type reads as absent.
+_INSTANCE_IDS = ("InstanceId",)
+_TAGGED_IDS = ("InstanceId", "ImageId", "VpcId", "SubnetId", "GroupId", "AllocationId",
+               "KeyPairId", "KeyName", "RouteTableId", "InternetGatewayId")
+
+
+def _identity(value: Any, field: str) -> str:
+    if type(value) is not str or not value:
+        raise ValueError(f"{field} is {errors.describe(value)}, not an identifier")
+    return value
+
+
+def _optional_identity(value: Any, field: str) -> str | None:
+    return None if value is None or value == "" else _identity(value, field)
+
+
+def _word(value: Any) -> str | None:
+    return value if type(value) is str and value else None
+
+
+def _mapping(value: Any, field: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ValueError(f"{field} is {errors.describe(value)}, not a mapping")
+    return value
+
+
+def _entries(value: Any, field: str) -> list[dict[str, Any]]:
+    """A list of mappings (botocore's parsed XML list); absent reads as empty."""
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise ValueError(f"{field} is {errors.describe(value)}, not a list")
+    for entry in value:
+        if not isinstance(entry, dict):
+            raise ValueError(f"an entry of {field} is {errors.describe(entry)}, not a mapping")
+    return value
+
+
 def _parse_time(value: Any) -> datetime.datetime | None:
     if isinstance(value, datetime.datetime):
         return value if value.tzinfo else value.replace(tzinfo=datetime.timezone.utc)
-    if not value:
+    # Only text: a number would read as a compact ISO date (20240101).
+    if type(value) is not str or not value:
         return None
     try:
-        parsed = datetime.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+        parsed = datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
         return None
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=datetime.timezone.utc)
 
 
+def _read_tags(value: Any) -> dict[str, str]:
+    # Tags name the server and mark what cloudnorm owns: a tag of the wrong shape is never
+    # skipped (that could hide an owner mark). A Value left out is an empty value, which
+    # EC2 allows and sends as <value/>.
+    tags: dict[str, str] = {}
+    for tag in _entries(value, "Tags"):
+        key, text = tag.get("Key"), tag.get("Value")
+        if type(key) is not str:
+            raise ValueError(f"a tag's Key is {errors.describe(key)}, not text")
+        if text is not None and type(text) is not str:
+            raise ValueError(f"tag {key!r} has the Value {errors.describe(text)}, not text")
+        tags[key] = text or ""
+    return tags
+
+
+@records.guarded("EC2 resource", id_keys=_TAGGED_IDS)
 def _tags(record: dict[str, Any]) -> dict[str, str]:
-    return {t["Key"]: t.get("Value", "") for t in record.get("Tags") or ()}
+    return _read_tags(_mapping(record, "the record").get("Tags"))
 
 
 def _owner_tags(owner: str, resource_type: str, **extra: str) -> list[dict[str, Any]]:
@@ -115,6 +178,7 @@ def _by_owner(owner: str) -> list[dict[str, Any]]:
 
 
 # -- normalization ------------------------------------------------------------------------
+@records.guarded("image", id_keys=("ImageId", "Name"))
 def normalize_image(raw: dict[str, Any], entry: dict[str, str] | None = None,
                     source: str = "") -> Image:
     """A DescribeImages record as an :class:`Image`.
@@ -123,24 +187,51 @@ def normalize_image(raw: dict[str, Any], entry: dict[str, str] | None = None,
     distribution and version the publisher's series holds (names such as
     ``al2023-ami-2023.4.20240401.1-kernel-6.1-x86_64`` do not say it in a readable way).
     """
-    name = raw.get("Name") or raw["ImageId"]
-    properties: dict[str, Any] = {"architecture": raw.get("Architecture")}
+    image_id = _identity(_mapping(raw, "the record").get("ImageId"), "ImageId")
+    name = _word(raw.get("Name")) or image_id
+    state = raw.get("State")
+    if state is not None and type(state) is not str:
+        raise ValueError(f"State is {errors.describe(state)}, not text")
+    public = raw.get("Public")
+    if public is not None and type(public) is not bool:
+        raise ValueError(f"Public is {errors.describe(public)}, not true or false")
+    properties: dict[str, Any] = {"architecture": _word(raw.get("Architecture"))}
     if entry is not None:
         properties.update(os_distro=entry["distro"], os_version=entry["version"])
-    distro, version, arch = images.describe_image(raw["ImageId"], name, properties)
+    distro, version, arch = images.describe_image(image_id, name, properties)
     deprecated = _parse_time(raw.get("DeprecationTime"))
     now = datetime.datetime.now(datetime.timezone.utc)
-    state = str(raw.get("State") or "available")
+    state = state or "available"
     return Image(
-        id=raw["ImageId"], name=name, os_distro=distro, os_version=version,
+        id=image_id, name=name, os_distro=distro, os_version=version,
         created=_parse_time(raw.get("CreationDate")),
         # EBS-backed: the root volume is sized at launch, no flavor disk has to hold it.
         min_ram=0, min_disk=0,
         status="active" if state == "available" else state,
-        visibility="public" if raw.get("Public") else "private",
+        visibility="public" if public else "private",
         hidden=deprecated is not None and deprecated <= now,
         is_snapshot=False, architecture=arch, login_user=None,
         raw={**raw, "cloudnorm:source": source or "owned by this account"})
+
+
+def _count(value: Any, field: str) -> int:
+    if value is None:
+        return 0
+    if type(value) is not int or value < 0:
+        raise ValueError(f"{field} is {errors.describe(value)}, not a count")
+    return value
+
+
+@records.guarded("instance type", id_keys=("InstanceType",))
+def _flavor(record: dict[str, Any]) -> Flavor:
+    name = _identity(_mapping(record, "the record").get("InstanceType"), "InstanceType")
+    return Flavor(
+        id=name, name=name,
+        ram=_count(_mapping(record.get("MemoryInfo"), "MemoryInfo").get("SizeInMiB"),
+                   "MemoryInfo.SizeInMiB"),
+        vcpus=_count(_mapping(record.get("VCpuInfo"), "VCpuInfo").get("DefaultVCpus"),
+                     "VCpuInfo.DefaultVCpus"),
+        disk=0, is_public=True, disabled=False, raw=record)
 
 
 def normalize_flavors(raw: list[dict[str, Any]], families: tuple[str, ...]) -> list[Flavor]:
@@ -158,13 +249,10 @@ def normalize_flavors(raw: list[dict[str, Any]], families: tuple[str, ...]) -> l
     def rank(name: str) -> int:
         return families.index(family(name)) if family(name) in families else len(families)
 
-    found = []
-    for record in raw:
-        name = record["InstanceType"]
-        found.append(Flavor(
-            id=name, name=name, ram=int((record.get("MemoryInfo") or {}).get("SizeInMiB") or 0),
-            vcpus=int((record.get("VCpuInfo") or {}).get("DefaultVCpus") or 0), disk=0,
-            is_public=True, disabled=False, raw=record))
+    if not isinstance(raw, list):
+        raise errors.ProviderError(f"the cloud sent {errors.describe(raw)} where a list of "
+                                   "instance types belongs")
+    found = [_flavor(record) for record in raw]
     found.sort(key=lambda f: (rank(f.name), f.ram, f.vcpus, f.name))
     result = []
     for flavor in found:
@@ -179,6 +267,18 @@ def normalize_flavors(raw: list[dict[str, Any]], families: tuple[str, ...]) -> l
     return result
 
 
+def _state(instance: dict[str, Any]) -> str:
+    """The instance's state name; every DescribeInstances record has one."""
+    state = instance.get("State")
+    if not isinstance(state, dict):
+        raise ValueError(f"State is {errors.describe(state)}, not a mapping")
+    name = state.get("Name")
+    if type(name) is not str or not name:
+        raise ValueError(f"State.Name is {errors.describe(name)}, not a state name")
+    return name
+
+
+@records.guarded("instance", id_keys=_INSTANCE_IDS)
 def flow_view(instance: dict[str, Any], owner_id: str | None = None,
               terminating: bool = False) -> dict[str, Any]:
     """A DescribeInstances record with the keys the provider-neutral flow reads.
@@ -188,81 +288,143 @@ def flow_view(instance: dict[str, Any], owner_id: str | None = None,
     An instance that EC2 ended without being asked to (capacity, a volume limit...)
     is in ERROR with EC2's reason, so a wait for it to boot ends at once.
     """
-    tags = _tags(instance)
-    state = (instance.get("State") or {}).get("Name", "pending")
+    instance_id = _identity(_mapping(instance, "the record").get("InstanceId"), "InstanceId")
+    tags = _read_tags(instance.get("Tags"))
+    state = _state(instance)
     status = _FLOW_STATUS.get(state, "ERROR")
-    reason = instance.get("StateReason") or {}
+    reason = _mapping(instance.get("StateReason"), "StateReason")
+    code = reason.get("Code")
+    if code is not None and type(code) is not str:
+        raise ValueError(f"StateReason.Code is {errors.describe(code)}, not text")
     fault: dict[str, Any] = {}
     if state in ("shutting-down", "terminated") and not terminating \
-            and reason.get("Code") not in _USER_ENDED:
+            and code not in _USER_ENDED:
         status = "ERROR"
-        fault = {"message": reason.get("Message") or reason.get("Code")
-                 or instance.get("StateTransitionReason") or "EC2 ended the instance"}
+        fault = {"message": _word(reason.get("Message")) or code
+                 or _word(instance.get("StateTransitionReason")) or "EC2 ended the instance"}
     view = dict(instance)
-    view.update(id=instance["InstanceId"], name=tags.get("Name", ""), status=status,
+    view.update(id=instance_id, name=tags.get("Name", ""), status=status,
                 metadata=tags, fault=fault)
     if owner_id:
         view.setdefault("OwnerId", owner_id)
     return view
 
 
+@records.guarded("reservation", id_keys=("ReservationId",))
+def reservation_views(reservation: dict[str, Any],
+                      terminating: set[str] | frozenset[str] = frozenset()
+                      ) -> list[dict[str, Any]]:
+    """The :func:`flow_view` of each instance of a DescribeInstances reservation;
+    ``terminating`` holds the ids cloudnorm itself asked EC2 to terminate."""
+    owner = _word(_mapping(reservation, "the reservation").get("OwnerId"))
+    return [flow_view(instance, owner, _word(instance.get("InstanceId")) in terminating)
+            for instance in _entries(reservation.get("Instances"), "Instances")]
+
+
+def _address(value: Any, version: int, field: str) -> tuple[str, bool]:
+    """(address, globally routable?) of an address field that must hold one."""
+    try:
+        found, routable = networks.address_facts(value)
+    except ValueError as exc:
+        raise ValueError(f"{field}: {exc}") from exc
+    if found != version:
+        # An IPv6 address where EC2 puts IPv4 ones (or the reverse) is a record EC2 did
+        # not send; reporting it in either family would be a guess.
+        raise ValueError(f"{field} holds the IPv{found} address {value!r}, not an IPv{version} "
+                         "address")
+    return value, routable
+
+
+def _optional_address(value: Any, version: int, field: str) -> str | None:
+    # EC2 sends an empty element for an address it has not assigned yet.
+    return None if value is None or value == "" else _address(value, version, field)[0]
+
+
+def _device_index(nic: dict[str, Any]) -> int:
+    index = _mapping(nic.get("Attachment"), "Attachment").get("DeviceIndex")
+    if index is None:
+        return 0
+    if type(index) is not int:
+        raise ValueError(f"Attachment.DeviceIndex is {errors.describe(index)}, not a number")
+    return index
+
+
+@records.guarded("instance", id_keys=_INSTANCE_IDS)
 def normalize_server(raw: dict[str, Any], location: Location, nets: list[Network]) -> Server:
     """A :func:`flow_view` record as a :class:`Server` with classified addresses."""
+    instance_id = _identity(_mapping(raw, "the record").get("InstanceId"), "InstanceId")
+    tags = _read_tags(raw.get("Tags"))
+    state = _state(raw)
     by_subnet = {n.id: n for n in nets}
     addresses: list[Address] = []
-    for nic in sorted(raw.get("NetworkInterfaces") or [],
-                      key=lambda n: (n.get("Attachment") or {}).get("DeviceIndex", 0)):
-        net = by_subnet.get(nic.get("SubnetId", ""))
-        label = net.name if net else nic.get("SubnetId")
-        cidr = f" ({', '.join(net.subnets)})" if net and net.subnets else ""
-        for private in nic.get("PrivateIpAddresses") or (
-                [{"PrivateIpAddress": nic["PrivateIpAddress"]}]
-                if nic.get("PrivateIpAddress") else []):
+
+    def add_public(value: Any, label: str | None, association: dict[str, Any] | None,
+                   field: str) -> None:
+        ip = _optional_address(value, 4, field)
+        if ip is not None and all(a.ip != ip for a in addresses):
+            addresses.append(_public_address(ip, label, association))
+
+    def add_v6(value: Any, label: str | None, field: str) -> None:
+        ip, routable = _address(value, 6, field)
+        if all(a.ip != ip for a in addresses):
+            where = f" in subnet {label}" if label else ""
             addresses.append(Address(
-                private["PrivateIpAddress"], 4, label, False,
-                f"private address in subnet {label}{cidr}; AWS never routes it from outside",
+                ip, 6, label, routable,
+                f"{'globally routable' if routable else 'private-range'} IPv6 address{where}",
                 "fixed"))
-            public = (private.get("Association") or {}).get("PublicIp")
-            if public:
-                addresses.append(_public_address(public, label, private.get("Association")))
-        nic_public = (nic.get("Association") or {}).get("PublicIp")
-        if nic_public and all(a.ip != nic_public for a in addresses):
-            addresses.append(_public_address(nic_public, label, nic.get("Association")))
-        for v6 in nic.get("Ipv6Addresses") or ():
-            ip = v6.get("Ipv6Address")
-            if ip:
-                routable = networks.is_global(ip)
+
+    for nic in sorted(_entries(raw.get("NetworkInterfaces"), "NetworkInterfaces"),
+                      key=_device_index):
+        subnet_id = _optional_identity(nic.get("SubnetId"), "SubnetId")
+        net = by_subnet.get(subnet_id or "")
+        label = net.name if net else subnet_id
+        cidr = f" ({', '.join(net.subnets)})" if net and net.subnets else ""
+        primary = _optional_address(nic.get("PrivateIpAddress"), 4, "PrivateIpAddress")
+        privates = _entries(nic.get("PrivateIpAddresses"), "PrivateIpAddresses")
+        if not privates and primary is not None:
+            privates = [{"PrivateIpAddress": primary}]
+        for private in privates:
+            # An entry is one private address: without it the entry says nothing true.
+            ip, _ = _address(private.get("PrivateIpAddress"), 4, "PrivateIpAddress")
+            if all(a.ip != ip for a in addresses):
+                where = f" in subnet {label}{cidr}" if label else ""
                 addresses.append(Address(
-                    ip, 6, label, routable,
-                    f"{'globally routable' if routable else 'private-range'} IPv6 address in "
-                    f"subnet {label}", "fixed"))
-    top_public = raw.get("PublicIpAddress")
-    if top_public and all(a.ip != top_public for a in addresses):
-        addresses.append(_public_address(top_public, raw.get("SubnetId"), None))
-    if raw.get("PrivateIpAddress") and all(a.ip != raw["PrivateIpAddress"] for a in addresses):
-        addresses.append(Address(raw["PrivateIpAddress"], 4, raw.get("SubnetId"), False,
+                    ip, 4, label, False,
+                    f"private address{where}; AWS never routes it from outside", "fixed"))
+            association = _mapping(private.get("Association"), "Association")
+            add_public(association.get("PublicIp"), label, association, "Association.PublicIp")
+        association = _mapping(nic.get("Association"), "Association")
+        add_public(association.get("PublicIp"), label, association, "Association.PublicIp")
+        for v6 in _entries(nic.get("Ipv6Addresses"), "Ipv6Addresses"):
+            add_v6(v6.get("Ipv6Address"), label, "Ipv6Address")
+    top_subnet = _optional_identity(raw.get("SubnetId"), "SubnetId")
+    add_public(raw.get("PublicIpAddress"), top_subnet, None, "PublicIpAddress")
+    top_private = _optional_address(raw.get("PrivateIpAddress"), 4, "PrivateIpAddress")
+    if top_private is not None and all(a.ip != top_private for a in addresses):
+        addresses.append(Address(top_private, 4, top_subnet, False,
                                  "private address of the instance", "fixed"))
-    state = (raw.get("State") or {}).get("Name", "pending")
+    if raw.get("Ipv6Address") not in (None, ""):
+        add_v6(raw["Ipv6Address"], top_subnet, "Ipv6Address")
     status = "error" if raw.get("status") == "ERROR" else _SERVER_STATUS.get(state, "error")
     interface, _ = networks.choose_interface(addresses)
-    placement = raw.get("Placement") or {}
+    placement = _mapping(raw.get("Placement"), "Placement")
     return Server(
-        id=raw["InstanceId"], name=_tags(raw).get("Name", ""), status=status,
+        id=instance_id, name=tags.get("Name", ""), status=status,
         location=Location(cloud=location.cloud, region=location.region,
-                          zone=placement.get("AvailabilityZone") or None,
-                          project=raw.get("OwnerId") or location.project),
-        image=raw.get("ImageId"), flavor=raw.get("InstanceType"),
+                          zone=_word(placement.get("AvailabilityZone")),
+                          project=_word(raw.get("OwnerId")) or location.project),
+        image=_word(raw.get("ImageId")), flavor=_word(raw.get("InstanceType")),
         addresses=tuple(addresses),
         public_v4=next((a.ip for a in addresses if a.public and a.version == 4), None),
         public_v6=next((a.ip for a in addresses if a.public and a.version == 6), None),
         private_v4=next((a.ip for a in addresses if not a.public and a.version == 4), None),
         interface_ip=interface.ip if interface else None,
-        key_name=raw.get("KeyName"), tags=_tags(raw),
+        key_name=_word(raw.get("KeyName")), tags=tags,
         created=_parse_time(raw.get("LaunchTime")), raw=raw)
 
 
 def _public_address(ip: str, label: str | None, association: dict[str, Any] | None) -> Address:
-    owner = (association or {}).get("IpOwnerId")
+    owner = _word((association or {}).get("IpOwnerId"))
     if owner == "amazon":
         how = "public IPv4 AWS assigned at launch"
     elif owner:
@@ -405,9 +567,7 @@ class AwsDriver(Driver):
     def _instances(self, **params: Any) -> list[dict[str, Any]]:
         found = []
         for reservation in self._pages("ec2", "describe_instances", "Reservations", **params):
-            for instance in reservation.get("Instances") or ():
-                found.append(flow_view(instance, reservation.get("OwnerId"),
-                                       instance.get("InstanceId") in self._terminating))
+            found.extend(reservation_views(reservation, self._terminating))
         return found
 
     # -- Driver: discovery ----------------------------------------------------------------

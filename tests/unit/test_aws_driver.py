@@ -19,6 +19,7 @@ from cloudnorm.drivers import driver_class
 from cloudnorm.drivers.aws import (
     POOL_ID,
     AwsDriver,
+    _tags,
     flow_view,
     normalize_flavors,
     normalize_image,
@@ -449,6 +450,187 @@ def test_normalize_server_classifies_its_addresses():
     del elastic["NetworkInterfaces"][0]["PrivateIpAddresses"][0]["Association"]
     addr = normalize_server(flow_view(elastic), Location(cloud="c"), []).addresses
     assert any("an Elastic IP" in a.reason for a in addr)
+
+
+# -- malformed instance records ----------------------------------------------------------
+# Each case breaks one field of an otherwise well-formed record (the shape of the EC2 API
+# Reference's DescribeInstances Example 2, which tests/unit/corpus/aws holds); the record
+# must be refused with a ProviderError that names it, never a bare KeyError/TypeError, and
+# never turned into an address.
+def _nic(record: dict[str, Any]) -> dict[str, Any]:
+    return record["NetworkInterfaces"][0]
+
+
+MALFORMED: dict[str, Any] = {
+    "no InstanceId": lambda r: r.pop("InstanceId"),
+    "State a word": lambda r: r.update(State="running"),
+    "State without Name": lambda r: r.update(State={"Code": 16}),
+    "State.Name a list": lambda r: r.update(State={"Name": ["running"]}),
+    "Tags a mapping": lambda r: r.update(Tags={"Name": "web-1"}),
+    "Tags a word": lambda r: r.update(Tags="Name=web-1"),
+    "tag not a mapping": lambda r: r.update(Tags=[["Name", "web-1"]]),
+    "tag without Key": lambda r: r.update(Tags=[{"Value": "web-1"}]),
+    "tag Value a number": lambda r: r.update(Tags=[{"Key": "Name", "Value": 7}]),
+}
+
+# StateReason decides whether EC2 ended the instance unasked: flow_view reads it.
+MALFORMED_REASONS: dict[str, Any] = {
+    "StateReason a word": lambda r: r.update(StateReason="Server.InternalError"),
+    "StateReason.Code a number": lambda r: r.update(StateReason={"Code": 500}),
+}
+
+MALFORMED_ADDRESSES: dict[str, Any] = {
+    "NetworkInterfaces a mapping": lambda r: r.update(NetworkInterfaces={"eni-1": _nic(r)}),
+    "NIC not a mapping": lambda r: r.update(NetworkInterfaces=["eni-1"]),
+    "PrivateIpAddresses entry without its address": lambda r: _nic(r).update(
+        PrivateIpAddresses=[{"Primary": True}]),
+    "PrivateIpAddresses a mapping": lambda r: _nic(r).update(
+        PrivateIpAddresses={"PrivateIpAddress": "172.31.0.4"}),
+    "PrivateIpAddress an integer": lambda r: _nic(r)["PrivateIpAddresses"][0].update(
+        PrivateIpAddress=2887712772),
+    "PrivateIpAddress garbage": lambda r: r.update(PrivateIpAddress="garbage"),
+    "NIC PrivateIpAddress not-an-ip": lambda r: _nic(r).update(PrivateIpAddress="not-an-ip"),
+    "PrivateIpAddress a CIDR": lambda r: r.update(PrivateIpAddress="172.31.0.4/20"),
+    "PrivateIpAddress IPv6": lambda r: r.update(PrivateIpAddress="2600:1f18::5"),
+    "Association a list": lambda r: _nic(r).update(Association=[{"PublicIp": "198.51.100.7"}]),
+    "PublicIp an integer": lambda r: _nic(r)["Association"].update(PublicIp=3325256711),
+    "PublicIp not-an-ip": lambda r: _nic(r)["Association"].update(PublicIp="not-an-ip"),
+    "PublicIp IPv6": lambda r: _nic(r)["Association"].update(PublicIp="2600:1f18::7"),
+    "PublicIpAddress IPv6": lambda r: r.update(PublicIpAddress="2600:1f18::7"),
+    "PublicIpAddress garbage": lambda r: r.update(PublicIpAddress="garbage"),
+    "Ipv6Address invalid": lambda r: _nic(r).update(Ipv6Addresses=[{"Ipv6Address": "2600::1::5"}]),
+    "Ipv6Address IPv4": lambda r: _nic(r).update(Ipv6Addresses=[{"Ipv6Address": "10.0.0.5"}]),
+    "Ipv6Address a number": lambda r: _nic(r).update(Ipv6Addresses=[{"Ipv6Address": 1}]),
+    "Ipv6Addresses entry without its address": lambda r: _nic(r).update(
+        Ipv6Addresses=[{"IsPrimaryIpv6": True}]),
+    "instance Ipv6Address garbage": lambda r: r.update(Ipv6Address="garbage"),
+    "DeviceIndex a word": lambda r: _nic(r).update(Attachment={"DeviceIndex": "zero"}),
+    "SubnetId a list": lambda r: _nic(r).update(SubnetId=["subnet-a"]),
+}
+
+
+def _broken(case: Any) -> dict[str, Any]:
+    record = instance()
+    case(record)
+    return record
+
+
+@pytest.mark.parametrize("case", [*MALFORMED.values(), *MALFORMED_REASONS.values()],
+                         ids=[*MALFORMED, *MALFORMED_REASONS])
+def test_flow_view_refuses_a_malformed_record_naming_it(case):
+    record = _broken(case)
+    with pytest.raises(errors.ProviderError, match=r"malformed instance record") as caught:
+        flow_view(record)
+    if "InstanceId" in record:
+        assert "'i-0123456789abcdef0'" in str(caught.value)
+
+
+@pytest.mark.parametrize("case", [*MALFORMED.values(), *MALFORMED_ADDRESSES.values()],
+                         ids=[*MALFORMED, *MALFORMED_ADDRESSES])
+def test_normalize_server_refuses_a_malformed_record_naming_it(case):
+    record = _broken(case)
+    if "InstanceId" in record:
+        record.update(id=record["InstanceId"], status="ACTIVE")  # as flow_view leaves it
+    with pytest.raises(errors.ProviderError, match=r"malformed instance record") as caught:
+        normalize_server(record, Location(cloud="c"), [])
+    if "InstanceId" in record:
+        assert "'i-0123456789abcdef0'" in str(caught.value)
+
+
+def test_a_malformed_record_is_refused_when_the_driver_lists_it(monkeypatch):
+    drv = make_driver()
+    good, bad = instance("i-1"), instance("i-2", Tags={"Name": "x"})
+    monkeypatch.setattr(drv, "_pages", lambda *a, **k: [{"OwnerId": "1", "Instances": [
+        good, bad]}])
+    with pytest.raises(errors.ProviderError, match=r"malformed instance record \('i-2'\)"):
+        drv.list_servers()
+    monkeypatch.setattr(drv, "_pages", lambda *a, **k: [{"Instances": {"i-1": good}}])
+    with pytest.raises(errors.ProviderError, match="malformed reservation record"):
+        drv.poll_servers({"i-1"})
+    monkeypatch.setattr(drv, "_pages", lambda *a, **k: [{"Instances": [["i-1"]]}])
+    with pytest.raises(errors.ProviderError, match="malformed reservation record"):
+        drv.poll_servers({"i-1"})
+
+
+def test_empty_address_elements_read_as_not_assigned():
+    # EC2's XML says <ipAddress/> for an address not assigned yet: botocore makes it "".
+    record = instance(PublicIpAddress="", PrivateIpAddress="")
+    del record["NetworkInterfaces"][0]["Association"]
+    del record["NetworkInterfaces"][0]["PrivateIpAddresses"][0]["Association"]
+    server = normalize_server(flow_view(record), Location(cloud="c"), [])
+    assert (server.public_v4, server.private_v4, server.interface_ip) == (
+        None, "172.31.0.4", "172.31.0.4")
+
+
+def test_ipv4_mapped_ipv6_addresses_route_as_the_ipv4_inside():
+    record = instance()
+    _nic(record)["Ipv6Addresses"] = [{"Ipv6Address": "::ffff:10.0.0.5"}]
+    server = normalize_server(flow_view(record), Location(cloud="c"), [])
+    mapped = next(a for a in server.addresses if a.ip == "::ffff:10.0.0.5")
+    assert (mapped.version, mapped.public) == (6, False)
+    assert server.public_v6 is None
+    record = instance(PublicIpAddress=None)
+    _nic(record).pop("Association")
+    _nic(record)["PrivateIpAddresses"][0].pop("Association")
+    _nic(record)["Ipv6Addresses"] = [{"Ipv6Address": "::ffff:10.0.0.5"},
+                                     {"Ipv6Address": "2600:1f18::5"}]
+    server = normalize_server(flow_view(record), Location(cloud="c"), [])
+    assert (server.public_v6, server.interface_ip) == ("2600:1f18::5", "2600:1f18::5")
+
+
+def test_instance_ipv6_address_outside_the_nics_is_classified():
+    record = instance(Ipv6Address="2600:1f18::9")
+    server = normalize_server(flow_view(record), Location(cloud="c"), [])
+    assert server.public_v6 == "2600:1f18::9"
+    assert normalize_server(flow_view(instance(Ipv6Address="fd00::9")), Location(cloud="c"),
+                            []).public_v6 is None
+
+
+def test_a_tag_without_value_is_an_empty_value():
+    view = flow_view(instance(Tags=[{"Key": "Name", "Value": "web-1"}, {"Key": "notebook"}]))
+    assert view["metadata"] == {"Name": "web-1", "notebook": ""}
+
+
+def test_words_of_the_wrong_type_read_as_absent():
+    record = instance(KeyName=["k"], ImageId=7, InstanceType={"t": 1}, OwnerId=5,
+                      Placement={"AvailabilityZone": 3}, LaunchTime=20240101,
+                      StateTransitionReason=9)
+    server = normalize_server(flow_view(record), Location(cloud="c", project="p"), [])
+    assert (server.key_name, server.image, server.flavor, server.location.zone,
+            server.location.project, server.created) == (None, None, None, None, "p", None)
+    assert server.public_v4 == "198.51.100.7"
+    ended = flow_view(instance(state="terminated", StateReason={"Message": 5},
+                               StateTransitionReason=["x"]))
+    assert ended["fault"]["message"] == "EC2 ended the instance"
+
+
+def test_tags_of_other_records_are_read_the_same_way():
+    with pytest.raises(errors.ProviderError, match=r"malformed EC2 resource record \('vpc-1'\)"):
+        _tags({"VpcId": "vpc-1", "Tags": [{"Key": "Name", "Value": None}, "x"]})
+    assert _tags({"AllocationId": "eipalloc-1", "Tags": None}) == {}
+
+
+@pytest.mark.parametrize(("extra", "words"), [
+    ({"ImageId": None}, "ImageId"), ({"ImageId": 5}, "ImageId"),
+    ({"Public": "false"}, "Public"), ({"State": 1}, "State"),
+])
+def test_normalize_image_refuses_a_malformed_record(extra, words):
+    with pytest.raises(errors.ProviderError, match=rf"malformed image record.*{words}"):
+        normalize_image(ami("ami-a", "ubuntu/images/hvm-ssd/ubuntu-jammy-22.04-amd64-server-1",
+                            **extra))
+
+
+def test_normalize_image_reads_an_odd_name_as_absent():
+    image = normalize_image(ami("ami-a", "x", Name=["ubuntu"], Architecture=64,
+                                CreationDate=20240101))
+    assert (image.name, image.architecture, image.created) == ("ami-a", None, None)
+
+
+def test_normalize_flavors_refuses_a_malformed_instance_type():
+    with pytest.raises(errors.ProviderError, match=r"instance type record \('t3.small'\)"):
+        normalize_flavors([instance_type("t3.micro", 1024, 2),
+                           {"InstanceType": "t3.small", "MemoryInfo": {"SizeInMiB": "2 GiB"}}],
+                          ("t3",))
 
 
 def test_poll_servers_uses_a_filter_and_marks_own_terminations(stubbed):
