@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from cloudnorm import cleanup, errors, hostkeys, keys, networks, parallel, ssh
-from cloudnorm.drivers.base import BootSpec, Created
+from cloudnorm.drivers.base import BootSpec, Created, Driver
 from cloudnorm.models import OWNER_KEY, Decision, Flavor, Image, Server
 
 if TYPE_CHECKING:
@@ -458,17 +458,39 @@ def _choose_flavor(cloud: Cloud, flavor: str | Flavor | None, min_ram: int | Non
 
 def _announced_host_keys(driver: Any, server_id: str, deadline: float, verify: bool,
                          report: _Reporter) -> tuple[hostkeys.HostKeys, str]:
-    """Host keys from the console, waiting (bounded) for cloud-init to print them;
-    and the console text they were found in."""
+    """Host keys the server's guest environment published through the cloud's API (GCE's
+    guest attributes), else those cloud-init printed on the console, waiting (bounded) for
+    either; and the console text (its login-user table is read either way)."""
     if not verify:
         report.decide(Decision("host_keys", "not verified",
                                "verify_host_keys=False was passed: any host key is accepted"))
         return hostkeys.HostKeys(), ""
+    # Drivers without the verb (test doubles, older drivers) have only the console.
+    published = getattr(driver, "published_host_keys", None)
+    has_channel = getattr(type(driver), "published_host_keys", None) not in (
+        None, Driver.published_host_keys)
     # Asked once sshd answers: cloud-init prints the keys about then, sometimes a little
     # later. Ask often at first, then back off, so a slow print costs few console reads.
     interval = 0.5
     while True:
+        keys: tuple[str, ...] = ()
+        if published is not None:
+            try:
+                keys = tuple(published(server_id))
+            except errors.CloudnormError as exc:
+                # The console can still tell; the published copy is the better channel,
+                # not the only one.
+                LOG.warning("server %s: cannot read the host keys published for it (%s); "
+                            "reading the console instead", server_id, exc)
+                published = None
         console = driver.console_output(server_id)
+        if keys:
+            report.decide(Decision(
+                "host_keys", f"{len(keys)} published",
+                "the server's guest environment published them through the cloud's API "
+                "(GCE: guest attributes, hostkeys/) and they were read back over that API, "
+                "not from the network"))
+            return hostkeys.HostKeys(keys=keys), console
         found = hostkeys.parse_console(console)
         if found:
             report.decide(Decision("host_keys", f"{len(found.keys) or len(found.fingerprints)}"
@@ -477,9 +499,10 @@ def _announced_host_keys(driver: Any, server_id: str, deadline: float, verify: b
             return found, console
         if time.monotonic() + interval >= deadline:
             raise errors.Timeout(
-                f"server {server_id} never printed its SSH host keys on the console; cannot "
-                "verify whom cloudnorm would log in to. Pass verify_host_keys=False to accept "
-                "any key (not recommended)")
+                f"server {server_id} never printed its SSH host keys on the console"
+                + (" nor published them through the cloud's API" if has_channel else "")
+                + "; cannot verify whom cloudnorm would log in to. Pass "
+                "verify_host_keys=False to accept any key (not recommended)")
         time.sleep(interval)
         interval = min(interval * 1.3, 5.0)
 

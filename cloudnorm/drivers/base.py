@@ -135,6 +135,12 @@ class Driver(abc.ABC):
     def console_output(self, server_id: str) -> str:
         """The server's console text ('' when there is none yet)."""
 
+    def published_host_keys(self, server_id: str) -> tuple[str, ...]:
+        """Host keys (``"TYPE BASE64"``) the server's guest environment published through
+        the cloud's API, where the cloud has such a channel (GCE's guest attributes); ()
+        when it has none, or nothing was published yet. The console is the fallback."""
+        return ()
+
     def make_port(self, attach: Network, owner: str, security_group: str | None
                   ) -> Created | None:
         """The new server's interface on ``attach``, made before the server, so that its

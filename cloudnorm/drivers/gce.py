@@ -42,6 +42,12 @@ How GCE is made to look like the other clouds:
   allow too few characters); cloudnorm's own (``cloudnorm:ssh``...) are written with
   ``--`` for ``:`` and read back under their own names.
 - *Public address*: an ``ONE_TO_ONE_NAT`` access config at creation, on every instance.
+- *Host keys*: instances are created with ``enable-guest-attributes=TRUE``, so that their
+  guest environment (Google's guest agent, or cloud-init) publishes the host keys it makes
+  in the guest attributes (``hostkeys/<type>``); :meth:`GceDriver.published_host_keys`
+  reads them back with ``instances.getGuestAttributes`` (at most every 6 seconds per
+  instance: GCE serves 10 such queries a minute). Images that publish none (guest
+  attributes off, an image without the agent) leave the serial console to read.
 - *Rate limit*: every HTTP request of every client (retries and further pages included)
   waits for its turn in the project's budget (:mod:`cloudnorm.ratelimit`): ``get``,
   ``list``, ``aggregated_list`` and operation ``wait`` calls are reads, the rest writes.
@@ -61,11 +67,13 @@ How GCE is made to look like the other clouds:
 from __future__ import annotations
 
 import base64
+import binascii
 import contextlib
 import datetime
 import functools
 import hashlib
 import importlib
+import ipaddress
 import json
 import logging
 import os
@@ -79,6 +87,7 @@ from typing import Any
 import attrs
 
 from cloudnorm import __version__, errors, images, networks, profiles, ratelimit
+from cloudnorm.drivers import records
 from cloudnorm.drivers.base import BootSpec, Created, Driver
 from cloudnorm.models import (
     OWNER_KEY,
@@ -105,6 +114,8 @@ _CLIENTS = {"projects": "ProjectsClient", "images": "ImagesClient",
             "global_operations": "GlobalOperationsClient"}
 _NAME = re.compile(r"[a-z](?:[-a-z0-9]{0,61}[a-z0-9])?")
 _METADATA_KEY = re.compile(r"[a-zA-Z0-9_-]{1,128}")
+#: Metadata items that configure the guest environment: GCE's settings, not tags.
+_GUEST_SETTINGS = ("ssh-keys", "sshKeys", "enable-guest-attributes")
 _KEY_PREFIX = "cloudnorm-"
 _TIMEOUT = 60.0
 # The operations' wait call answers when the operation is done or after about two minutes.
@@ -156,9 +167,92 @@ def _as_dict(message: Any) -> dict[str, Any]:
                                  use_integers_for_enums=False)
 
 
+# -- reading records ----------------------------------------------------------------------
+# GCE's records are the REST API's JSON (compute_v1 messages are turned into it). These
+# readers raise KeyError/TypeError/ValueError on a field of the wrong shape; the normalizers
+# call them inside records.guarded, which turns that into a ProviderError naming the record.
+def _mapping(value: Any, field: str) -> dict[str, Any]:
+    """An optional mapping field ({} when absent)."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise TypeError(f"{field} is {errors.describe(value)}, not a mapping")
+    return value
+
+
+def _mappings(value: Any, field: str) -> list[dict[str, Any]]:
+    """An optional list-of-mappings field ([] when absent)."""
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise TypeError(f"{field} is {errors.describe(value)}, not a list")
+    for index, item in enumerate(value):
+        if not isinstance(item, dict):
+            raise TypeError(f"{field}[{index}] is {errors.describe(item)}, not a mapping")
+    return value
+
+
+def _text(value: Any, field: str) -> str:
+    """An optional string field ('' when absent)."""
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise TypeError(f"{field} is {errors.describe(value)}, not text")
+    return value
+
+
+def _name(record: Any, field: str = "name") -> str:
+    """A record's required name: what GCE identifies it by in its project (or zone)."""
+    if not isinstance(record, dict):
+        raise TypeError(f"the record is {errors.describe(record)}, not a mapping")
+    value = record[field]
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"{field} is {errors.describe(value)}, not a name")
+    return value
+
+
+def _count(value: Any, field: str) -> int:
+    """An optional non-negative whole number (0 when absent); GCE's JSON sends int64
+    fields as strings, compute_v1 as ints."""
+    if value is None:
+        return 0
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise TypeError(f"{field} is {errors.describe(value)}, not a number")
+    number = int(value)
+    if number < 0:
+        raise ValueError(f"{field} is {number}, a negative count")
+    return number
+
+
 def _metadata_items(record: dict[str, Any]) -> dict[str, str]:
-    return {str(i.get("key")): str(i.get("value", ""))
-            for i in (record.get("metadata") or {}).get("items") or () if i.get("key")}
+    metadata = _mapping(record.get("metadata"), "metadata")
+    found: dict[str, str] = {}
+    for index, item in enumerate(_mappings(metadata.get("items"), "metadata.items")):
+        key = item.get("key")
+        if not isinstance(key, str) or not key:
+            raise ValueError(f"metadata.items[{index}].key is {errors.describe(key)}")
+        # An item whose value is empty comes without "value".
+        found[key] = _text(item.get("value"), f"metadata.items[{index}].value")
+    return found
+
+
+def _address(text: Any, version: int, field: str) -> tuple[str, bool]:
+    """(address, globally routable?) of a field the API reference fills with one IPv4 or
+    one IPv6 address. A number, a word, a CIDR, or an address of the other IP version
+    raises ValueError: the record is not what GCE sends. An IPv4-mapped IPv6 address in an
+    IPv4 field stands for the IPv4 address inside it, and is given as that."""
+    try:
+        found, routable = networks.address_facts(text)
+    except ValueError as exc:
+        raise ValueError(f"{field}: {exc}") from None
+    if found == version:
+        return str(text), routable
+    if version == 4:
+        inner = ipaddress.IPv6Address(str(text).split("%", 1)[0]).ipv4_mapped
+        if inner is not None:
+            return str(inner), routable
+    raise ValueError(f"{field} {errors.describe(text)} is an IPv{found} address, where GCE "
+                     f"puts an IPv{version} one")
 
 
 def metadata_key(key: str) -> str:
@@ -166,10 +260,11 @@ def metadata_key(key: str) -> str:
     (``cloudnorm:ssh``, ``cloudnorm:host_key:ssh-ed25519``) are written with ``--``."""
     if key.startswith("cloudnorm:"):
         key = key.replace(":", "--")
-    if not _METADATA_KEY.fullmatch(key) or key in ("ssh-keys", "sshKeys"):
+    if not _METADATA_KEY.fullmatch(key) or key in _GUEST_SETTINGS:
         raise errors.ConfigError(
             f"tag '{key}' cannot be a GCE metadata key: use 1 to 128 letters, digits, '-' "
-            "and '_' (and not ssh-keys)")
+            f"and '_' (and none of {', '.join(_GUEST_SETTINGS)}, which configure the guest "
+            "environment)")
     return key
 
 
@@ -256,6 +351,7 @@ def ssh_verdict(rules: list[dict[str, Any]], network: str,
 
 
 # -- normalization ------------------------------------------------------------------------
+@records.guarded("image", id_keys=("name", "id", "selfLink"))
 def normalize_image(raw: dict[str, Any], entry: dict[str, str] | None = None,
                     source: str = "") -> Image:
     """An Images record as an :class:`Image`.
@@ -264,18 +360,21 @@ def normalize_image(raw: dict[str, Any], entry: dict[str, str] | None = None,
     it says which distribution and version the family holds. The id is the image's partial
     URL (``projects/P/global/images/NAME``), which an instance's boot disk accepts as is.
     """
-    name = raw["name"]
-    project = _project_of(raw.get("selfLink")) or (entry or {}).get("owner") or ""
+    name = _name(raw)
+    project = (_project_of(_text(raw.get("selfLink"), "selfLink"))
+               or (entry or {}).get("owner") or "")
     properties: dict[str, Any] = {}
-    if raw.get("architecture"):
-        properties["architecture"] = str(raw["architecture"]).lower()
+    architecture = _text(raw.get("architecture"), "architecture")
+    if architecture:
+        properties["architecture"] = architecture.lower()
     elif entry is not None:
         properties["architecture"] = entry.get("architecture", "x86_64")
     if entry is not None:
         properties.update(os_distro=entry["distro"], os_version=entry["version"])
     distro, version, arch = images.describe_image(name, name, properties)
-    deprecation = str((raw.get("deprecated") or {}).get("state") or "ACTIVE")
-    status = str(raw.get("status") or "READY")
+    deprecation = _text(_mapping(raw.get("deprecated"), "deprecated").get("state"),
+                        "deprecated.state") or "ACTIVE"
+    status = _text(raw.get("status"), "status") or "READY"
     return Image(
         id=f"projects/{project}/global/images/{name}" if project else name, name=name,
         os_distro=distro, os_version=version, created=_parse_time(raw.get("creationTimestamp")),
@@ -285,6 +384,15 @@ def normalize_image(raw: dict[str, Any], entry: dict[str, str] | None = None,
         visibility="public" if entry is not None else "private",
         hidden=deprecation != "ACTIVE", is_snapshot=False, architecture=arch,
         login_user=None, raw={**raw, "cloudnorm:source": source or "the project's own image"})
+
+
+@records.guarded("machine type", id_keys=("name", "id"))
+def _machine_type(raw: dict[str, Any]) -> Flavor:
+    name = _name(raw)
+    _mapping(raw.get("deprecated"), "deprecated")
+    return Flavor(id=name, name=name, ram=_count(raw.get("memoryMb"), "memoryMb"),
+                  vcpus=_count(raw.get("guestCpus"), "guestCpus"), disk=0, is_public=True,
+                  disabled=False, raw=raw)
 
 
 def normalize_flavors(raw: list[dict[str, Any]], families: tuple[str, ...]) -> list[Flavor]:
@@ -305,9 +413,7 @@ def normalize_flavors(raw: list[dict[str, Any]], families: tuple[str, ...]) -> l
             else len(families)
         return fam, 0 if flavor.raw.get("isSharedCpu") else 1
 
-    found = [Flavor(id=r["name"], name=r["name"], ram=int(r.get("memoryMb") or 0),
-                    vcpus=int(r.get("guestCpus") or 0), disk=0, is_public=True,
-                    disabled=False, raw=r) for r in raw]
+    found = [_machine_type(r) for r in raw]
     found.sort(key=lambda f: (rank(f), f.ram, f.vcpus, f.name))
     result = []
     for flavor in found:
@@ -328,79 +434,286 @@ def normalize_flavors(raw: list[dict[str, Any]], families: tuple[str, ...]) -> l
     return result
 
 
+@records.guarded("instance", id_keys=("name", "id"))
 def flow_view(instance: dict[str, Any], terminating: bool = False) -> dict[str, Any]:
     """An Instances record with the keys the provider-neutral flow reads (see the module
     docstring); GCE's record stays whole under ``instance``."""
-    state = str(instance.get("status") or "PROVISIONING")
+    name = _name(instance)
+    state = _text(instance.get("status"), "status") or "PROVISIONING"
     status = _FLOW_STATUS.get(state, "ERROR")
     if terminating and state in ("STOPPING", "TERMINATED"):
         status = "DELETING"
-    return {"id": instance["name"], "name": instance["name"], "status": status,
-            "metadata": server_tags(instance),
-            "fault": {"message": instance["statusMessage"]} if instance.get("statusMessage")
-            else {}, "instance": instance}
+    message = _text(instance.get("statusMessage"), "statusMessage")
+    return {"id": name, "name": name, "status": status, "metadata": _tags(instance),
+            "fault": {"message": message} if message else {}, "instance": instance}
 
 
-def server_tags(instance: dict[str, Any]) -> dict[str, str]:
-    """Labels and metadata items of an instance, the owner label as ``cloudnorm:owner``;
-    the login keys (``ssh-keys``) are not tags."""
+def _tags(instance: dict[str, Any]) -> dict[str, str]:
     tags = {_tag_key(k): v for k, v in _metadata_items(instance).items()
-            if k not in ("ssh-keys", "sshKeys")}
-    for key, value in (instance.get("labels") or {}).items():
-        tags[OWNER_KEY if key == OWNER_LABEL else key] = value
+            if k not in _GUEST_SETTINGS}
+    for key, value in _mapping(instance.get("labels"), "labels").items():
+        tags[OWNER_KEY if key == OWNER_LABEL else key] = _text(value, f"labels.{key}")
     return tags
 
 
+@records.guarded("instance", id_keys=("name", "id"))
+def server_tags(instance: dict[str, Any]) -> dict[str, str]:
+    """Labels and metadata items of an instance, the owner label as ``cloudnorm:owner``;
+    the guest environment's settings (``ssh-keys``, ``enable-guest-attributes``) are not
+    tags."""
+    return _tags(instance)
+
+
+def _nic_addresses(nic: dict[str, Any], index: int) -> list[Address]:
+    """The addresses of one network interface, each classified with its reason."""
+    where = f"networkInterfaces[{index}]"
+    net = _last(_text(nic.get("network"), f"{where}.network")) or None
+    subnet = _last(_text(nic.get("subnetwork"), f"{where}.subnetwork"))
+    label = _text(nic.get("name"), f"{where}.name") or f"nic{index}"
+    found: list[Address] = []
+    internal = nic.get("networkIP")
+    internal_ip = None
+    # compute_v1 leaves an empty string field out; the REST API may send "".
+    if internal not in (None, ""):
+        internal_ip, _ = _address(internal, 4, f"{where}.networkIP")
+        found.append(Address(
+            internal_ip, 4, net, False,
+            f"internal address of {label} on network '{net}'"
+            + (f" (subnet '{subnet}')" if subnet else "")
+            + "; GCE never routes it from outside", "fixed"))
+    for number, access in enumerate(_mappings(nic.get("accessConfigs"),
+                                              f"{where}.accessConfigs")):
+        field = f"{where}.accessConfigs[{number}]"
+        nat = access.get("natIP")
+        if nat in (None, ""):
+            continue  # an ephemeral address not assigned yet, or a stopped instance's
+        ip, routable = _address(nat, 4, f"{field}.natIP")
+        config = (f"access config '{_text(access.get('name'), f'{field}.name')}' "
+                  f"({_text(access.get('type'), f'{field}.type') or 'ONE_TO_ONE_NAT'})")
+        found.append(Address(
+            ip, 4, net, routable,
+            f"external IPv4 of {config}: GCE NATs it to {internal_ip or 'the internal address'}"
+            if routable else
+            f"{config} names {ip}, a private-range address: nothing on the internet reaches "
+            "it", "floating"))
+    for number, access in enumerate(_mappings(nic.get("ipv6AccessConfigs"),
+                                              f"{where}.ipv6AccessConfigs")):
+        field = f"{where}.ipv6AccessConfigs[{number}]"
+        external = access.get("externalIpv6")
+        if external in (None, ""):
+            continue
+        ip, routable = _address(external, 6, f"{field}.externalIpv6")
+        config = f"access config '{_text(access.get('name'), f'{field}.name')}'"
+        found.append(Address(
+            ip, 6, net, routable,
+            f"external IPv6 of {config} on network '{net}'" if routable else
+            f"{config} names {ip}, which is not globally routable", "fixed"))
+    internal6 = nic.get("ipv6Address")
+    if internal6 not in (None, ""):
+        ip, routable = _address(internal6, 6, f"{where}.ipv6Address")
+        found.append(Address(
+            ip, 6, net, routable,
+            f"{'globally routable' if routable else 'internal'} IPv6 address on network "
+            f"'{net}'", "fixed"))
+    return found
+
+
+@records.guarded("instance", id_keys=("name", "id"))
 def normalize_server(raw: dict[str, Any], location: Location) -> Server:
-    """A :func:`flow_view` record as a :class:`Server` with classified addresses."""
-    instance = raw.get("instance") or raw
+    """A :func:`flow_view` record as a :class:`Server` with classified addresses.
+
+    Every address is read through :func:`cloudnorm.networks.address_facts`: a field that
+    holds no IP address, or one of the wrong IP version, makes the record malformed (a
+    :class:`~cloudnorm.errors.ProviderError`) instead of an address to connect to.
+    """
+    instance = _mapping(_mapping(raw, "record").get("instance") or raw, "instance")
+    name = _name(instance)
     addresses: list[Address] = []
-    for nic in instance.get("networkInterfaces") or ():
-        net = _last(nic.get("network")) or None
-        subnet = _last(nic.get("subnetwork"))
-        internal = nic.get("networkIP")
-        if internal:
-            addresses.append(Address(
-                internal, 4, net, False,
-                f"internal address of {nic.get('name', 'nic0')} on network '{net}'"
-                + (f" (subnet '{subnet}')" if subnet else "")
-                + "; GCE never routes it from outside", "fixed"))
-        for access in nic.get("accessConfigs") or ():
-            if access.get("natIP"):
-                addresses.append(Address(
-                    access["natIP"], 4, net, True,
-                    f"external IPv4 of access config '{access.get('name', '')}' "
-                    f"({access.get('type', 'ONE_TO_ONE_NAT')}): GCE NATs it to "
-                    f"{internal or 'the internal address'}", "floating"))
-        for access in nic.get("ipv6AccessConfigs") or ():
-            if access.get("externalIpv6"):
-                addresses.append(Address(
-                    access["externalIpv6"], 6, net, True,
-                    f"external IPv6 of access config '{access.get('name', '')}' on network "
-                    f"'{net}'", "fixed"))
-        if nic.get("ipv6Address"):
-            routable = networks.is_global(nic["ipv6Address"])
-            addresses.append(Address(
-                nic["ipv6Address"], 6, net, routable,
-                f"{'globally routable' if routable else 'internal'} IPv6 address on network "
-                f"'{net}'", "fixed"))
-    state = str(instance.get("status") or "PROVISIONING")
+    for index, nic in enumerate(_mappings(instance.get("networkInterfaces"),
+                                          "networkInterfaces")):
+        addresses += _nic_addresses(nic, index)
+    state = _text(instance.get("status"), "status") or "PROVISIONING"
     interface, _ = networks.choose_interface(addresses)
+    zone = _text(instance.get("zone"), "zone")
+    machine_type = _text(instance.get("machineType"), "machineType")
+    self_link = _text(instance.get("selfLink"), "selfLink")
     return Server(
-        id=instance["name"], name=instance["name"],
+        id=name, name=name,
         status="terminated" if raw.get("status") == "DELETING"
         else _SERVER_STATUS.get(state, "error"),
         location=Location(cloud=location.cloud, region=location.region,
-                          zone=_last(instance.get("zone")) or location.zone,
-                          project=_project_of(instance.get("selfLink")) or location.project),
-        image=None, flavor=_last(instance.get("machineType")) or None,
+                          zone=_last(zone) or location.zone,
+                          project=_project_of(self_link) or location.project),
+        image=None, flavor=_last(machine_type) or None,
         addresses=tuple(addresses),
         public_v4=next((a.ip for a in addresses if a.public and a.version == 4), None),
         public_v6=next((a.ip for a in addresses if a.public and a.version == 6), None),
         private_v4=next((a.ip for a in addresses if not a.public and a.version == 4), None),
         interface_ip=interface.ip if interface else None, key_name=None,
-        tags=server_tags(instance), created=_parse_time(instance.get("creationTimestamp")),
+        tags=_tags(instance), created=_parse_time(instance.get("creationTimestamp")),
         raw=raw)
+
+
+def _cidr(value: Any, version: int, field: str) -> str:
+    text = _text(value, field)
+    if text and ipaddress.ip_network(text, strict=False).version != version:
+        raise ValueError(f"{field} {errors.describe(text)} is not an IPv{version} range")
+    return text
+
+
+def _texts(value: Any, field: str) -> list[str]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise TypeError(f"{field} is {errors.describe(value)}, not a list")
+    return [_text(item, f"{field}[{index}]") for index, item in enumerate(value)]
+
+
+@records.guarded("network", id_keys=("name", "id", "selfLink"))
+def network_record(raw: dict[str, Any]) -> dict[str, Any]:
+    """A Networks record, checked for what cloudnorm reads of it."""
+    _name(raw)
+    _cidr(raw.get("IPv4Range"), 4, "IPv4Range")
+    return raw
+
+
+@records.guarded("subnetwork", id_keys=("name", "id", "selfLink"))
+def subnetwork_record(raw: dict[str, Any]) -> dict[str, Any]:
+    """A Subnetworks record, checked for what cloudnorm reads of it."""
+    _name(raw)
+    _text(raw.get("network"), "network")
+    _cidr(raw.get("ipCidrRange"), 4, "ipCidrRange")
+    _cidr(raw.get("externalIpv6Prefix"), 6, "externalIpv6Prefix")
+    return raw
+
+
+@records.guarded("firewall rule", id_keys=("name", "id", "selfLink"))
+def firewall_record(raw: dict[str, Any]) -> dict[str, Any]:
+    """A Firewalls record, checked for what :func:`ssh_verdict` reads of it."""
+    _name(raw)
+    for field in ("network", "direction", "description"):
+        _text(raw.get(field), field)
+    if raw.get("priority") is not None and not 0 <= _count(raw["priority"], "priority") \
+            <= 65535:
+        raise ValueError(f"priority {raw['priority']} is outside 0-65535")
+    for field in ("sourceRanges", "targetTags", "targetServiceAccounts"):
+        _texts(raw.get(field), field)
+    for field in ("allowed", "denied"):
+        for index, entry in enumerate(_mappings(raw.get(field), field)):
+            _text(entry.get("IPProtocol"), f"{field}[{index}].IPProtocol")
+            _texts(entry.get("ports"), f"{field}[{index}].ports")
+    return raw
+
+
+@records.guarded("project", id_keys=("name", "id"))
+def project_metadata(raw: dict[str, Any]) -> dict[str, str]:
+    """The common instance metadata of a Projects record, as key -> value."""
+    return _metadata_items({"metadata": _mapping(raw, "project").get("commonInstanceMetadata")})
+
+
+@records.guarded("instance", id_keys=("name", "id"))
+def instance_metadata(raw: dict[str, Any]) -> dict[str, str]:
+    """The metadata items of an Instances record, as key -> value."""
+    _name(raw)
+    return _metadata_items(raw)
+
+
+# -- host keys in guest attributes ------------------------------------------------------------
+# Google's guest agent, on first boot, makes the host keys and PUTs each public key to
+# guest-attributes/hostkeys/<type> (instance_setup.go, generateSSHKeys), value the base64
+# blob only; cloud-init's GCE datasource does the same (publish_host_keys). Both only
+# succeed where the metadata says enable-guest-attributes=TRUE. Windows images put RDP and
+# WinRM certificate thumbprints in the same namespace: those are no SSH keys.
+HOSTKEY_NAMESPACE = "hostkeys"
+_KEY_TYPE = re.compile(r"(?:ssh|ecdsa|sk)-[a-z0-9@.-]+")
+# Fields after the type string in each key type's wire format (RFC 4253 6.6, RFC 5656 3.1,
+# RFC 8709 4, OpenSSH PROTOCOL.u2f).
+_KEY_FIELDS = {"ssh-ed25519": 1, "ssh-rsa": 2, "ssh-dss": 4,
+               "ecdsa-sha2-nistp256": 2, "ecdsa-sha2-nistp384": 2, "ecdsa-sha2-nistp521": 2,
+               "sk-ssh-ed25519@openssh.com": 2, "sk-ecdsa-sha2-nistp256@openssh.com": 3}
+
+
+def _wire_strings(blob: bytes) -> list[bytes]:
+    """The length-prefixed strings an SSH public key blob is made of, all of it."""
+    fields: list[bytes] = []
+    position = 0
+    while position < len(blob):
+        if position + 4 > len(blob):
+            raise ValueError("a length prefix is cut short")
+        size = int.from_bytes(blob[position:position + 4], "big")
+        position += 4
+        if position + size > len(blob):
+            raise ValueError("a field is cut short")
+        fields.append(blob[position:position + size])
+        position += size
+    return fields
+
+
+def host_key_line(key_type: str, value: str) -> str:
+    """``"TYPE BASE64"`` for the guest attribute ``hostkeys/<key_type>``, checked as a key
+    printed on a console is: the value must be one whole public key of that type.
+
+    The value is the base64 blob (what the guest agent and cloud-init write), or
+    ``"TYPE BASE64 [comment]"``; anything after the key on its first line (a comment, a
+    second line) is ignored, as gcloud does. Raises ValueError for anything else.
+    """
+    if not _KEY_TYPE.fullmatch(key_type):
+        raise ValueError(f"'{key_type}' is not an SSH key type")
+    words = value.split()
+    if len(words) >= 2 and words[0] == key_type:
+        words = words[1:]
+    if not words:
+        raise ValueError("the value is empty")
+    text = words[0]
+    try:
+        blob = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError(f"'{text[:20]}...' is not base64") from None
+    if base64.b64encode(blob).decode() != text:
+        raise ValueError("the base64 text does not encode one key exactly")
+    named = key_type.encode()
+    if blob[:4 + len(named)] != len(named).to_bytes(4, "big") + named:
+        raise ValueError(f"the key inside is not of type {key_type}")
+    fields = _wire_strings(blob)
+    wanted = _KEY_FIELDS.get(key_type)
+    if wanted is not None and len(fields) - 1 != wanted:
+        raise ValueError(f"a {key_type} key has {wanted} field(s) after its type, this one "
+                         f"{len(fields) - 1}")
+    if "ed25519" in key_type and len(fields[1]) != 32:
+        raise ValueError("an ed25519 key is 32 bytes")
+    if key_type.startswith("ecdsa-") and fields[1] != key_type.rsplit("-", 1)[1].encode():
+        raise ValueError("the curve named inside is not the key type's")
+    return f"{key_type} {text}"
+
+
+@records.guarded("guest attributes", id_keys=("selfLink", "queryPath"))
+def published_host_keys(reply: dict[str, Any]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The host keys in an ``instances.getGuestAttributes`` reply for ``hostkeys/``:
+    (``"TYPE BASE64"`` lines, why each other entry was set aside).
+
+    A reply of the wrong shape is malformed; an entry that is no whole SSH key of its
+    type is set aside, never used (any process on the instance can write guest
+    attributes, so their content is checked like console text is).
+    """
+    value = _mapping(_mapping(reply, "reply").get("queryValue"), "queryValue")
+    keys: list[str] = []
+    skipped: list[str] = []
+    for index, item in enumerate(_mappings(value.get("items"), "queryValue.items")):
+        where = f"queryValue.items[{index}]"
+        namespace = _text(item.get("namespace"), f"{where}.namespace")
+        key = _text(item.get("key"), f"{where}.key")
+        text = _text(item.get("value"), f"{where}.value")
+        if namespace != HOSTKEY_NAMESPACE:
+            skipped.append(f"{namespace}/{key}: not in namespace {HOSTKEY_NAMESPACE}/")
+            continue
+        try:
+            line = host_key_line(key, text)
+        except ValueError as exc:
+            skipped.append(f"{namespace}/{key}: {exc}")
+            continue
+        if line not in keys:
+            keys.append(line)
+    return tuple(keys), tuple(skipped)
 
 
 @attrs.frozen
@@ -510,6 +823,10 @@ class GceDriver(Driver):
         self._terminating: set[str] = set()
         self._net: tuple[list[networks.NetworkFacts], networks.NetworkHints] | None = None
         self._retry_initial = 1.0
+        #: Seconds between two guest attribute reads of one instance: GCE serves at most
+        #: 10 guest attribute queries per minute per instance.
+        self.guest_attribute_interval = 6.0
+        self._host_keys_asked: dict[str, float] = {}
         # GCE throttles per project: every zone and network of it draws on one budget.
         project_identity = "|".join(self.identity().split("|")[:4])
         self.limiter = ratelimit.limiter_for(project_identity, ratelimit.RateLimit.from_options(
@@ -756,9 +1073,11 @@ class GceDriver(Driver):
         return merged
 
     def _load_networks(self) -> tuple[list[networks.NetworkFacts], networks.NetworkHints]:
-        nets = self._list("networks", "listing networks", project=self.project)
-        subnets = self._list("subnetworks", f"listing the subnets of {self._region}",
-                             project=self.project, region=self._region)
+        nets = [network_record(n) for n in self._list("networks", "listing networks",
+                                                      project=self.project)]
+        subnets = [subnetwork_record(n) for n in self._list(
+            "subnetworks", f"listing the subnets of {self._region}", project=self.project,
+            region=self._region)]
         rules = self._firewalls()
         result = self._networks_from(nets, subnets, rules)
         with self._lock:
@@ -766,7 +1085,8 @@ class GceDriver(Driver):
         return result
 
     def _firewalls(self) -> list[dict[str, Any]]:
-        return self._list("firewalls", "listing firewall rules", project=self.project)
+        return [firewall_record(r) for r in self._list("firewalls", "listing firewall rules",
+                                                       project=self.project)]
 
     def _networks_from(self, nets: list[dict[str, Any]], subnets: list[dict[str, Any]],
                        rules: list[dict[str, Any]]
@@ -889,6 +1209,40 @@ class GceDriver(Driver):
             raise
         return str(reply.contents or "")
 
+    def published_host_keys(self, server_id: str) -> tuple[str, ...]:
+        """The host keys the instance's guest environment wrote to its guest attributes
+        (``hostkeys/``), read with ``instances.getGuestAttributes``; () while none are
+        there, where guest attributes are off, or when this was asked too recently."""
+        now = time.monotonic()
+        with self._lock:
+            last = self._host_keys_asked.get(server_id)
+            if last is not None and now - last < self.guest_attribute_interval:
+                return ()
+            self._host_keys_asked[server_id] = now
+        what = f"reading the guest attributes of {server_id}"
+        try:
+            reply = self._call("instances", "get_guest_attributes", what,
+                               project=self.project, zone=self._zone, instance=server_id,
+                               query_path=f"{HOSTKEY_NAMESPACE}/")
+        except errors.NotFound:
+            return ()  # nothing under hostkeys/ (yet)
+        except (errors.AuthError, errors.QuotaExceeded) as exc:
+            # 403: guest attributes are off for the instance (or the org policy
+            # compute.disableGuestAttributesAccess), or the credentials may not read them.
+            LOG.info("%s: no host keys from guest attributes: %s", self.settings.name, exc)
+            return ()
+        except errors.ProviderError as exc:
+            if exc.status in (400, 412):
+                LOG.info("%s: no host keys from guest attributes: %s", self.settings.name,
+                         exc)
+                return ()
+            raise
+        keys, skipped = published_host_keys(_as_dict(reply))
+        for why in skipped:
+            LOG.warning("%s: instance %s: guest attribute %s", self.settings.name, server_id,
+                        why)
+        return keys
+
     def server_gone(self, server_id: str) -> bool:
         return self._instance(server_id) is None
 
@@ -897,7 +1251,7 @@ class GceDriver(Driver):
         """Refuse a project that ignores metadata SSH keys (OS Login), naming the setting."""
         project = _as_dict(self._call("projects", "get", f"reading project {self.project}",
                                       project=self.project))
-        items = _metadata_items({"metadata": project.get("commonInstanceMetadata") or {}})
+        items = project_metadata(project)
         if items.get("enable-oslogin", "").strip().lower() == "true":
             raise errors.ConfigError(
                 f"project {self.project} has enable-oslogin=TRUE in its metadata (Compute "
@@ -1027,6 +1381,9 @@ class GceDriver(Driver):
         items = [{"key": "ssh-keys",
                   "value": ssh_keys_line(spec.login_user or self._login_user(spec.image),
                                          keypair.public_key)}]
+        # The guest environment publishes the host keys it makes in guest attributes only
+        # where they are on (they are off unless the instance or project says TRUE).
+        items.append({"key": "enable-guest-attributes", "value": "TRUE"})
         try:
             items += [{"key": metadata_key(k), "value": str(v)} for k, v in spec.metadata.items()]
         except errors.ConfigError as exc:
@@ -1097,6 +1454,7 @@ class GceDriver(Driver):
         if resource.kind == "server":
             with self._lock:
                 self._terminating.add(resource.id)
+                self._host_keys_asked.pop(resource.id, None)
             with contextlib.suppress(errors.NotFound):
                 self._call("instances", "delete_unary", f"deleting instance {resource.id}",
                            project=self.project, zone=self._zone, instance=resource.id,
@@ -1139,7 +1497,7 @@ class GceDriver(Driver):
                 raise errors.NotFound(f"no instance '{server_id}' in zone {self._zone}",
                                       cloud=self.settings.name)
             metadata = instance.get("metadata") or {}
-            merged = {**_metadata_items(instance), **wanted}
+            merged = {**instance_metadata(instance), **wanted}
             body = {"fingerprint": metadata.get("fingerprint", ""),
                     "items": [{"key": k, "value": v} for k, v in merged.items()]}
             try:

@@ -7,7 +7,12 @@ instance's ``ssh-keys`` metadata -- what Google's guest agent creates -- answeri
 exactly what GCE makes reachable from the internet: the external IPv4 of the instance's
 ``ONE_TO_ONE_NAT`` access config, never its internal address, with sshd running only while
 the network's firewall lets TCP 22 in from 0.0.0.0/0 to the instance. It writes each
-node's console, with cloud-init's host key blocks, where the serial port output is read.
+node's console where the serial port output is read: with cloud-init's host key blocks for
+images whose keys reach the console, or a guest agent's lines and no keys for images whose
+guest agent publishes them in guest attributes (``catalog.HOST_KEY_CHANNELS``) -- which it
+then does, as Google's guest agent does at first boot: one ``hostkeys/<type>`` attribute per
+host key, the base64 blob as value, before sshd answers; refused (and nothing stored) where
+the instance's metadata does not turn guest attributes on.
 
 It reads the cloud over compute v1 REST like any client, with plain HTTP requests marked
 ``X-Cloudnorm-Agent: dataplane``: the endpoint logs them apart, so a test's request counts
@@ -22,13 +27,17 @@ import logging
 import re
 import threading
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from cloudnorm.testing.gce import catalog
+
 LOG = logging.getLogger(__name__)
 _USER = re.compile(r"[a-z_][a-z0-9_.-]{0,31}")
+_PROJECT = re.compile(r"(?:^|/)projects/([^/]+)/")
 
 
 def login_from_metadata(instance: dict[str, Any]) -> tuple[str, str] | None:
@@ -51,6 +60,34 @@ def login_from_metadata(instance: dict[str, Any]) -> tuple[str, str] | None:
                 continue
         return user, f"{parts[0]} {parts[1]}"
     return None
+
+
+def host_key_channel(instance: dict[str, Any]) -> str:
+    """``console`` or ``guest-attributes``: how the image the instance booted from shows
+    its host keys, known by the project of its boot disk's license (``.../projects/
+    debian-cloud/global/licenses/debian-12``)."""
+    for disk in instance.get("disks") or ():
+        if disk.get("boot"):
+            for license_link in disk.get("licenses") or ():
+                found = _PROJECT.search(str(license_link))
+                if found:
+                    return catalog.HOST_KEY_CHANNELS.get(found.group(1), "console")
+    return "console"
+
+
+def guest_agent_console(hostname: str, booted: float) -> str:
+    """Serial port text of an image without cloud-init: the guest agent's first-boot lines,
+    no host keys, then the login prompt."""
+    stamp = time.strftime("%b %d %H:%M:%S", time.gmtime(booted))
+    agent = f"{stamp} {hostname} google_guest_agent[412]:"
+    return "\n".join([
+        f"{agent} GCE Agent Started (version 20240314.00)",
+        f"{agent} Instance ID changed, running first-boot actions",
+        "",
+        f"Debian GNU/Linux 12 {hostname} ttyS0",
+        "",
+        f"{hostname} login: ",
+    ]) + "\n"
 
 
 def _covers_22(entries: Sequence[dict[str, Any]] | None) -> bool:
@@ -107,6 +144,7 @@ class GceDataPlaneSync:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._logins: dict[str, tuple[str, str]] = {}  # instance id -> (user, key)
+        self._published: set[str] = set()  # instances whose agent published its keys
         self._known: set[str] = set()
         self.errors: list[str] = []
         self.rounds = 0
@@ -116,6 +154,29 @@ class GceDataPlaneSync:
                                          headers={"X-Cloudnorm-Agent": "dataplane"})
         with urllib.request.urlopen(request, timeout=10) as reply:
             return json.loads(reply.read())  # type: ignore[no-any-return]
+
+    def _publish_host_keys(self, project: str, instance: dict[str, Any],
+                           keys: Sequence[str]) -> None:
+        """The guest agent's first-boot PUTs of its host keys to guest attributes."""
+        zone = str(instance.get("zone") or "").rstrip("/").rsplit("/", 1)[-1]
+        for line in keys:
+            key_type, blob = line.split()[:2]
+            request = urllib.request.Request(
+                f"{self._base}{project}/zones/{zone}/instances/{instance['name']}/"
+                f"guest-attributes/hostkeys/{key_type}", method="PUT",
+                data=json.dumps({"value": blob}).encode(),
+                headers={"X-Cloudnorm-Agent": "dataplane", "Metadata-Flavor": "Google",
+                         "Content-Type": "application/json"})
+            try:
+                with urllib.request.urlopen(request, timeout=10):
+                    pass
+            except urllib.error.HTTPError as exc:
+                if exc.code != 403:
+                    raise
+                # Guest attributes are off: the agent logs the refusal and goes on.
+                LOG.info("instance %s: guest attributes refused its %s key (403)",
+                         instance["name"], key_type)
+                return
 
     def start(self) -> GceDataPlaneSync:
         self._console_dir.mkdir(parents=True, exist_ok=True)
@@ -157,15 +218,16 @@ class GceDataPlaneSync:
             self._fleet.remove(gone)
             (self._console_dir / f"{gone}.log").unlink(missing_ok=True)
             self._logins.pop(gone, None)
+            self._published.discard(gone)
         self._known &= set(running)
         if running:
             rules = {p: self._get(f"{p}/global/firewalls").get("items") or []
                      for p in {p for p, _ in running.values()}}
             for iid, (project, instance) in running.items():
-                self._reconcile(iid, instance, rules[project])
+                self._reconcile(iid, project, instance, rules[project])
         self.rounds += 1
 
-    def _reconcile(self, iid: str, instance: dict[str, Any],
+    def _reconcile(self, iid: str, project: str, instance: dict[str, Any],
                    rules: list[dict[str, Any]]) -> None:
         # The guest agent creates the user from the metadata at first boot; later changes
         # to the keys would not replace the machine, so the first login found is kept.
@@ -187,10 +249,22 @@ class GceDataPlaneSync:
             return
         tags = set((instance.get("tags") or {}).get("items") or ())
         allow = ssh_open(rules, nics[0].get("network", ""), tags)
-        self._fleet.ensure(iid, addresses, user=user, authorized_key=key, port=22,
-                           allow_ssh=allow, hostname=instance["name"])
+        channel = host_key_channel(instance)
+        if channel == "guest-attributes" and iid not in self._published:
+            # The agent publishes the keys it made before sshd serves them.
+            node = self._fleet.ensure(iid, addresses, user=user, authorized_key=key, port=22,
+                                      allow_ssh=False, hostname=instance["name"])
+            self._known.add(iid)
+            self._publish_host_keys(project, instance,
+                                    node.host_keys.keys if node.host_keys else ())
+            self._published.add(iid)
+        node = self._fleet.ensure(iid, addresses, user=user, authorized_key=key, port=22,
+                                  allow_ssh=allow, hostname=instance["name"])
         self._known.add(iid)
-        text = self._fleet.console_text(iid)
+        if channel == "guest-attributes":
+            text = guest_agent_console(instance["name"], node.started_at or time.time())
+        else:
+            text = self._fleet.console_text(iid)
         console = self._console_dir / f"{iid}.log"
         if text and (not console.exists() or console.read_text() != text):
             tmp = console.with_suffix(".tmp")

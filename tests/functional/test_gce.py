@@ -308,7 +308,7 @@ def dataplane(sandbox, tmp_path_factory):
 
 
 def _create_login_delete(cloud: cloudnorm.Cloud, sandbox: GceSandbox, fleet: Any,
-                         tmp_path: Path, **create: Any) -> Any:
+                         tmp_path: Path, check: Any = None, **create: Any) -> Any:
     operator = keys.generate("operator")
     key_file = tmp_path / "operator"
     key_file.write_text(operator.private_key)
@@ -343,6 +343,8 @@ def _create_login_delete(cloud: cloudnorm.Cloud, sandbox: GceSandbox, fleet: Any
         again = cloud.get_server("web")
         assert (again.ssh_user, again.interface_ip) == (server.ssh_user, server.interface_ip)
         assert again.host_keys and set(again.host_keys) <= set(server.host_keys)
+        if check is not None:
+            check(server)
     finally:
         before_delete = len(log.sent())
         deleted_at = time.monotonic()
@@ -394,3 +396,46 @@ def test_ssh_answers_but_no_host_keys_rolls_back(connect, sandbox, dataplane, cl
         cloud.create_server("no-keys", timeout=20, on_step=steps.append)
     done = next(s for s in steps if s.step == "public_address" and s.status == "done")
     assert done.detail.startswith("198.51.100.") and "ONE_TO_ONE_NAT" in done.detail
+
+
+@inside
+def test_ssh_host_keys_from_guest_attributes(connect, sandbox, dataplane, tmp_path, clean):
+    # The Debian images run Google's guest agent and no cloud-init: the serial port shows
+    # no host key; the agent writes them to the guest attributes (hostkeys/<type>).
+    cloud = connect()
+    seen: dict[str, Any] = {}
+
+    def check(server: Any) -> None:
+        instance = server.raw["instance"]
+        items = {i["key"]: i["value"] for i in instance["metadata"]["items"]}
+        assert items["enable-guest-attributes"] == "TRUE"
+        console = cloud._driver.console_output(server.id)
+        assert "google_guest_agent" in console and "SSH HOST KEY" not in console
+        node = dataplane.get(instance["id"])
+        seen["node"] = {" ".join(k.split()[:2]) for k in node.host_keys.keys}
+        reply = sandbox.client("InstancesClient").get_guest_attributes(request={
+            "project": PROJECT, "zone": ZONE, "instance": server.id, "query_path": "hostkeys/"})
+        seen["published"] = {f"{e.key} {e.value}" for e in reply.query_value.items}
+
+    # _create_login_delete logs in with StrictHostKeyChecking=yes against server.host_keys
+    server = _create_login_delete(cloud, sandbox, dataplane, tmp_path, check=check,
+                                  image="debian-12")
+    assert server.ssh_user == "debian"
+    assert set(server.host_keys) == seen["node"] == seen["published"]
+    decision = {d.step: d for d in server.decisions}["host_keys"]
+    assert decision.choice == f"{len(seen['node'])} published"
+    assert "guest attributes" in decision.reason
+
+
+@inside
+def test_ssh_guest_attributes_refused_and_no_console_keys_rolls_back(connect, sandbox,
+                                                                     dataplane, clean):
+    # The API refuses to read the guest attributes (403, as for an instance whose guest
+    # attributes are off) and the Debian console shows no key: sshd answers, but nothing
+    # tells whom it is; the flow gives up and removes what it made.
+    cloud = connect()
+    with sandbox.inject("GET", r"/getGuestAttributes$", 403, "forbidden",
+                        "Guest attributes are disabled for this instance.") as fault, \
+            pytest.raises(errors.Timeout, match="on the console nor published them"):
+        cloud.create_server("ga-refused", image="debian-12", timeout=25)
+    assert fault.failed >= 1

@@ -5,8 +5,10 @@ leaves the machine."""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
+import re
 from typing import Any
 
 import pytest
@@ -21,14 +23,21 @@ from cloudnorm.drivers.gce import (
     GceDriver,
     _api_error,
     _operation_error,
+    firewall_record,
     flow_view,
+    host_key_line,
+    instance_metadata,
     metadata_key,
+    network_record,
     normalize_flavors,
     normalize_image,
     normalize_server,
+    project_metadata,
+    published_host_keys,
     server_tags,
     ssh_keys_line,
     ssh_verdict,
+    subnetwork_record,
 )
 from cloudnorm.models import OWNER_KEY, Location
 from cloudnorm.testing.gce import GceSandbox
@@ -499,3 +508,352 @@ def test_dataplane_reads_the_guest_agent_login():
         '"2001-01-01T00:00:00+0000"}\nnew:' + KEY)}]}}
     assert login_from_metadata(expired)[0] == "new"
     assert login_from_metadata({"metadata": {"items": []}}) is None
+
+
+# -- malformed records ----------------------------------------------------------------------
+LOCATION = Location(cloud="c", region="us-central1", zone="us-central1-a", project="p")
+NIC = INSTANCE["networkInterfaces"][0]
+
+
+def with_nic(**changes: Any) -> dict[str, Any]:
+    return {**INSTANCE, "networkInterfaces": [{**NIC, **changes}]}
+
+
+@pytest.mark.parametrize("record, words", [
+    ({k: v for k, v in INSTANCE.items() if k != "name"}, "KeyError: 'name'"),
+    ({**INSTANCE, "name": 42}, "not a name"),
+    ({**INSTANCE, "networkInterfaces": {"nic0": NIC}}, "networkInterfaces is .*not a list"),
+    ({**INSTANCE, "networkInterfaces": ["nic0"]}, r"networkInterfaces\[0\]"),
+    (with_nic(accessConfigs={"natIP": "198.51.100.7"}), "accessConfigs is"),
+    (with_nic(accessConfigs=[["198.51.100.7"]]), r"accessConfigs\[0\] is"),
+    (with_nic(ipv6AccessConfigs="2600:1900::1"), "ipv6AccessConfigs is"),
+    (with_nic(networkIP=167772162), r"networkIP: 167772162 is not an IP address"),
+    (with_nic(networkIP="garbage"), "networkIP: 'garbage'"),
+    (with_nic(networkIP="10.128.0.0/20"), "networkIP"),
+    (with_nic(accessConfigs=[{"natIP": "garbage"}]), r"accessConfigs\[0\].natIP"),
+    (with_nic(accessConfigs=[{"natIP": 3325256711}]), "natIP"),
+    # an IPv6 address where GCE puts its external IPv4 (natIP) is no public_v4
+    (with_nic(accessConfigs=[{"natIP": "2600:1900:4150:ba95::"}]),
+     "is an IPv6 address, where GCE puts an IPv4 one"),
+    (with_nic(ipv6Address="10.128.0.9"), "is an IPv4 address, where GCE puts an IPv6 one"),
+    (with_nic(ipv6AccessConfigs=[{"externalIpv6": "not-an-ip"}]), "externalIpv6"),
+    ({**INSTANCE, "metadata": {"items": {"ssh-keys": "x"}}}, "metadata.items is"),
+    ({**INSTANCE, "metadata": {"items": [{"value": "no key"}]}}, r"items\[0\].key"),
+    ({**INSTANCE, "metadata": {"items": [{"key": "a", "value": ["b"]}]}}, "value is"),
+    ({**INSTANCE, "labels": ["team=qa"]}, "labels is"),
+    ({**INSTANCE, "status": {"state": "RUNNING"}}, "status is"),
+])
+def test_malformed_instances_are_refused_by_name(record, words):
+    with pytest.raises(errors.ProviderError, match=words) as info:
+        normalize_server(record, LOCATION)
+    assert "malformed instance record" in str(info.value)
+    if record.get("name") == "web":
+        assert "'web'" in str(info.value)
+    # the flow's view reads no addresses: refused alike, or passed on
+    try:
+        flow_view(record)
+    except errors.ProviderError as exc:
+        assert "malformed instance record" in str(exc)
+
+
+def test_a_malformed_record_without_name_is_named_by_id():
+    record = {k: v for k, v in INSTANCE.items() if k != "name"}
+    with pytest.raises(errors.ProviderError, match=r"\('4242'\)"):
+        flow_view(record)
+
+
+def test_addresses_are_classified_by_what_they_are():
+    mapped = normalize_server(with_nic(networkIP="::ffff:10.128.0.2", accessConfigs=[
+        {"name": "External NAT", "natIP": "::ffff:198.51.100.7"}]), LOCATION)
+    # IPv4-mapped IPv6 in an IPv4 field is the IPv4 address inside it
+    assert (mapped.public_v4, mapped.private_v4) == ("198.51.100.7", "10.128.0.2")
+    private = normalize_server(with_nic(accessConfigs=[{"name": "x", "natIP": "192.168.0.42"}]),
+                               LOCATION)
+    # a private-range natIP reaches nothing: not public, and not what to SSH to
+    assert private.public_v4 is None and private.interface_ip == "10.128.0.2"
+    assert "private-range" in next(a.reason for a in private.addresses
+                                   if a.ip == "192.168.0.42")
+    dual = normalize_server(with_nic(ipv6AccessConfigs=[
+        {"name": "external-ipv6", "type": "DIRECT_IPV6", "externalIpv6": "2600:1900:4150:ba95::",
+         "externalIpv6PrefixLength": 96}], ipv6Address="fd20:1:2:3::"), LOCATION)
+    assert dual.public_v6 == "2600:1900:4150:ba95::" and dual.public_v4 == "198.51.100.7"
+    assert [a.public for a in dual.addresses if a.ip == "fd20:1:2:3::"] == [False]
+    # an empty or missing address field is no address, and no error
+    empty = normalize_server(with_nic(networkIP="", accessConfigs=[{"name": "x"}]), LOCATION)
+    assert empty.addresses == () and empty.interface_ip is None
+
+
+@pytest.mark.parametrize("call, words", [
+    (lambda: normalize_image({"selfLink": "x"}), "malformed image record .*'name'"),
+    (lambda: normalize_image({**IMAGE, "deprecated": "DEPRECATED"}), "deprecated is"),
+    (lambda: normalize_flavors([machine("e2-small", 2, "lots")], ("e2",)),
+     "malformed machine type record \\('e2-small'\\)"),
+    (lambda: normalize_flavors([machine("e2-small", -2, 2048)], ("e2",)), "negative"),
+    (lambda: normalize_flavors([{"memoryMb": 1}], ("e2",)), "machine type"),
+    (lambda: network_record({"name": "n", "IPv4Range": "garbage"}), "malformed network"),
+    (lambda: subnetwork_record({"name": "s", "ipCidrRange": "10.0.0.1/33"}), "subnetwork"),
+    (lambda: subnetwork_record({"name": "s", "ipCidrRange": "fd20::/64"}), "not an IPv4"),
+    (lambda: firewall_record(rule("r", priority="high")), "malformed firewall rule"),
+    (lambda: firewall_record(rule("r", priority=70000)), "outside 0-65535"),
+    (lambda: firewall_record(rule("r", sourceRanges="0.0.0.0/0")), "sourceRanges is"),
+    (lambda: firewall_record(rule("r", allowed=[{"IPProtocol": "tcp", "ports": 22}])),
+     "ports is"),
+    (lambda: project_metadata({"name": "p", "commonInstanceMetadata": {"items": "x"}}),
+     "malformed project record"),
+])
+def test_other_malformed_records_are_refused(call, words):
+    with pytest.raises(errors.ProviderError, match=words):
+        call()
+
+
+def test_well_formed_network_records_pass():
+    assert firewall_record(rule("default-allow-ssh", priority=65534))["name"] == \
+        "default-allow-ssh"
+    assert subnetwork_record({"name": "s", "ipCidrRange": "10.0.0.0/24",
+                              "externalIpv6Prefix": "2600:1900:4000:318::/64"})
+    assert project_metadata({"commonInstanceMetadata": {"items": [
+        {"key": "enable-oslogin", "value": "TRUE"}, {"key": "empty"}]}}) == {
+        "enable-oslogin": "TRUE", "empty": ""}
+
+
+def test_guest_settings_are_no_tags():
+    record = {**INSTANCE, "metadata": {"items": [
+        *INSTANCE["metadata"]["items"], {"key": "enable-guest-attributes", "value": "TRUE"}]}}
+    assert "enable-guest-attributes" not in server_tags(record)
+    with pytest.raises(errors.ConfigError, match="guest"):
+        metadata_key("enable-guest-attributes")
+
+
+# -- the missing extra ----------------------------------------------------------------------
+@pytest.mark.parametrize("provider, module, extra", [
+    ("gce", "google.cloud.compute_v1", "gce"), ("aws", "boto3", "aws")])
+def test_a_provider_without_its_extra_is_a_config_error(monkeypatch, write_clouds, provider,
+                                                        module, extra):
+    import sys
+
+    import cloudnorm
+
+    monkeypatch.setitem(sys.modules, module, None)  # "import <module>" fails
+    with pytest.raises(errors.ConfigError, match=re.escape(f"pip install 'cloudnorm[{extra}]'")):
+        driver_class(provider)
+    entry = {"cloudnorm": {"provider": "gce", "project": "p", "zone": "us-central1-a",
+                           "endpoint_url": "http://127.0.0.1:9", "credentials": "anonymous"}}
+    if provider == "aws":
+        entry = {"cloudnorm": {"provider": "aws"}, "region_name": "us-east-1"}
+    path = write_clouds({"c": entry})
+    with pytest.raises(errors.ConfigError, match=re.escape(f"cloudnorm[{extra}]")):
+        cloudnorm.connect("c", config_files=[path])
+
+
+def test_a_broken_driver_import_names_the_package(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "cloudnorm.drivers.gce", None)
+    with pytest.raises(errors.ConfigError, match="google-cloud-compute"):
+        driver_class("gce")
+
+
+# -- host keys in guest attributes ------------------------------------------------------------
+# Made with ssh-keygen for these tests (ed25519, ecdsa nistp256, rsa 3072).
+ED25519 = "AAAAC3NzaC1lZDI1NTE5AAAAIDnmHn8IWL3gUGtXDzNb3+4mIiszPnjjbH2eVwvYX6sg"
+ECDSA = ("AAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAAIbmlzdHAyNTYAAABBBAGXyVGX5FKKakIfjoFxKKmZpGRyQ8vs"
+         "S3ALnIAvyWhTcR38j3xRkLqMOxR38HL6KW18k43RI3Gjjg4SFSUjDo0=")
+
+
+@pytest.mark.parametrize("key_type, value, line", [
+    # the guest agent's and cloud-init's value: the base64 blob alone
+    ("ssh-ed25519", ED25519, f"ssh-ed25519 {ED25519}"),
+    ("ecdsa-sha2-nistp256", ECDSA, f"ecdsa-sha2-nistp256 {ECDSA}"),
+    # "TYPE BLOB [comment]", and a trailing line (gcloud keeps the first word only)
+    ("ssh-ed25519", f"ssh-ed25519 {ED25519} root@web", f"ssh-ed25519 {ED25519}"),
+    ("ssh-ed25519", f"{ED25519}\ncompute.1234 ssh-rsa AAAA", f"ssh-ed25519 {ED25519}"),
+])
+def test_host_key_line_accepts_whole_keys(key_type, value, line):
+    assert host_key_line(key_type, value) == line
+
+
+@pytest.mark.parametrize("key_type, value, words", [
+    ("ssh-rsa", ED25519, "not of type ssh-rsa"),  # the key inside is another type
+    ("ssh-ed25519", f"ssh-rsa {ED25519}", "not base64|not of type"),
+    ("ssh-ed25519", ED25519[:-8], "not encode one key exactly|cut short|not base64"),
+    ("ssh-ed25519", base64.b64encode(base64.b64decode(ED25519) + b"\0\0\0\1x").decode(),
+     "1 field"),
+    ("ecdsa-sha2-nistp384", base64.b64encode(
+        b"\0\0\0\x13ecdsa-sha2-nistp384\0\0\0\x08nistp256\0\0\0\1\4").decode(), "curve"),
+    ("rdp", "0C25B0C9F04839C53CDFB7472E140B7A9CDC0CF2", "not an SSH key type"),
+    ("ssh-ed25519", "", "empty"),
+    ("ssh-ed25519", "AAAA C3Nz", "not of type|cut short"),
+])
+def test_host_key_line_refuses_what_is_no_whole_key(key_type, value, words):
+    with pytest.raises(ValueError, match=words):
+        host_key_line(key_type, value)
+
+
+def test_malformed_guest_attribute_replies_are_refused():
+    with pytest.raises(errors.ProviderError, match="malformed guest attributes record"):
+        published_host_keys({"queryValue": {"items": {"hostkeys": ED25519}}})
+    with pytest.raises(errors.ProviderError, match="value is"):
+        published_host_keys({"queryValue": {"items": [
+            {"namespace": "hostkeys", "key": "ssh-ed25519", "value": 7}]}})
+    assert published_host_keys({"queryPath": "hostkeys/"}) == ((), ())
+
+
+def insert_instance(sandbox: GceSandbox, name: str, *extra_items: dict[str, str]) -> None:
+    from google.cloud import compute_v1
+
+    body = {"name": name, "machineType": "zones/us-central1-a/machineTypes/e2-micro",
+            "metadata": {"items": [{"key": "ssh-keys", "value": "debian:" + KEY},
+                                   *extra_items]},
+            "disks": [{"boot": True, "autoDelete": True, "initializeParams": {
+                "sourceImage": "projects/debian-cloud/global/images/family/debian-12"}}],
+            "networkInterfaces": [{"network": "global/networks/default"}]}
+    operation = sandbox.client("InstancesClient").insert_unary(
+        project="cloudnorm-sandbox", zone="us-central1-a",
+        instance_resource=compute_v1.Instance.from_json(json.dumps(body)))
+    sandbox.client("ZoneOperationsClient").wait(project="cloudnorm-sandbox",
+                                                zone="us-central1-a", operation=operation.name)
+
+
+def guest_put(sandbox: GceSandbox, name: str, key: str, value: str) -> int:
+    """The guest's own write to its metadata server, as the data plane makes it."""
+    import urllib.error
+    import urllib.request
+
+    request = urllib.request.Request(
+        f"{sandbox.endpoint_url}/compute/v1/projects/cloudnorm-sandbox/zones/us-central1-a/"
+        f"instances/{name}/guest-attributes/hostkeys/{key}", method="PUT",
+        data=json.dumps({"value": value}).encode(), headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as reply:
+            return int(reply.status)
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+def test_endpoint_serves_guest_attributes_as_gce_does(sandbox):
+    instances = sandbox.client("InstancesClient")
+    where = {"project": "cloudnorm-sandbox", "zone": "us-central1-a"}
+    insert_instance(sandbox, "ga-on", {"key": "enable-guest-attributes", "value": "TRUE"})
+    insert_instance(sandbox, "ga-off")
+    driver = sandbox_driver(sandbox)
+    try:
+        # Off (neither the instance nor the project says TRUE): the guest's write is refused,
+        # and so is the read.
+        assert guest_put(sandbox, "ga-off", "ssh-ed25519", ED25519) == 403
+        with pytest.raises(gexc.Forbidden, match="disabled"):
+            instances.get_guest_attributes(request={"instance": "ga-off",
+                                                     "query_path": "hostkeys/", **where})
+        # On, but nothing written yet: gcloud's "not found" wording.
+        with pytest.raises(gexc.NotFound, match="The resource 'hostkeys/' of type 'Guest "
+                                                 "Attribute' was not found."):
+            instances.get_guest_attributes(request={"instance": "ga-on",
+                                                     "query_path": "hostkeys/", **where})
+        assert guest_put(sandbox, "ga-on", "ssh-ed25519", ED25519) == 200
+        assert guest_put(sandbox, "ga-on", "bad.key", ED25519) == 400
+        reply = instances.get_guest_attributes(request={"instance": "ga-on",
+                                                        "query_path": "hostkeys/", **where})
+        assert [(e.namespace, e.key, e.value) for e in reply.query_value.items] == [
+            ("hostkeys", "ssh-ed25519", ED25519)]
+        one = instances.get_guest_attributes(request={
+            "instance": "ga-on", "variable_key": "hostkeys/ssh-ed25519", **where})
+        assert one.variable_value == ED25519
+        # the project's setting counts where the instance says nothing
+        sandbox.set_project_metadata("cloudnorm-sandbox", "enable-guest-attributes", "true")
+        assert guest_put(sandbox, "ga-off", "ssh-ed25519", ED25519) == 200
+        # the driver's verb
+        assert driver.published_host_keys("ga-on") == (f"ssh-ed25519 {ED25519}",)
+        before = len(sandbox.requests())
+        assert driver.published_host_keys("ga-on") == ()  # asked too recently: not sent
+        assert len(sandbox.requests()) == before
+        driver.guest_attribute_interval = 0
+        assert driver.published_host_keys("ga-on") == (f"ssh-ed25519 {ED25519}",)
+        sandbox.set_project_metadata("cloudnorm-sandbox", "enable-guest-attributes", None)
+        assert driver.published_host_keys("ga-off") == ()  # 403: off, not an error
+        assert driver.published_host_keys("absent") == ()  # 404
+        guest_put(sandbox, "ga-on", "ssh-rsa", "AAAAB3NzaC1yc2EAAAADAQABAAABAQCo4bTdpLeTwhpAOmHe")
+        assert driver.published_host_keys("ga-on") == (f"ssh-ed25519 {ED25519}",)
+    finally:
+        sandbox.set_project_metadata("cloudnorm-sandbox", "enable-guest-attributes", None)
+        driver.delete(Created("server", "ga-on"))
+        driver.delete(Created("server", "ga-off"))
+
+
+def test_boot_turns_guest_attributes_on(sandbox):
+    from cloudnorm.drivers.base import BootSpec
+    from cloudnorm.models import Flavor
+
+    driver = sandbox_driver(sandbox)
+    driver.create_keypair("cloudnorm-0ddba11", KEY)
+    image = normalize_image({"name": "debian-12-bookworm-v20240415", "selfLink":
+                             "https://x/compute/v1/projects/debian-cloud/global/images/x"},
+                            {"distro": "debian", "version": "12", "owner": "debian-cloud"})
+    flavor = Flavor(id="e2-micro", name="e2-micro", ram=1024, vcpus=2, disk=0,
+                    is_public=True, disabled=False, raw={})
+    created = driver.boot(BootSpec(name="ga-boot", image=image, flavor=flavor, network=None,
+                                   key_name="cloudnorm-0ddba11", owner="0ddba11",
+                                   metadata={"team": "qa"}))
+    try:
+        instance = driver._instance("ga-boot")
+        assert instance_metadata(instance)["enable-guest-attributes"] == "TRUE"
+        assert server_tags(instance) == {OWNER_KEY: "0ddba11", "team": "qa"}
+    finally:
+        driver.delete(created)
+
+
+# -- the provisioning flow asks the published keys first --------------------------------------
+class KeysDriver:
+    provider = "gce"
+
+    def __init__(self, published=(), console="", fail=False):
+        self.published, self.console, self.fail = published, console, fail
+        self.calls: list[str] = []
+
+    def published_host_keys(self, server_id):
+        self.calls.append("published")
+        if self.fail:
+            raise errors.AuthError("no permission")
+        return self.published
+
+    def console_output(self, server_id):
+        self.calls.append("console")
+        return self.console
+
+
+CONSOLE = ("-----BEGIN SSH HOST KEY KEYS-----\n"
+           f"ssh-ed25519 {ED25519} root@web\n-----END SSH HOST KEY KEYS-----\n")
+
+
+def announced(driver, deadline=2.0):
+    import time
+
+    from cloudnorm import provision
+
+    report = provision._Reporter(None, "web")
+    keys, console = provision._announced_host_keys(driver, "web", time.monotonic() + deadline,
+                                                   True, report)
+    return keys, console, {d.step: d for d in report.decisions}
+
+
+def test_published_keys_come_first_and_the_console_is_still_read():
+    driver = KeysDriver(published=(f"ecdsa-sha2-nistp256 {ECDSA}",), console="ci-info: ...")
+    keys, console, decisions = announced(driver)
+    assert keys.keys == (f"ecdsa-sha2-nistp256 {ECDSA}",) and console == "ci-info: ..."
+    assert driver.calls == ["published", "console"]
+    assert decisions["host_keys"].choice == "1 published"
+    assert "guest attributes" in decisions["host_keys"].reason
+
+
+def test_the_console_is_the_fallback():
+    for driver in (KeysDriver(console=CONSOLE), KeysDriver(console=CONSOLE, fail=True)):
+        keys, _, decisions = announced(driver)
+        assert keys.keys == (f"ssh-ed25519 {ED25519}",)
+        assert "console" in decisions["host_keys"].reason
+
+
+def test_neither_channel_times_out_naming_both():
+    driver = GceDriver.__new__(GceDriver)  # only its verbs are called
+    driver.published_host_keys = lambda server_id: ()  # type: ignore[method-assign]
+    driver.console_output = lambda server_id: ""  # type: ignore[method-assign]
+    with pytest.raises(errors.Timeout, match="never printed its SSH host keys on the console "
+                                             "nor published them"):
+        announced(driver, deadline=0.2)

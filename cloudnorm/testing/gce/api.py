@@ -3,10 +3,10 @@
 What it serves (under ``/compute/v1/``) is what cloudnorm and the SSH data plane use:
 projects (with their common instance metadata), zones, images (``get``, ``list``,
 ``getFromFamily``), machine types, networks, subnetworks, firewalls, instances (``insert``,
-``get``, ``list``, ``delete``, ``aggregatedList``, ``getSerialPortOutput``), disks, and zone
-and global operations (``get`` and ``wait``). It checks requests the way GCE does (names,
-labels, metadata keys, machine types, images, the subnetwork a custom network needs, the
-CPUS quota) and answers errors in Google's shape::
+``get``, ``list``, ``delete``, ``aggregatedList``, ``getSerialPortOutput``,
+``getGuestAttributes``), disks, and zone and global operations (``get`` and ``wait``). It
+checks requests the way GCE does (names, labels, metadata keys, machine types, images, the
+subnetwork a custom network needs, the CPUS quota) and answers errors in Google's shape::
 
     {"error": {"code": 404, "message": "...", "errors": [{"message": "...",
                "domain": "global", "reason": "notFound"}]}}
@@ -14,6 +14,12 @@ CPUS quota) and answers errors in Google's shape::
 Writes return Operations that finish a moment later: an instance goes PROVISIONING ->
 STAGING -> RUNNING (its insert operation is DONE then) and, deleted, STOPPING -> gone. Time
 moves on lazily, whenever a request arrives, so nothing runs between requests.
+
+Guest attributes are what the guest writes to its metadata server
+(``instance/guest-attributes/<namespace>/<key>``): the data plane makes those writes, on the
+instance's behalf, with a ``PUT`` to ``.../instances/<name>/guest-attributes/<ns>/<key>``
+(JSON ``{"value": ...}``), which the real Compute API does not have. They are stored only
+where the instance's metadata (else the project's) says ``enable-guest-attributes=TRUE``.
 
 Every request is logged as one JSON line (the OpenStack sandbox's format, read with
 :func:`cloudnorm.testing.request_log.read_requests`); requests carrying the header
@@ -45,6 +51,7 @@ _NAME = re.compile(r"[a-z](?:[-a-z0-9]{0,61}[a-z0-9])?")
 _LABEL_KEY = re.compile(r"[a-z][a-z0-9_-]{0,62}")
 _LABEL_VALUE = re.compile(r"[a-z0-9_-]{0,63}")
 _METADATA_KEY = re.compile(r"[a-zA-Z0-9_-]{1,128}")
+_GUEST_ATTRIBUTE_NAME = re.compile(r"[A-Za-z0-9_-]+")
 _PACIFIC = datetime.timezone(datetime.timedelta(hours=-7))
 _WAIT_LIMIT = 10.0  # GCE's wait answers after at most 2 minutes; tests want less
 _PAGE = 500
@@ -74,6 +81,12 @@ class ApiError(Exception):
 
 def _not_found(path: str) -> ApiError:
     return ApiError(404, "notFound", f"The resource '{path}' was not found")
+
+
+def _guest_attribute_not_found(path: str) -> ApiError:
+    # The wording gcloud's compute ssh matches to tell "nothing published" from a failure.
+    return ApiError(404, "notFound",
+                    f"The resource '{path}' of type 'Guest Attribute' was not found.")
 
 
 def _invalid(field: str, value: Any, why: str) -> ApiError:
@@ -254,6 +267,8 @@ class Compute:
         self.instances: dict[str, dict[str, dict[str, dict[str, Any]]]] = {}
         self.disks: dict[str, dict[str, dict[str, dict[str, Any]]]] = {}
         self.operations: dict[str, dict[str, Any]] = {}  # "project/scope/name" -> record
+        #: Guest attributes by instance selfLink: namespace -> key -> value.
+        self.guest_attributes: dict[str, dict[str, dict[str, str]]] = {}
         self._requests: dict[str, dict[str, Any]] = {}  # requestId -> operation
         self._nat = _Pool([str(h) for h in reversed(list(catalog.NAT_ADDRESSES.hosts()))])
         self._internal: dict[str, _Pool] = {}
@@ -744,6 +759,7 @@ class Compute:
                 if disk.get("autoDelete"):
                     del self.disks[project][zone][stored["name"]]
             (self.console_dir / f"{instance['id']}.log").unlink(missing_ok=True)
+            self.guest_attributes.pop(instance["selfLink"], None)
             self._finish(operation)
         self._schedule(self.delete_seconds, gone)
         return operation
@@ -785,6 +801,61 @@ class Compute:
         return {"kind": "compute#serialPortOutput", "contents": data[start:].decode(
             errors="replace"), "start": str(start), "next": str(len(data)),
             "selfLink": instance["selfLink"] + f"/serialPort?port={port}"}
+
+    # -- guest attributes --------------------------------------------------------------
+    def guest_attributes_enabled(self, project: str, instance: dict[str, Any]) -> bool:
+        """``enable-guest-attributes`` of the instance's metadata, else of the project's
+        (gcloud's compute ssh reads them in that order); off when neither says TRUE."""
+        def setting(items: dict[str, Any]) -> str | None:
+            value = items.get("enable-guest-attributes")
+            return None if value is None else str(value).strip().lower()
+        own = setting({i.get("key"): i.get("value") for i in
+                       instance.get("metadata", {}).get("items") or []})
+        if own is None:
+            own = setting(self.project(project)["metadata"])
+        return own == "true"
+
+    def put_guest_attribute(self, project: str, zone: str, name: str, namespace: str,
+                            key: str, value: str) -> None:
+        """What the instance's metadata server does with a PUT to
+        ``instance/guest-attributes/<namespace>/<key>`` from inside the instance."""
+        instance = self.instance(project, zone, name)
+        if not _GUEST_ATTRIBUTE_NAME.fullmatch(namespace) or \
+                not _GUEST_ATTRIBUTE_NAME.fullmatch(key):
+            raise _invalid("guest-attributes", f"{namespace}/{key}",
+                           "Use only letters, numerals, underscores and hyphens.")
+        if not self.guest_attributes_enabled(project, instance):
+            # The metadata server refuses the guest's write (the guest agents log "403
+            # Forbidden"): nothing is stored.
+            raise ApiError(403, "forbidden", "Guest attributes are disabled for this instance.")
+        self.guest_attributes.setdefault(instance["selfLink"], {}).setdefault(
+            namespace, {})[key] = value
+
+    def get_guest_attributes(self, project: str, zone: str, name: str, query_path: str,
+                             variable_key: str) -> dict[str, Any]:
+        """``instances.getGuestAttributes``: one ``variableKey`` (``ns/key``), or every
+        entry under ``queryPath`` (``''``, ``ns/`` or ``ns/key``)."""
+        instance = self.instance(project, zone, name)
+        if not self.guest_attributes_enabled(project, instance):
+            raise ApiError(403, "forbidden", "Guest attributes are disabled for this instance.")
+        stored = self.guest_attributes.get(instance["selfLink"], {})
+        link = f"{instance['selfLink']}/guestAttributes/"
+        if variable_key:
+            namespace, _, key = variable_key.partition("/")
+            if key in stored.get(namespace, {}):
+                return {"kind": "compute#guestAttributes", "variableKey": variable_key,
+                        "variableValue": stored[namespace][key],
+                        "selfLink": link + variable_key}
+            raise _guest_attribute_not_found(variable_key)
+        namespace, _, key = query_path.partition("/")
+        items = [{"namespace": ns, "key": k, "value": v}
+                 for ns in sorted(stored) for k, v in sorted(stored[ns].items())
+                 if ns == namespace or not namespace
+                 if k == key or not key]
+        if not items:
+            raise _guest_attribute_not_found(query_path)
+        return {"kind": "compute#guestAttributes", "queryPath": query_path,
+                "queryValue": {"items": items}, "selfLink": link + query_path}
 
     def disk(self, project: str, zone: str, name: str) -> dict[str, Any]:
         self.zone(project, zone)
@@ -860,6 +931,12 @@ class Api:
                 ("GET", rf"projects/{p}/zones/{z}/instances/{n}/serialPort", self.serial_port),
                 ("POST", rf"projects/{p}/zones/{z}/instances/{n}/setMetadata",
                  self.set_metadata),
+                ("GET", rf"projects/{p}/zones/{z}/instances/{n}/getGuestAttributes",
+                 self.guest_attributes),
+                # Not the Compute API: the guest's own PUT to its metadata server, which the
+                # data plane makes on the instance's behalf.
+                ("PUT", rf"projects/{p}/zones/{z}/instances/{n}/guest-attributes/"
+                 r"(?P<namespace>[^/]+)/(?P<key>[^/]+)", self.put_guest_attribute),
                 ("GET", rf"projects/{p}/aggregated/instances", self.aggregated_instances),
                 ("GET", rf"projects/{p}/zones/{z}/disks", self.list_disks),
                 ("GET", rf"projects/{p}/zones/{z}/disks/{n}", self.get_disk),
@@ -1018,6 +1095,20 @@ class Api:
                     **_: Any) -> dict[str, Any]:
         return self.compute.serial_port(project, zone, name, int(query.get("port") or 1),
                                         int(query.get("start") or 0))
+
+    def guest_attributes(self, project: str, zone: str, name: str, query: dict[str, str],
+                         **_: Any) -> dict[str, Any]:
+        return self.compute.get_guest_attributes(project, zone, name,
+                                                 query.get("queryPath") or "",
+                                                 query.get("variableKey") or "")
+
+    def put_guest_attribute(self, project: str, zone: str, name: str, namespace: str,
+                            key: str, body: dict[str, Any], **_: Any) -> dict[str, Any]:
+        value = body.get("value")
+        if not isinstance(value, str):
+            raise _invalid("value", value, "A guest attribute's value is text.")
+        self.compute.put_guest_attribute(project, zone, name, namespace, key, value)
+        return {}
 
     def aggregated_instances(self, project: str, query: dict[str, str],
                              **_: Any) -> dict[str, Any]:

@@ -61,6 +61,13 @@ IMAGES = {
     ],
 }
 
+#: Where each image project's guest environment shows the host keys it makes at first boot:
+#: ``console`` -- cloud-init prints them on the serial port (the Ubuntu images here stand
+#: for images whose keys reach the console only); ``guest-attributes`` -- Google's guest
+#: agent writes them to the instance's guest attributes (``hostkeys/<type>``) and the serial
+#: port shows none (the Debian images, which run no cloud-init).
+HOST_KEY_CHANNELS = {"ubuntu-os-cloud": "console", "debian-cloud": "guest-attributes"}
+
 # (name, guestCpus, memoryMb, isSharedCpu)
 MACHINE_TYPES = [
     ("e2-micro", 2, 1024, True), ("e2-small", 2, 2048, True), ("e2-medium", 2, 4096, True),

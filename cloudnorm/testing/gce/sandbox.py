@@ -15,6 +15,11 @@ Its clouds (:meth:`GceSandbox.clouds`):
 - ``sandbox-gce-oslogin``: project ``cloudnorm-oslogin``, whose metadata says
   ``enable-oslogin=TRUE``.
 
+Its images differ in where their host keys show (``catalog.HOST_KEY_CHANNELS``): the
+Ubuntu ones print them on the serial console (cloud-init), the Debian ones print none there
+and publish them in the instance's guest attributes (Google's guest agent), which the data
+plane writes where the instance's metadata turns guest attributes on.
+
 Every entry uses ``credentials: anonymous``: nothing is ever sent to Google, and no
 credential lookup (which would probe the GCE metadata server) happens.
 """
