@@ -87,7 +87,7 @@ def _inspect_one(name: str, os_names: tuple[str, ...], min_ram: int) -> dict[str
                 image, decision = cloud.choose_image(os_name)
                 user, why = cloud.login_user(image)
                 ask = images.parse_os(os_name)
-                same = [i for i in all_images if i.os_distro == ask.distro
+                same = [i for i in all_images if images.is_distro(ask.distro, i.os_distro)
                         and images.version_matches(ask.version, i.os_version)]
                 report["images"][os_name] = {"id": image.id, **attrs.asdict(decision),
                                              "candidates": len(same),

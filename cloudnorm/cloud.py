@@ -143,7 +143,8 @@ class Cloud:
         """The user a new server of ``image`` lets in first, and where that answer comes from."""
         if image.login_user:
             return image.login_user, f"image '{image.name}' names it in its properties"
-        return self.profile.login_user_for(image.os_distro)
+        # The version matters: CentOS Stream 8 images log in as centos, 9 as cloud-user.
+        return self.profile.login_user_for(image.os_distro, image.os_version)
 
     # -- servers ----------------------------------------------------------------
     def list_servers(self) -> list[Server]:

@@ -10,6 +10,7 @@ name: it reads these files.
 from __future__ import annotations
 
 import functools
+import re
 from importlib import resources
 from typing import Any
 
@@ -34,10 +35,26 @@ _PUBLIC_ACCESS = {"floating_ip", "port_forwarding"}
 
 @attrs.frozen
 class Distro:
+    """An operating system as ``distros.yaml`` describes it."""
+
     name: str
     aliases: tuple[str, ...]
+    #: The user the distribution's own generic cloud images create (see ``documented``).
     login_user: str
     codenames: dict[str, str] = attrs.field(factory=dict)
+    #: Exceptions by version: ``"8"`` (release 8 and its point releases) or ``">=9"``.
+    login_users: dict[str, str] = attrs.field(factory=dict)
+    #: Word sets that name this distribution even when apart ("CentOS-9-Stream").
+    all_words: tuple[tuple[str, ...], ...] = ()
+    #: The broader entry whose os_distro value this distribution's images carry.
+    family: str | None = None
+    #: False when ``login_user`` is documented only for the vendor's own cloud.
+    documented: bool = True
+    source: str = ""
+
+    def user_for_version(self, version: str | None) -> tuple[str, str] | None:
+        """The version exception that applies, as (user, rule), if one does."""
+        return _by_version(self.login_users, version)
 
 
 @attrs.frozen
@@ -61,16 +78,34 @@ class Profile:
     #: Server size families, cheapest first: automatic choices prefer earlier families.
     instance_families: tuple[str, ...] = ()
 
-    def login_user_for(self, distro: str | None) -> tuple[str | None, str]:
-        """Login user for a distribution, and where that answer comes from."""
+    def login_user_for(self, distro: str | None,
+                       version: str | None = None) -> tuple[str | None, str]:
+        """Login user for a distribution (and version), and where that answer comes from.
+
+        Most specific first: this profile's entry for the version, its entry for the
+        distribution, the distribution's own exception for the version, its default.
+        A profile entry without a version therefore holds for every version.
+        """
         if distro is None:
             return None, "the image's operating system is unknown"
+        scoped = {key.partition(" ")[2]: user for key, user in self.login_users.items()
+                  if key.partition(" ")[0] == distro and " " in key}
+        found = _by_version(scoped, version)
+        if found is not None:
+            return found[0], f"profile '{self.name}' maps {distro} {found[1]} to it"
         if distro in self.login_users:
             return self.login_users[distro], f"profile '{self.name}' maps {distro} to it"
         known = distros().get(distro)
-        if known is not None:
-            return known.login_user, f"{distro} cloud images create it (distribution default)"
-        return None, f"no login user is known for {distro}"
+        if known is None:
+            return None, f"no login user is known for {distro}"
+        found = known.user_for_version(version)
+        if found is not None:
+            return found[0], (f"{distro} {version} cloud images create it (distribution "
+                              f"default for {distro} {found[1]})")
+        if not known.documented:
+            return None, (f"{distro} images document no login user outside their vendor's "
+                          f"own cloud (there: {known.login_user})")
+        return known.login_user, f"{distro} cloud images create it (distribution default)"
 
 
 def _read(name: str) -> dict[str, Any]:
@@ -105,6 +140,7 @@ def load(name: str) -> Profile:
     merged["name"] = name
     if "login_users" in data and base:
         merged["login_users"] = {**base.get("login_users", {}), **data["login_users"]}
+    merged["login_users"] = _checked_login_users(name, merged.get("login_users") or {})
     for key in ("floating_ip_source", "secgroup_source"):
         value = str(merged.get(key, "neutron")).lower()
         if value not in _SOURCES:
@@ -148,12 +184,75 @@ def _checked_image(profile: str, entry: Any) -> dict[str, Any]:
     return checked
 
 
+def _checked_login_users(profile: str, entries: Any) -> dict[str, str]:
+    """``login_users:`` of a profile: ``distro`` or ``distro VERSION-RULE`` to a user."""
+    if not isinstance(entries, dict):
+        raise errors.ConfigError(f"profile '{profile}': login_users must map distributions "
+                                 "to users")
+    checked: dict[str, str] = {}
+    for key, user in entries.items():
+        distro, _, rule = str(key).partition(" ")
+        if distro not in distros() or (rule and _RULE.fullmatch(rule) is None) \
+                or not isinstance(user, str) or not user:
+            raise errors.ConfigError(
+                f"profile '{profile}': login_users entry '{key}: {user}' must be "
+                "'DISTRO: USER' or 'DISTRO VERSION: USER' (VERSION like 8 or >=9) with DISTRO "
+                f"one of {', '.join(sorted(distros()))}")
+        checked[str(key)] = user
+    return checked
+
+
+#: A version rule: ``8`` (that release and its point releases) or ``>=9``.
+_RULE = re.compile(r"(>=)?(\d+(?:\.\d+)*)")
+
+
+def _numbers(version: str) -> tuple[int, ...] | None:
+    parts = version.split(".")
+    return tuple(int(p) for p in parts) if all(p.isdigit() for p in parts) else None
+
+
+def _by_version(rules: dict[str, str], version: str | None) -> tuple[str, str] | None:
+    """The rule for ``version`` as (user, rule): a release (longest first) before a
+    ``>=`` bound (highest first). Versions that are not numbers match no rule."""
+    have = _numbers(version) if version else None
+    if have is None:
+        return None
+    releases, bounds = [], []
+    for rule, user in rules.items():
+        match = _RULE.fullmatch(rule)
+        want = _numbers(match.group(2)) if match else None
+        if want is None:
+            continue
+        if match and match.group(1):
+            if have >= want:
+                bounds.append((want, user, rule))
+        elif have[: len(want)] == want:
+            releases.append((want, user, rule))
+    for found in (releases, bounds):
+        if found:
+            _, user, rule = max(found)
+            return user, rule
+    return None
+
+
 @functools.cache
 def distros() -> dict[str, Distro]:
-    data = _read("distros")
-    return {
-        key: Distro(name=key, aliases=tuple(value.get("aliases", [key])),
-                    login_user=value["login_user"],
-                    codenames=dict(value.get("codenames") or {}))
-        for key, value in data.items()
-    }
+    table: dict[str, Distro] = {}
+    for key, value in _read("distros").items():
+        rules = {str(rule): str(user) for rule, user in (value.get("login_users") or {}).items()}
+        if any(_RULE.fullmatch(rule) is None for rule in rules):
+            raise errors.ConfigError(f"distros.yaml: {key}: login_users keys must be version "
+                                     f"rules like 8 or >=9, not {', '.join(rules)}")
+        table[key] = Distro(
+            name=key, aliases=tuple(value.get("aliases", [key])),
+            login_user=value["login_user"],
+            codenames={str(k): str(v) for k, v in (value.get("codenames") or {}).items()},
+            login_users=rules,
+            all_words=tuple(tuple(str(w).lower() for w in group)
+                            for group in value.get("all_words") or ()),
+            family=value.get("family"), documented=bool(value.get("documented", True)),
+            source=" ".join(str(value.get("source") or "").split()))
+    unknown = {d.family for d in table.values() if d.family and d.family not in table}
+    if unknown:
+        raise errors.ConfigError(f"distros.yaml names unknown families: {', '.join(unknown)}")
+    return table

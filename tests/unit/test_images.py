@@ -37,7 +37,7 @@ def test_jammy_naming_variants_are_ubuntu_22_04(name, props):
     ("Ubuntu 24.04 (Noble Numbat) aarch64", ("ubuntu", "24.04", "aarch64")),
     ("Debian 12 (bookworm)", ("debian", "12", None)),
     ("debian-12-genericcloud-arm64-20240211-1654", ("debian", "12", "aarch64")),
-    ("CentOS-Stream-9-20240304.0.x86_64", ("centos", "9", "x86_64")),
+    ("CentOS-Stream-9-20240304.0.x86_64", ("centos-stream", "9", "x86_64")),
     ("Rocky-9.3-x86_64", ("rocky", "9.3", "x86_64")),
     ("AlmaLinux 9", ("almalinux", "9", None)),
     ("Red Hat Enterprise Linux 9.3", ("rhel", "9.3", None)),
@@ -202,3 +202,103 @@ def test_choice_is_independent_of_listing_order():
 def test_choose_image_accepts_a_parsed_ask():
     assert choose_image([image("Debian 12 (bookworm)")], OSAsk("debian", "12"))[0].os_version \
         == "12"
+
+
+# -- distributions with documented login users (tests/unit/corpus/login_users) -------------------
+# Names as clouds and vendors publish them; the source of each is next to it.
+VENDOR_NAMES = [
+    # SUSE's AMIs (getmoto/moto moto/ec2/resources/amis.json; hashicorp/vault
+    # enos/modules/ec2_info/main.tf filters suse-sles-15-sp7-v*-hvm-*): "15 SP3" is 15.3.
+    ("suse-sles-12-sp3-v20170907-hvm-ssd-x86_64", ("sles", "12.3", "x86_64")),
+    # openSUSE Minimal-VM Cloud images (kubevirt/containerdisks artifacts/opensuse/*/testdata):
+    # Leap 16 drops the "openSUSE" prefix; Tumbleweed is rolling and has no number.
+    ("openSUSE-Leap-15.6-Minimal-VM.x86_64-Cloud.qcow2", ("opensuse", "15.6", "x86_64")),
+    ("Leap-16.0-Minimal-VM.x86_64-Cloud.qcow2", ("opensuse", "16.0", "x86_64")),
+    ("openSUSE-Tumbleweed-Minimal-VM.x86_64-1.0.0-Cloud-Snapshot20240629.qcow2",
+     ("opensuse", "tumbleweed", "x86_64")),
+    # CentOS (kubevirt/containerdisks artifacts/centos*/testdata; CSC Pouta images.md;
+    # kitchen-ec2 centos_spec.rb for the AMI names).
+    ("CentOS-7-x86_64-GenericCloud-1811.qcow2", ("centos", "7", "x86_64")),
+    ("CentOS Linux 7.9 x86_64", ("centos", "7.9", "x86_64")),
+    ("CentOS-Stream-GenericCloud-8-20210603.0.x86_64.qcow2", ("centos-stream", "8", "x86_64")),
+    ("CentOS-Stream-GenericCloud-x86_64-10-20241118.0.x86_64.qcow2",
+     ("centos-stream", "10", "x86_64")),
+    ("CentOS Stream 9 x86_64 20240701", ("centos-stream", "9", "x86_64")),
+    ("CentOS-9-Stream", ("centos-stream", "9", None)),
+    # Arch's official image (geo.mirror.pkgbuild.com/images/latest/): rolling, no version.
+    ("Arch-Linux-x86_64-cloudimg.qcow2", ("arch", None, "x86_64")),
+    ("Arch-Linux-x86_64-cloudimg-20240301.218094.qcow2", ("arch", None, "x86_64")),
+    # Oracle's AMIs (owner 131827586825) glue the release to "OL"; its KVM images add an
+    # update number ("OL9U4" is 9.4); OCI's own images spell the name out.
+    ("OL8.5-x86_64-HVM-2021-11-24", ("oracle", "8.5", "x86_64")),
+    ("OL9U4_x86_64-kvm-b234.qcow2", ("oracle", "9.4", "x86_64")),
+    ("Oracle-Linux-8.9-2024.01.26-0", ("oracle", "8.9", None)),
+    # FreeBSD's AMIs (kitchen-ec2 freebsd_spec.rb).
+    ("FreeBSD 14.1-RELEASE-amd64", ("freebsd", "14.1", "x86_64")),
+    # AlmaLinux's AMIs (kitchen-ec2 alma_spec.rb).
+    ("AlmaLinux OS 9.4.20240805 x86_64", ("almalinux", "9.4", "x86_64")),
+    # Amazon Linux: the release is in the family prefix, not in the build numbers (the
+    # sandbox's aws_data/images.yaml; vault's ec2_info filters "amzn2-ami-ecs-hvm-2.0*").
+    ("al2023-ami-2023.4.20240401.1-kernel-6.1-x86_64", ("amazon", "2023", "x86_64")),
+]
+
+
+@pytest.mark.parametrize("name, expected", VENDOR_NAMES)
+def test_vendor_image_names(name, expected):
+    assert describe_image("id", name, {}) == expected
+
+
+@pytest.mark.parametrize("name", [
+    # Bitnami stacks name the distribution under them (WillDutcher/udemy_lauromuller_
+    # terraform_course 11-multiple-resources/data.tf; the older "-linux-debian-12-x86_64-hvm-
+    # ebs-nami" form): the stack decides the login user, so the stack is what is recognized.
+    "bitnami-nginx-1.29.0-r02-debian-12-amd64-f5774628-e459-457a-b058-3b513caefdee",
+    "bitnami-wordpress-6.5.4-2-r02-linux-debian-12-x86_64-hvm-ebs-nami",
+])
+def test_bitnami_stack_is_recognized_over_its_base_distribution(name):
+    assert describe_image("id", name, {})[0] == "bitnami"
+
+
+def test_a_product_named_later_in_the_name_does_not_win():
+    # "Oracle Database on Ubuntu" is Ubuntu: only "Oracle Linux"/"OL" name Oracle Linux.
+    assert describe_image("id", "Oracle Database 19c on Ubuntu 22.04", {})[0] == "ubuntu"
+
+
+def test_stream_in_the_name_refines_os_distro_centos():
+    """Glance's os_distro has no value for CentOS Stream: such images say "centos" and the
+    name tells them apart (the sandbox's no-neutron catalogue: "CentOS Stream 9 (PVHVM)"
+    with org.openstack__1__os_distro=org.centos)."""
+    assert describe_image("id", "CentOS Stream 9 (PVHVM)", {
+        "org.openstack__1__os_distro": "org.centos", "org.openstack__1__os_version": "9"}) == (
+        "centos-stream", "9", None)
+    # A name that says nothing more keeps the property.
+    assert describe_image("id", "golden", {"os_distro": "centos", "os_version": "9"})[:2] == (
+        "centos", "9")
+    # A property naming another distribution is not refined by the name.
+    assert describe_image("id", "CentOS Stream 9", {"os_distro": "rocky"})[0] == "rocky"
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("centos-stream-9", OSAsk("centos-stream", "9")),
+    ("centos-7", OSAsk("centos", "7")),
+    ("sles-15-sp5", OSAsk("sles", "15.5")),
+    ("opensuse-leap-15.6", OSAsk("opensuse", "15.6")),
+    ("opensuse-tumbleweed", OSAsk("opensuse", "tumbleweed")),
+    ("arch", OSAsk("arch", None)),
+    ("freebsd-14", OSAsk("freebsd", "14")),
+    ("oracle-linux-9", OSAsk("oracle", "9")),
+    ("ol8", OSAsk("oracle", "8")),
+])
+def test_parse_os_for_the_new_distributions(text, expected):
+    assert parse_os(text) == expected
+
+
+def test_centos_ask_accepts_a_centos_stream_image():
+    """CentOS 9 exists only as Stream: "centos-9" finds it, "centos-7" does not."""
+    stream = image("CentOS-Stream-GenericCloud-9-20211222.0.x86_64.qcow2")
+    linux = image("CentOS-7-x86_64-GenericCloud-2009.qcow2")
+    assert choose_image([stream, linux], "centos-9")[0] is stream
+    assert choose_image([stream, linux], "centos-7")[0] is linux
+    assert choose_image([stream, linux], "centos-stream")[0] is stream
+    with pytest.raises(errors.NotFound):
+        choose_image([linux], "centos-stream-9")

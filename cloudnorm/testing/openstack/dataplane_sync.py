@@ -265,10 +265,13 @@ def _external_ssh_port(pf: dict[str, Any]) -> int | None:
 
 # The user each sandbox image's cloud-init creates. Deliberately not cloudnorm's own
 # distribution table: the sandbox plays the image, and must not agree with the code
-# under test by construction.
+# under test by construction. CentOS Stream 9's GenericCloud image creates cloud-user
+# (its cloud.cfg since 2022; kubevirt/containerdisks logs in to it as cloud-user),
+# CentOS 7's creates centos: first match wins, so "stream 9" comes before "centos".
 _IMAGE_USERS = (("ubuntu", "ubuntu"), ("jammy", "ubuntu"), ("noble", "ubuntu"),
                 ("focal", "ubuntu"), ("debian", "debian"), ("bookworm", "debian"),
-                ("centos", "centos"), ("fedora", "fedora"), ("rocky", "rocky"))
+                ("stream 9", "cloud-user"), ("centos", "centos"), ("fedora", "fedora"),
+                ("rocky", "rocky"))
 
 
 def image_login_user(image: dict[str, Any]) -> str:
