@@ -150,8 +150,8 @@ class Cloud:
     def list_servers(self) -> list[Server]:
         """Every server of the account, normalized, addresses classified."""
         nets = self.list_networks()
-        return [_with_login(self._driver.normalize_server(raw, nets))
-                for raw in self._driver.list_servers()]
+        return [_with_login(server) for server in
+                self._driver.describe_servers(self._driver.list_servers(), nets)]
 
     def get_server(self, name_or_id: str) -> Server:
         """One server by id or exact name."""
@@ -163,7 +163,7 @@ class Cloud:
             ids = sorted(str(s.get("id")) for s in found)
             raise errors.Ambiguous(f"{len(found)} servers are named '{name_or_id}' in cloud "
                                    f"'{self.name}'; use an id", candidates=ids, cloud=self.name)
-        return _with_login(self._driver.normalize_server(found[0], self.list_networks()))
+        return _with_login(self._driver.describe_servers(found, self.list_networks())[0])
 
     def create_server(self, name: str, *, image: str | Image = "ubuntu-22.04",
                       flavor: str | Flavor | None = None, min_ram: int | None = None,

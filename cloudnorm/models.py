@@ -41,6 +41,12 @@ class Address:
     ``public`` says whether the address can be reached from outside the cloud;
     ``reason`` says why cloudnorm thinks so, in words a person can check.
     ``kind`` is ``fixed`` (on the NIC) or ``floating`` (NAT in front of a fixed one).
+    ``basis`` is what ``public`` rests on, strongest first: ``published`` (the cloud
+    names it the address to reach the server by, e.g. Nova's ``accessIPv4``),
+    ``configured`` (clouds.yaml or the profile says its network routes externally),
+    ``nat`` (a floating IP or public IP the cloud translates to the server), or
+    ``range`` (only inferred from the address range). Where a server has several
+    addresses of one class, the strongest is the one to SSH to.
     """
 
     ip: str
@@ -49,6 +55,8 @@ class Address:
     public: bool
     reason: str
     kind: str = "fixed"
+    basis: str = attrs.field(default=attrs.Factory(
+        lambda self: "nat" if self.kind == "floating" else "range", takes_self=True))
 
 
 @attrs.frozen

@@ -459,20 +459,50 @@ def classify_address(ip: str, network: str | None, *, floating: bool,
         if said is not None:
             return Address(ip, version, network, said[0],
                            f"{said[1]} says network '{network}' routes_externally: "
-                           f"{str(said[0]).lower()}", kind)
+                           f"{str(said[0]).lower()}", kind, "configured")
     where = f" on network '{network}'" if network else ""
     if routable:
         return Address(ip, version, network, True, f"globally routable address{where}", kind)
     return Address(ip, version, network, False, f"private-range address{where}", kind)
 
 
+# Within one class of address, the one whose reachability rests on the most: what the
+# cloud publishes as the access address, then a network the operator says routes
+# externally, then a floating (NAT) address, then one only inferred from its range.
+# openstacksdk's get_server_external_ipv4 (openstack/cloud/meta.py) orders them the same.
+BASIS_RANK = {"published": 0, "configured": 1, "nat": 2, "range": 3}
+
+
+def _rank(addr: Address) -> int:
+    if addr.public:
+        return BASIS_RANK.get(addr.basis, 9)
+    # Reached from inside the cloud: the address on the NIC beats a translated one.
+    return 0 if addr.basis == "published" else 1 if addr.kind == "fixed" else 2
+
+
+def best_address(addresses: Sequence[Address], public: bool, version: int) -> Address | None:
+    """The strongest address of one class (public or not, IP version), first on ties."""
+    best: Address | None = None
+    for addr in addresses:
+        if addr.public == public and addr.version == version and (
+                best is None or _rank(addr) < _rank(best)):
+            best = addr
+    return best
+
+
 def choose_interface(addresses: Sequence[Address]) -> tuple[Address | None, str]:
-    """The address to SSH to: public IPv4, then public IPv6, then private IPv4."""
-    for want, words in (((True, 4), "public IPv4"), ((True, 6), "public IPv6"),
-                        ((False, 4), "private IPv4 (no public address)")):
-        for addr in addresses:
-            if (addr.public, addr.version) == want:
-                return addr, f"{addr.ip} is the {words} address ({addr.reason})"
+    """The address to SSH to: public IPv4, then public IPv6, then private IPv4; within
+    each, the one whose reachability rests on the most (see :data:`BASIS_RANK`)."""
+    for (public, version), words in (((True, 4), "public IPv4"), ((True, 6), "public IPv6"),
+                                     ((False, 4), "private IPv4 (no public address)")):
+        addr = best_address(addresses, public, version)
+        if addr is not None:
+            others = sum(1 for a in addresses if (a.public, a.version) == (public, version))
+            why = f"{addr.ip} is the {words} address ({addr.reason})"
+            if others > 1:
+                why += f"; of {others} such addresses, its reachability rests on the most " \
+                       f"({addr.basis})"
+            return addr, why
     return None, "the server has no address"
 
 
@@ -497,15 +527,18 @@ class PublicPlan:
 def plan_public_address(attach: Network | None, networks: Sequence[Network],
                         routers: Sequence[Router], hints: NetworkHints, *,
                         requires_floating_ip: bool | None, floating_ip_source: str,
-                        profile_name: str, public_access: str = "floating_ip") -> PublicPlan:
+                        profile_name: str, public_access: str = "floating_ip",
+                        no_network_service: str = "the cloud has no network service"
+                        ) -> PublicPlan:
     """Decide, before booting, whether a floating IP is needed and from where.
 
     Deciding up front means a server with no possible way in is never created.
+    ``no_network_service`` says why there is no network to attach to, when there is none.
     """
     if attach is None:
         return PublicPlan("none", (), Decision(
             "public_address", "assigned by the cloud",
-            "the cloud has no network service: it assigns addresses itself"))
+            f"{no_network_service}: it assigns addresses itself"))
     if floating_ip_source == "none" or requires_floating_ip is False:
         return PublicPlan("none", (), Decision(
             "public_address", "none needed",

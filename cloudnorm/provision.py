@@ -241,7 +241,8 @@ def create_server(cloud: Cloud, name: str, *, image: str | Image = "ubuntu-22.04
         attach = None
         plan = networks.plan_public_address(
             None, [], [], hints, requires_floating_ip=None, floating_ip_source="none",
-            profile_name=cloud.profile.name)
+            profile_name=cloud.profile.name,
+            no_network_service=driver.network_service_note or "the cloud has no network service")
         if view is not None:
             nets, routers = view
             if network:

@@ -102,6 +102,16 @@ class Driver(abc.ABC):
     def normalize_server(self, raw: dict[str, Any], networks: list[Network]) -> Server:
         """Turn a raw server record into a :class:`Server` with classified addresses."""
 
+    def describe_servers(self, raws: list[dict[str, Any]], networks: list[Network]
+                         ) -> list[Server]:
+        """Servers as a caller asks for them (listing, lookup): normalized, and completed
+        where the cloud's server record lags what its other services already know."""
+        return [self.normalize_server(raw, networks) for raw in raws]
+
+    #: Why a network service the catalog lists is not used (it answers 404 or 403), or
+    #: None. Servers are then described from the compute service's records alone.
+    network_service_note: str | None = None
+
     @abc.abstractmethod
     def list_keypairs(self) -> list[KeyPair]:
         """Key pairs registered with the cloud (public halves only)."""

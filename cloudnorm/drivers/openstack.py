@@ -17,11 +17,14 @@ import random
 import re
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlencode
 
+import attrs
+
 from cloudnorm import __version__, errors, images, networks, parallel, ratelimit
+from cloudnorm.drivers import records
 from cloudnorm.drivers.base import BootSpec, Created, Driver
 from cloudnorm.models import (
     OWNER_KEY,
@@ -75,25 +78,7 @@ def _parse_time(value: str | None) -> datetime.datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=datetime.timezone.utc)
 
 
-def _record(kind: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """A record of the wrong shape (a list where a mapping belongs, a word for a number)
-    becomes a ProviderError naming it, not a TypeError from deep inside cloudnorm."""
-    def wrap(normalize: Callable[..., Any]) -> Callable[..., Any]:
-        @functools.wraps(normalize)
-        def guarded(raw: Any, *args: Any, **kwargs: Any) -> Any:
-            try:
-                return normalize(raw, *args, **kwargs)
-            except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as exc:
-                ident = raw.get("id") if isinstance(raw, dict) else None
-                raise errors.ProviderError(
-                    f"the cloud sent a malformed {kind} record"
-                    + (f" ({errors.describe(ident)})" if ident is not None else "")
-                    + f": {type(exc).__name__}: {exc}") from exc
-        return guarded
-    return wrap
-
-
-@_record("image")
+@records.guarded("image")
 def normalize_image(raw: dict[str, Any], user_properties: tuple[str, ...] = ()) -> Image:
     """A Glance v2 image record as an :class:`Image`."""
     distro, version, arch = images.describe_image(raw.get("id", ""), raw.get("name") or "", raw)
@@ -108,7 +93,7 @@ def normalize_image(raw: dict[str, Any], user_properties: tuple[str, ...] = ()) 
         architecture=arch, login_user=login_user, raw=raw)
 
 
-@_record("flavor")
+@records.guarded("flavor")
 def normalize_flavor(raw: dict[str, Any]) -> Flavor:
     """A Nova flavor record as a :class:`Flavor`."""
     return Flavor(
@@ -118,7 +103,7 @@ def normalize_flavor(raw: dict[str, Any]) -> Flavor:
         disabled=bool(raw.get("OS-FLV-DISABLED:disabled", False)), raw=raw)
 
 
-@_record("server")
+@records.guarded("server")
 def normalize_server(raw: dict[str, Any], location: Location, nets: list[Network],
                      hints: networks.NetworkHints) -> Server:
     """A Nova server record as a :class:`Server` with classified addresses."""
@@ -128,9 +113,14 @@ def normalize_server(raw: dict[str, Any], location: Location, nets: list[Network
             ip = entry.get("addr")
             if not ip:
                 continue
-            addresses.append(networks.classify_address(
+            address = networks.classify_address(
                 ip, label, floating=entry.get("OS-EXT-IPS:type") == "floating",
-                networks=nets, hints=hints))
+                networks=nets, hints=hints)
+            if entry.get(_FROM_NEUTRON):
+                address = attrs.evolve(address, reason=_FROM_NEUTRON_REASON)
+            addresses.append(address)
+    for field in ("accessIPv4", "accessIPv6"):
+        addresses = _with_access_address(addresses, raw.get(field), field)
     status = _STATUS.get(str(raw.get("status", "UNKNOWN")).upper(), "error")
     status = _TASK_STATUS.get(raw.get("OS-EXT-STS:task_state") or "", status)
     interface, _ = networks.choose_interface(addresses)
@@ -144,8 +134,8 @@ def normalize_server(raw: dict[str, Any], location: Location, nets: list[Network
         image=(image.get("id") if isinstance(image, dict) else None) or None,
         flavor=flavor.get("original_name") or flavor.get("id"),
         addresses=tuple(addresses),
-        public_v4=_first(addresses, True, 4), public_v6=_first(addresses, True, 6),
-        private_v4=_first(addresses, False, 4),
+        public_v4=_best(addresses, True, 4), public_v6=_best(addresses, True, 6),
+        private_v4=_best(addresses, False, 4),
         interface_ip=interface.ip if interface else None,
         # Server's converter copies the metadata (as it copies raw).
         key_name=raw.get("key_name"), tags=raw.get("metadata") or {},
@@ -166,16 +156,71 @@ def _server_location(cloud: str, region: str | None, zone: Any, project: Any) ->
     return Location(cloud=cloud, region=region, zone=zone, project=project)  # odd record
 
 
-def _first(addresses: list[Address], public: bool, version: int) -> str | None:
-    # Floating addresses first: they are what a person reaches the server on.
-    first: Address | None = None
-    for a in addresses:
-        if a.public == public and a.version == version:
-            if a.kind == "floating":
-                return a.ip
-            if first is None:
-                first = a
-    return first.ip if first is not None else None
+def _best(addresses: list[Address], public: bool, version: int) -> str | None:
+    best = networks.best_address(addresses, public, version)
+    return best.ip if best is not None else None
+
+
+# Nova's accessIPv4/accessIPv6 are where a cloud (or whoever booted the server) says the
+# server is to be reached: openstacksdk's get_server_external_ipv4/ipv6 return them before
+# anything else (openstack/cloud/meta.py). Whether the address is public still follows
+# from what it is; that it is the one to use does not.
+def _with_access_address(addresses: list[Address], value: Any, field: str) -> list[Address]:
+    if value is None or value == "":
+        return addresses
+    version, routable = networks.address_facts(value)
+    if version != (4 if field == "accessIPv4" else 6):
+        raise ValueError(f"{field} is {errors.describe(value)}, an IPv{version} address")
+    said = f"the cloud publishes it as the server's access address ({field})"
+    for i, known in enumerate(addresses):
+        if known.ip == value:
+            addresses = list(addresses)
+            addresses[i] = attrs.evolve(known, basis="published",
+                                        reason=f"{known.reason}; {said}")
+            return addresses
+    return [*addresses, Address(
+        value, version, None, routable,
+        f"{said}; {'globally routable' if routable else 'a private-range'} address",
+        "fixed", "published")]
+
+
+@attrs.frozen
+class _Refused:
+    """A network service endpoint that answered 403 or 404 (``status``)."""
+
+    status: int
+
+
+def _nova_floating(raw: dict[str, Any]) -> bool:
+    addresses = raw.get("addresses")
+    return isinstance(addresses, dict) and any(
+        isinstance(e, dict) and e.get("OS-EXT-IPS:type") == "floating"
+        for entries in addresses.values() if isinstance(entries, list) for e in entries)
+
+
+def _add_floating(raw: dict[str, Any], fips: list[dict[str, Any]]) -> dict[str, Any]:
+    """A copy of ``raw`` with each floating IP listed beside the fixed address it maps
+    to (under that address's network label); one whose fixed address Nova does not show
+    is left out, as it cannot be told which network it belongs to."""
+    nova = raw.get("addresses")
+    if not isinstance(nova, dict) or not all(isinstance(v, list) for v in nova.values()):
+        return raw  # malformed: the record guard names it when it is normalized
+    addresses = {label: list(entries) for label, entries in nova.items()}
+    for fip in fips:
+        label = next((label for label, entries in addresses.items() for e in entries
+                      if isinstance(e, dict) and e.get("addr") == fip["fixed_ip_address"]),
+                     None)
+        if label is not None and all(e.get("addr") != fip.get("floating_ip_address")
+                                     for e in addresses[label]):
+            addresses[label].append({"addr": fip.get("floating_ip_address"), "version": 4,
+                                     "OS-EXT-IPS:type": "floating", _FROM_NEUTRON: True})
+    return {**raw, "addresses": addresses}
+
+
+# Marks an address entry taken from Neutron because Nova's record did not show it yet.
+_FROM_NEUTRON = "cloudnorm:from_neutron"
+_FROM_NEUTRON_REASON = ("floating IP bound to the server's port in Neutron (Nova's record "
+                        "does not list it yet)")
 
 
 class OpenStackDriver(Driver):
@@ -411,16 +456,32 @@ class OpenStackDriver(Driver):
     def list_flavors(self) -> list[Flavor]:
         return [normalize_flavor(r) for r in self._paged("compute", "/flavors/detail", "flavors")]
 
+    def _network_service(self) -> bool:
+        return self.network_service_note is None and self.has_service("network")
+
     def network_facts(self) -> tuple[list[networks.NetworkFacts], list[networks.Router]] | None:
-        if not self.has_service("network"):
+        if not self._network_service():
             return None
         queries = {
             "networks": "/networks", "subnets": "/subnets", "routers": "/routers",
             "ports": "/ports?" + urlencode({"device_owner": _ROUTER_PORT_OWNERS,
                                             "fields": ["network_id", "device_id"]}, doseq=True),
             "floatingips": "/floatingips?fields=floating_network_id"}
-        replies = parallel.all_at_once([functools.partial(self._request, "network", "GET", path)
+        replies = parallel.all_at_once([functools.partial(self._refusable, path)
                                         for path in queries.values()])
+        refused = replies[0]
+        if isinstance(refused, _Refused):
+            # A catalog may list a network service whose endpoint refuses (openstacksdk's
+            # test_get_server_external_ipv4_neutron_exception plays a 404 on /networks):
+            # the cloud is then described from Nova's records alone, as with no service.
+            self.network_service_note = (
+                f"the catalog lists a network service, but it answered {refused.status} to "
+                "GET /networks: servers are described from the compute service's records "
+                "alone")
+            LOG.warning("cloud '%s': %s", self.settings.name, self.network_service_note)
+            return None
+        # A Neutron without the L3 extension has no routers or floating IPs to list.
+        replies = [{} if isinstance(r, _Refused) else r for r in replies]
         nets, subnets, routers, ports, fips = (reply.get(key, []) for key, reply in
                                                zip(queries, replies, strict=True))
         by_net: dict[str, list[networks.Subnet]] = {}
@@ -443,6 +504,17 @@ class OpenStackDriver(Driver):
             external_network_id=(r.get("external_gateway_info") or {}).get("network_id"),
             internal_network_ids=tuple(interfaces.get(r["id"], ()))) for r in routers]
         return facts, router_list
+
+    def _refusable(self, path: str) -> Any:
+        """GET ``path`` from the network service; a 403 or 404 comes back as _Refused."""
+        try:
+            return self._request("network", "GET", path)
+        except errors.NotFound:
+            return _Refused(404)
+        except errors.ProviderError as exc:
+            if exc.status == 403:
+                return _Refused(403)
+            raise
 
     def network_hints(self) -> networks.NetworkHints:
         profile_hints = networks.NetworkHints.from_entries(
@@ -470,6 +542,63 @@ class OpenStackDriver(Driver):
     def normalize_server(self, raw: dict[str, Any], nets: list[Network]) -> Server:
         return normalize_server(raw, self.location(), nets, self.network_hints())
 
+    def describe_servers(self, raws: list[dict[str, Any]], nets: list[Network]
+                         ) -> list[Server]:
+        location, hints = self.location(), self.network_hints()
+        return [normalize_server(raw, location, nets, hints)
+                for raw in self._with_neutron_floating_ips(raws, nets)]
+
+    def _with_neutron_floating_ips(self, raws: list[dict[str, Any]], nets: list[Network]
+                                   ) -> list[dict[str, Any]]:
+        """``raws`` with the floating IPs Neutron has bound to an ACTIVE server's port
+        but Nova's ``addresses`` do not show yet (Nova refreshes its network info
+        cache from Neutron's events, a moment or minutes later).
+
+        Asked only for servers Nova lists no floating IP for, on clouds with an
+        external network: one listing of the project's floating IPs (and of the ports
+        they are bound to, where Neutron's records lack ``port_details``). openstacksdk
+        does the same per server (``_get_supplemental_addresses`` in
+        openstack/cloud/meta.py). A failure here costs only the extra address.
+        """
+        lacking = {r["id"]: r for r in raws if isinstance(r, dict) and r.get("id")
+                   and str(r.get("status")).upper() == "ACTIVE" and not _nova_floating(r)}
+        if not lacking or not any(n.external for n in nets):
+            return raws
+        try:
+            found = self._floating_ips_by_server(set(lacking))
+        except errors.CloudnormError as exc:
+            LOG.debug("cloud '%s': floating IPs not looked up in Neutron: %s",
+                      self.settings.name, exc)
+            return raws
+        if not found:
+            return raws
+        completed = []
+        for raw in raws:
+            extra = found.get(str(raw.get("id"))) if isinstance(raw, dict) else None
+            completed.append(_add_floating(raw, extra) if extra else raw)
+        return completed
+
+    def _floating_ips_by_server(self, server_ids: set[str]) -> dict[str, list[dict[str, Any]]]:
+        fips = [f for f in self._request("network", "GET", "/floatingips").get(
+            "floatingips", []) if f.get("port_id") and f.get("fixed_ip_address")]
+        if not fips:
+            return {}
+        device_of = {f["port_id"]: (f.get("port_details") or {}).get("device_id")
+                     for f in fips}
+        if not all(device_of.values()):  # Neutron without the fip-port-details extension
+            query = {"fields": ["id", "device_id"]}
+            if len(server_ids) == 1:
+                query["device_id"] = sorted(server_ids)
+            ports = self._request("network", "GET", "/ports?" + urlencode(
+                query, doseq=True)).get("ports", [])
+            device_of = {p["id"]: p.get("device_id") for p in ports}
+        by_server: dict[str, list[dict[str, Any]]] = {}
+        for fip in fips:
+            server = device_of.get(fip["port_id"])
+            if server in server_ids:
+                by_server.setdefault(server, []).append(fip)
+        return by_server
+
     def list_keypairs(self) -> list[KeyPair]:
         body = self._request("compute", "GET", "/os-keypairs")
         return [KeyPair(name=k["keypair"]["name"], public_key=k["keypair"].get("public_key", ""),
@@ -492,7 +621,7 @@ class OpenStackDriver(Driver):
 
     # -- provisioning -------------------------------------------------------------
     def supports_security_groups(self) -> bool:
-        return self.profile.secgroup_source == "neutron" and self.has_service("network")
+        return self.profile.secgroup_source == "neutron" and self._network_service()
 
     def create_ssh_access(self, owner: str) -> Created:
         body = self._request("network", "POST", "/security-groups", json={
@@ -715,7 +844,7 @@ class OpenStackDriver(Driver):
             return found.group(1) if found and owner in (None, found.group(1)) else None
 
         found: list[Created] = []
-        network = self.has_service("network")
+        network = self._network_service()
         if network:
             fips = self._request("network", "GET", "/floatingips").get("floatingips", [])
             found += [Created("floating_ip", f["id"], f.get("floating_ip_address", ""),

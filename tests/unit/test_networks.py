@@ -532,7 +532,7 @@ def _reference_classify_address(ip, network, *, floating, networks=(), hints=Non
         if said is not None:
             return Address(ip, version, network, said[0],
                            f"{said[1]} says network '{network}' routes_externally: "
-                           f"{str(said[0]).lower()}", kind)
+                           f"{str(said[0]).lower()}", kind, "configured")
     where = f" on network '{network}'" if network else ""
     if _reference_is_global(ip):
         return Address(ip, version, network, True, f"globally routable address{where}", kind)
