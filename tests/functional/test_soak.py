@@ -13,6 +13,7 @@ import pytest
 
 import cloudnorm
 from cloudnorm import errors
+from cloudnorm.testing import soak
 from cloudnorm.testing.faults import FaultProxy, Rule, catalog_endpoints, summary
 from cloudnorm.testing.openstack.leftovers import leftovers
 
@@ -76,8 +77,8 @@ def test_lost_replies_and_consistency_lies(openstack_sandbox, openstack_dataplan
     assert left_behind(openstack_sandbox, "cn-soak") == []
 
 
-SOAK_CYCLES = 100
-SOAK_BUDGET = 600.0  # seconds of cycles; with the final checks the test ends within 11 minutes
+SOAK_CYCLES = soak.CYCLES
+SOAK_BUDGET = soak.BUDGET
 SOAK_FAULTS = [  # 10% of requests to compute, image and network in all
     Rule("status", status=503, probability=0.03),
     Rule("status", status=429, retry_after=1, probability=0.02),
@@ -139,6 +140,9 @@ def test_soak_create_delete_under_faults(openstack_sandbox, openstack_dataplane,
                 time.monotonic() - started, record["created"], record["typed_errors"],
                 record["delete_errors"], injected, injected + passed, len(record["escaped"]),
                 len(leaks))
+    soak.write_result("openstack", {
+        **record, "seconds": round(time.monotonic() - started, 1), "faults": injected,
+        "requests": injected + passed, "leaked": leaks})
     assert record["escaped"] == []
     assert leaks == []
     assert injected > 0 and record["created"] > 0

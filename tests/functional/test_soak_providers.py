@@ -19,9 +19,8 @@ The data plane answers SSH on the public-looking addresses the clouds hand out, 
 exist only in a private network namespace: when the session is not in one,
 ``test_soak_providers_in_private_netns`` re-runs the soaks in a fresh namespace.
 
-``SOAK_CYCLES`` (default 100) and ``SOAK_BUDGET`` (seconds of cycles per provider, default
-400) in the environment change the length; the budget stops the loop first when cycles are
-slow.
+The length comes from :mod:`cloudnorm.testing.soak`: a fixed number of cycles in the test
+suite, 100 from ``bash scripts/soak``.
 """
 
 from __future__ import annotations
@@ -41,6 +40,7 @@ import pytest
 import cloudnorm
 from cloudnorm import errors
 from cloudnorm.models import OWNER_KEY
+from cloudnorm.testing import soak
 from cloudnorm.testing.dataplane import in_private_netns
 from cloudnorm.testing.faults import FaultProxy, Rule, ec2_error, google_error, summary
 
@@ -49,11 +49,10 @@ pytestmark = [pytest.mark.functional, pytest.mark.filterwarnings("ignore:Support
 LOG = logging.getLogger(__name__)
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 
-SOAK_CYCLES = int(os.environ.get("SOAK_CYCLES", "100"))
 # A cycle takes 3 to 5 s on these local clouds when nothing goes wrong (most of it the
-# wait for the console's host keys and the SSH login), more under faults: on a slow
-# machine the budget a provider gets ends the loop before 100 cycles.
-SOAK_BUDGET = float(os.environ.get("SOAK_BUDGET", "400"))
+# wait for the console's host keys and the SSH login), more under faults.
+SOAK_CYCLES = soak.CYCLES
+SOAK_BUDGET = soak.BUDGET
 # The longest one create may take; the budget is checked before each cycle, so a run
 # ends at most this much (plus a delete) past it.
 CREATE_TIMEOUT = 120.0
@@ -158,6 +157,10 @@ def _soak(provider: str, clouds: list[cloudnorm.Cloud], proxy: FaultProxy,
         LOG.error("soak %s: left behind: %s", provider, leak)
     for escaped in record["escaped"]:
         LOG.error("soak %s: escaped: %s", provider, escaped)
+    soak.write_result(provider, {
+        **record, "seconds": round(elapsed, 1), "faults": injected, "requests": received,
+        "typed_errors": dict(typed), "leaked": leaks,
+        "full_cycle_median_s": round(full[len(full) // 2], 2) if full else None})
     assert record["escaped"] == []
     assert leaks == []
     assert injected > 0 and record["created"] > 0
