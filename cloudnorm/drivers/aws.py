@@ -114,26 +114,6 @@ def _word(value: Any) -> str | None:
     return value if type(value) is str and value else None
 
 
-def _mapping(value: Any, field: str) -> dict[str, Any]:
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise ValueError(f"{field} is {errors.describe(value)}, not a mapping")
-    return value
-
-
-def _entries(value: Any, field: str) -> list[dict[str, Any]]:
-    """A list of mappings (botocore's parsed XML list); absent reads as empty."""
-    if value is None:
-        return []
-    if not isinstance(value, list):
-        raise ValueError(f"{field} is {errors.describe(value)}, not a list")
-    for entry in value:
-        if not isinstance(entry, dict):
-            raise ValueError(f"an entry of {field} is {errors.describe(entry)}, not a mapping")
-    return value
-
-
 def _parse_time(value: Any) -> datetime.datetime | None:
     if isinstance(value, datetime.datetime):
         return value if value.tzinfo else value.replace(tzinfo=datetime.timezone.utc)
@@ -152,7 +132,7 @@ def _read_tags(value: Any) -> dict[str, str]:
     # skipped (that could hide an owner mark). A Value left out is an empty value, which
     # EC2 allows and sends as <value/>.
     tags: dict[str, str] = {}
-    for tag in _entries(value, "Tags"):
+    for tag in records.mappings(value, "Tags"):
         key, text = tag.get("Key"), tag.get("Value")
         if type(key) is not str:
             raise ValueError(f"a tag's Key is {errors.describe(key)}, not text")
@@ -164,7 +144,7 @@ def _read_tags(value: Any) -> dict[str, str]:
 
 @records.guarded("EC2 resource", id_keys=_TAGGED_IDS)
 def _tags(record: dict[str, Any]) -> dict[str, str]:
-    return _read_tags(_mapping(record, "the record").get("Tags"))
+    return _read_tags(records.mapping(record, "the record").get("Tags"))
 
 
 def _owner_tags(owner: str, resource_type: str, **extra: str) -> list[dict[str, Any]]:
@@ -187,7 +167,7 @@ def normalize_image(raw: dict[str, Any], entry: dict[str, str] | None = None,
     distribution and version the publisher's series holds (names such as
     ``al2023-ami-2023.4.20240401.1-kernel-6.1-x86_64`` do not say it in a readable way).
     """
-    image_id = _identity(_mapping(raw, "the record").get("ImageId"), "ImageId")
+    image_id = _identity(records.mapping(raw, "the record").get("ImageId"), "ImageId")
     name = _word(raw.get("Name")) or image_id
     state = raw.get("State")
     if state is not None and type(state) is not str:
@@ -224,12 +204,12 @@ def _count(value: Any, field: str) -> int:
 
 @records.guarded("instance type", id_keys=("InstanceType",))
 def _flavor(record: dict[str, Any]) -> Flavor:
-    name = _identity(_mapping(record, "the record").get("InstanceType"), "InstanceType")
+    name = _identity(records.mapping(record, "the record").get("InstanceType"), "InstanceType")
     return Flavor(
         id=name, name=name,
-        ram=_count(_mapping(record.get("MemoryInfo"), "MemoryInfo").get("SizeInMiB"),
+        ram=_count(records.mapping(record.get("MemoryInfo"), "MemoryInfo").get("SizeInMiB"),
                    "MemoryInfo.SizeInMiB"),
-        vcpus=_count(_mapping(record.get("VCpuInfo"), "VCpuInfo").get("DefaultVCpus"),
+        vcpus=_count(records.mapping(record.get("VCpuInfo"), "VCpuInfo").get("DefaultVCpus"),
                      "VCpuInfo.DefaultVCpus"),
         disk=0, is_public=True, disabled=False, raw=record)
 
@@ -288,11 +268,11 @@ def flow_view(instance: dict[str, Any], owner_id: str | None = None,
     An instance that EC2 ended without being asked to (capacity, a volume limit...)
     is in ERROR with EC2's reason, so a wait for it to boot ends at once.
     """
-    instance_id = _identity(_mapping(instance, "the record").get("InstanceId"), "InstanceId")
+    instance_id = _identity(records.mapping(instance, "the record").get("InstanceId"), "InstanceId")
     tags = _read_tags(instance.get("Tags"))
     state = _state(instance)
     status = _FLOW_STATUS.get(state, "ERROR")
-    reason = _mapping(instance.get("StateReason"), "StateReason")
+    reason = records.mapping(instance.get("StateReason"), "StateReason")
     code = reason.get("Code")
     if code is not None and type(code) is not str:
         raise ValueError(f"StateReason.Code is {errors.describe(code)}, not text")
@@ -316,9 +296,9 @@ def reservation_views(reservation: dict[str, Any],
                       ) -> list[dict[str, Any]]:
     """The :func:`flow_view` of each instance of a DescribeInstances reservation;
     ``terminating`` holds the ids cloudnorm itself asked EC2 to terminate."""
-    owner = _word(_mapping(reservation, "the reservation").get("OwnerId"))
+    owner = _word(records.mapping(reservation, "the reservation").get("OwnerId"))
     return [flow_view(instance, owner, _word(instance.get("InstanceId")) in terminating)
-            for instance in _entries(reservation.get("Instances"), "Instances")]
+            for instance in records.mappings(reservation.get("Instances"), "Instances")]
 
 
 def _address(value: Any, version: int, field: str) -> tuple[str, bool]:
@@ -341,7 +321,7 @@ def _optional_address(value: Any, version: int, field: str) -> str | None:
 
 
 def _device_index(nic: dict[str, Any]) -> int:
-    index = _mapping(nic.get("Attachment"), "Attachment").get("DeviceIndex")
+    index = records.mapping(nic.get("Attachment"), "Attachment").get("DeviceIndex")
     if index is None:
         return 0
     if type(index) is not int:
@@ -352,7 +332,7 @@ def _device_index(nic: dict[str, Any]) -> int:
 @records.guarded("instance", id_keys=_INSTANCE_IDS)
 def normalize_server(raw: dict[str, Any], location: Location, nets: list[Network]) -> Server:
     """A :func:`flow_view` record as a :class:`Server` with classified addresses."""
-    instance_id = _identity(_mapping(raw, "the record").get("InstanceId"), "InstanceId")
+    instance_id = _identity(records.mapping(raw, "the record").get("InstanceId"), "InstanceId")
     tags = _read_tags(raw.get("Tags"))
     state = _state(raw)
     by_subnet = {n.id: n for n in nets}
@@ -373,14 +353,14 @@ def normalize_server(raw: dict[str, Any], location: Location, nets: list[Network
                 f"{'globally routable' if routable else 'private-range'} IPv6 address{where}",
                 "fixed"))
 
-    for nic in sorted(_entries(raw.get("NetworkInterfaces"), "NetworkInterfaces"),
+    for nic in sorted(records.mappings(raw.get("NetworkInterfaces"), "NetworkInterfaces"),
                       key=_device_index):
         subnet_id = _optional_identity(nic.get("SubnetId"), "SubnetId")
         net = by_subnet.get(subnet_id or "")
         label = net.name if net else subnet_id
         cidr = f" ({', '.join(net.subnets)})" if net and net.subnets else ""
         primary = _optional_address(nic.get("PrivateIpAddress"), 4, "PrivateIpAddress")
-        privates = _entries(nic.get("PrivateIpAddresses"), "PrivateIpAddresses")
+        privates = records.mappings(nic.get("PrivateIpAddresses"), "PrivateIpAddresses")
         if not privates and primary is not None:
             privates = [{"PrivateIpAddress": primary}]
         for private in privates:
@@ -391,11 +371,11 @@ def normalize_server(raw: dict[str, Any], location: Location, nets: list[Network
                 addresses.append(Address(
                     ip, 4, label, False,
                     f"private address{where}; AWS never routes it from outside", "fixed"))
-            association = _mapping(private.get("Association"), "Association")
+            association = records.mapping(private.get("Association"), "Association")
             add_public(association.get("PublicIp"), label, association, "Association.PublicIp")
-        association = _mapping(nic.get("Association"), "Association")
+        association = records.mapping(nic.get("Association"), "Association")
         add_public(association.get("PublicIp"), label, association, "Association.PublicIp")
-        for v6 in _entries(nic.get("Ipv6Addresses"), "Ipv6Addresses"):
+        for v6 in records.mappings(nic.get("Ipv6Addresses"), "Ipv6Addresses"):
             add_v6(v6.get("Ipv6Address"), label, "Ipv6Address")
     top_subnet = _optional_identity(raw.get("SubnetId"), "SubnetId")
     add_public(raw.get("PublicIpAddress"), top_subnet, None, "PublicIpAddress")
@@ -407,7 +387,7 @@ def normalize_server(raw: dict[str, Any], location: Location, nets: list[Network
         add_v6(raw["Ipv6Address"], top_subnet, "Ipv6Address")
     status = "error" if raw.get("status") == "ERROR" else _SERVER_STATUS.get(state, "error")
     interface, _ = networks.choose_interface(addresses)
-    placement = _mapping(raw.get("Placement"), "Placement")
+    placement = records.mapping(raw.get("Placement"), "Placement")
     return Server(
         id=instance_id, name=tags.get("Name", ""), status=status,
         location=Location(cloud=location.cloud, region=location.region,

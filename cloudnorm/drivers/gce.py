@@ -171,27 +171,6 @@ def _as_dict(message: Any) -> dict[str, Any]:
 # GCE's records are the REST API's JSON (compute_v1 messages are turned into it). These
 # readers raise KeyError/TypeError/ValueError on a field of the wrong shape; the normalizers
 # call them inside records.guarded, which turns that into a ProviderError naming the record.
-def _mapping(value: Any, field: str) -> dict[str, Any]:
-    """An optional mapping field ({} when absent)."""
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise TypeError(f"{field} is {errors.describe(value)}, not a mapping")
-    return value
-
-
-def _mappings(value: Any, field: str) -> list[dict[str, Any]]:
-    """An optional list-of-mappings field ([] when absent)."""
-    if value is None:
-        return []
-    if not isinstance(value, list):
-        raise TypeError(f"{field} is {errors.describe(value)}, not a list")
-    for index, item in enumerate(value):
-        if not isinstance(item, dict):
-            raise TypeError(f"{field}[{index}] is {errors.describe(item)}, not a mapping")
-    return value
-
-
 def _text(value: Any, field: str) -> str:
     """An optional string field ('' when absent)."""
     if value is None:
@@ -225,9 +204,9 @@ def _count(value: Any, field: str) -> int:
 
 
 def _metadata_items(record: dict[str, Any]) -> dict[str, str]:
-    metadata = _mapping(record.get("metadata"), "metadata")
+    metadata = records.mapping(record.get("metadata"), "metadata")
     found: dict[str, str] = {}
-    for index, item in enumerate(_mappings(metadata.get("items"), "metadata.items")):
+    for index, item in enumerate(records.mappings(metadata.get("items"), "metadata.items")):
         key = item.get("key")
         if not isinstance(key, str) or not key:
             raise ValueError(f"metadata.items[{index}].key is {errors.describe(key)}")
@@ -372,7 +351,7 @@ def normalize_image(raw: dict[str, Any], entry: dict[str, str] | None = None,
     if entry is not None:
         properties.update(os_distro=entry["distro"], os_version=entry["version"])
     distro, version, arch = images.describe_image(name, name, properties)
-    deprecation = _text(_mapping(raw.get("deprecated"), "deprecated").get("state"),
+    deprecation = _text(records.mapping(raw.get("deprecated"), "deprecated").get("state"),
                         "deprecated.state") or "ACTIVE"
     status = _text(raw.get("status"), "status") or "READY"
     return Image(
@@ -389,7 +368,7 @@ def normalize_image(raw: dict[str, Any], entry: dict[str, str] | None = None,
 @records.guarded("machine type", id_keys=("name", "id"))
 def _machine_type(raw: dict[str, Any]) -> Flavor:
     name = _name(raw)
-    _mapping(raw.get("deprecated"), "deprecated")
+    records.mapping(raw.get("deprecated"), "deprecated")
     return Flavor(id=name, name=name, ram=_count(raw.get("memoryMb"), "memoryMb"),
                   vcpus=_count(raw.get("guestCpus"), "guestCpus"), disk=0, is_public=True,
                   disabled=False, raw=raw)
@@ -451,7 +430,7 @@ def flow_view(instance: dict[str, Any], terminating: bool = False) -> dict[str, 
 def _tags(instance: dict[str, Any]) -> dict[str, str]:
     tags = {_tag_key(k): v for k, v in _metadata_items(instance).items()
             if k not in _GUEST_SETTINGS}
-    for key, value in _mapping(instance.get("labels"), "labels").items():
+    for key, value in records.mapping(instance.get("labels"), "labels").items():
         tags[OWNER_KEY if key == OWNER_LABEL else key] = _text(value, f"labels.{key}")
     return tags
 
@@ -481,7 +460,7 @@ def _nic_addresses(nic: dict[str, Any], index: int) -> list[Address]:
             f"internal address of {label} on network '{net}'"
             + (f" (subnet '{subnet}')" if subnet else "")
             + "; GCE never routes it from outside", "fixed"))
-    for number, access in enumerate(_mappings(nic.get("accessConfigs"),
+    for number, access in enumerate(records.mappings(nic.get("accessConfigs"),
                                               f"{where}.accessConfigs")):
         field = f"{where}.accessConfigs[{number}]"
         nat = access.get("natIP")
@@ -496,7 +475,7 @@ def _nic_addresses(nic: dict[str, Any], index: int) -> list[Address]:
             if routable else
             f"{config} names {ip}, a private-range address: nothing on the internet reaches "
             "it", "floating"))
-    for number, access in enumerate(_mappings(nic.get("ipv6AccessConfigs"),
+    for number, access in enumerate(records.mappings(nic.get("ipv6AccessConfigs"),
                                               f"{where}.ipv6AccessConfigs")):
         field = f"{where}.ipv6AccessConfigs[{number}]"
         external = access.get("externalIpv6")
@@ -526,10 +505,10 @@ def normalize_server(raw: dict[str, Any], location: Location) -> Server:
     holds no IP address, or one of the wrong IP version, makes the record malformed (a
     :class:`~cloudnorm.errors.ProviderError`) instead of an address to connect to.
     """
-    instance = _mapping(_mapping(raw, "record").get("instance") or raw, "instance")
+    instance = records.mapping(records.mapping(raw, "record").get("instance") or raw, "instance")
     name = _name(instance)
     addresses: list[Address] = []
-    for index, nic in enumerate(_mappings(instance.get("networkInterfaces"),
+    for index, nic in enumerate(records.mappings(instance.get("networkInterfaces"),
                                           "networkInterfaces")):
         addresses += _nic_addresses(nic, index)
     state = _text(instance.get("status"), "status") or "PROVISIONING"
@@ -599,7 +578,7 @@ def firewall_record(raw: dict[str, Any]) -> dict[str, Any]:
     for field in ("sourceRanges", "targetTags", "targetServiceAccounts"):
         _texts(raw.get(field), field)
     for field in ("allowed", "denied"):
-        for index, entry in enumerate(_mappings(raw.get(field), field)):
+        for index, entry in enumerate(records.mappings(raw.get(field), field)):
             _text(entry.get("IPProtocol"), f"{field}[{index}].IPProtocol")
             _texts(entry.get("ports"), f"{field}[{index}].ports")
     return raw
@@ -608,7 +587,8 @@ def firewall_record(raw: dict[str, Any]) -> dict[str, Any]:
 @records.guarded("project", id_keys=("name", "id"))
 def project_metadata(raw: dict[str, Any]) -> dict[str, str]:
     """The common instance metadata of a Projects record, as key -> value."""
-    return _metadata_items({"metadata": _mapping(raw, "project").get("commonInstanceMetadata")})
+    common = records.mapping(raw, "project").get("commonInstanceMetadata")
+    return _metadata_items({"metadata": common})
 
 
 @records.guarded("instance", id_keys=("name", "id"))
@@ -695,10 +675,10 @@ def published_host_keys(reply: dict[str, Any]) -> tuple[tuple[str, ...], tuple[s
     type is set aside, never used (any process on the instance can write guest
     attributes, so their content is checked like console text is).
     """
-    value = _mapping(_mapping(reply, "reply").get("queryValue"), "queryValue")
+    value = records.mapping(records.mapping(reply, "reply").get("queryValue"), "queryValue")
     keys: list[str] = []
     skipped: list[str] = []
-    for index, item in enumerate(_mappings(value.get("items"), "queryValue.items")):
+    for index, item in enumerate(records.mappings(value.get("items"), "queryValue.items")):
         where = f"queryValue.items[{index}]"
         namespace = _text(item.get("namespace"), f"{where}.namespace")
         key = _text(item.get("key"), f"{where}.key")

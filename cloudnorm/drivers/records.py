@@ -47,3 +47,27 @@ def guarded(kind: str, id_keys: Sequence[str] = ("id", "name")) -> Callable[[F],
                     + f": {type(exc).__name__}: {exc}") from exc
         return guard  # type: ignore[return-value]
     return wrap
+
+
+# Readers of one field of a record. They raise TypeError on a field of the wrong shape,
+# which the guard of the normalizer reading them turns into a ProviderError naming the
+# record. Absent (None) reads as empty.
+def mapping(value: Any, field: str) -> dict[str, Any]:
+    """An optional mapping field ({} when absent)."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise TypeError(f"{field} is {errors.describe(value)}, not a mapping")
+    return value
+
+
+def mappings(value: Any, field: str) -> list[dict[str, Any]]:
+    """An optional list-of-mappings field ([] when absent)."""
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise TypeError(f"{field} is {errors.describe(value)}, not a list")
+    for index, item in enumerate(value):
+        if not isinstance(item, dict):
+            raise TypeError(f"{field}[{index}] is {errors.describe(item)}, not a mapping")
+    return value
