@@ -67,7 +67,6 @@ How GCE is made to look like the other clouds:
 from __future__ import annotations
 
 import base64
-import binascii
 import contextlib
 import datetime
 import functools
@@ -86,7 +85,7 @@ from typing import Any
 
 import attrs
 
-from cloudnorm import __version__, errors, images, networks, profiles, ratelimit
+from cloudnorm import __version__, errors, images, networks, profiles, ratelimit, sshkeys
 from cloudnorm.drivers import records
 from cloudnorm.drivers.base import BootSpec, Created, Driver
 from cloudnorm.models import (
@@ -606,27 +605,6 @@ def instance_metadata(raw: dict[str, Any]) -> dict[str, str]:
 # WinRM certificate thumbprints in the same namespace: those are no SSH keys.
 HOSTKEY_NAMESPACE = "hostkeys"
 _KEY_TYPE = re.compile(r"(?:ssh|ecdsa|sk)-[a-z0-9@.-]+")
-# Fields after the type string in each key type's wire format (RFC 4253 6.6, RFC 5656 3.1,
-# RFC 8709 4, OpenSSH PROTOCOL.u2f).
-_KEY_FIELDS = {"ssh-ed25519": 1, "ssh-rsa": 2, "ssh-dss": 4,
-               "ecdsa-sha2-nistp256": 2, "ecdsa-sha2-nistp384": 2, "ecdsa-sha2-nistp521": 2,
-               "sk-ssh-ed25519@openssh.com": 2, "sk-ecdsa-sha2-nistp256@openssh.com": 3}
-
-
-def _wire_strings(blob: bytes) -> list[bytes]:
-    """The length-prefixed strings an SSH public key blob is made of, all of it."""
-    fields: list[bytes] = []
-    position = 0
-    while position < len(blob):
-        if position + 4 > len(blob):
-            raise ValueError("a length prefix is cut short")
-        size = int.from_bytes(blob[position:position + 4], "big")
-        position += 4
-        if position + size > len(blob):
-            raise ValueError("a field is cut short")
-        fields.append(blob[position:position + size])
-        position += size
-    return fields
 
 
 def host_key_line(key_type: str, value: str) -> str:
@@ -645,24 +623,9 @@ def host_key_line(key_type: str, value: str) -> str:
     if not words:
         raise ValueError("the value is empty")
     text = words[0]
-    try:
-        blob = base64.b64decode(text, validate=True)
-    except (binascii.Error, ValueError):
-        raise ValueError(f"'{text[:20]}...' is not base64") from None
-    if base64.b64encode(blob).decode() != text:
-        raise ValueError("the base64 text does not encode one key exactly")
-    named = key_type.encode()
-    if blob[:4 + len(named)] != len(named).to_bytes(4, "big") + named:
-        raise ValueError(f"the key inside is not of type {key_type}")
-    fields = _wire_strings(blob)
-    wanted = _KEY_FIELDS.get(key_type)
-    if wanted is not None and len(fields) - 1 != wanted:
-        raise ValueError(f"a {key_type} key has {wanted} field(s) after its type, this one "
-                         f"{len(fields) - 1}")
-    if "ed25519" in key_type and len(fields[1]) != 32:
-        raise ValueError("an ed25519 key is 32 bytes")
-    if key_type.startswith("ecdsa-") and fields[1] != key_type.rsplit("-", 1)[1].encode():
-        raise ValueError("the curve named inside is not the key type's")
+    problem = sshkeys.key_problem(key_type, text)
+    if problem:
+        raise ValueError(f"'{text[:20]}...': {problem}")
     return f"{key_type} {text}"
 
 
