@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from cloudnorm import errors, hostkeys
@@ -11,13 +11,9 @@ from cloudnorm.drivers.openstack import normalize_flavor, normalize_image, norma
 from cloudnorm.models import Location
 from cloudnorm.networks import NetworkHints
 
-FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+from . import fuzzing
 
-json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner,
-                                                                max_size=4),
-    max_leaves=12)
+json_values = fuzzing.json_values()
 
 console_lines = st.sampled_from([
     "-----BEGIN SSH HOST KEY KEYS-----", "-----END SSH HOST KEY KEYS-----",
@@ -27,7 +23,7 @@ console_lines = st.sampled_from([
 ]) | st.text()
 
 
-@FUZZ
+@fuzzing.FUZZ
 @given(st.lists(console_lines, max_size=20).map("\n".join) | st.none())
 def test_parse_console_never_crashes(text):
     found = hostkeys.parse_console(text)
@@ -57,20 +53,20 @@ fields = st.dictionaries(st.sampled_from([
 ]), json_values, max_size=8)
 
 
-@FUZZ
+@fuzzing.FUZZ
 @given(fields)
 def test_normalize_server_never_crashes(extra):
     _typed_or_ok(lambda: normalize_server(_record(extra), Location(cloud="c"), [],
                                           NetworkHints()))
 
 
-@FUZZ
+@fuzzing.FUZZ
 @given(fields)
 def test_normalize_image_never_crashes(extra):
     _typed_or_ok(lambda: normalize_image(_record(extra)))
 
 
-@FUZZ
+@fuzzing.FUZZ
 @given(fields)
 def test_normalize_flavor_never_crashes(extra):
     _typed_or_ok(lambda: normalize_flavor(_record(extra)))

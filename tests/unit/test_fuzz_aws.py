@@ -9,7 +9,7 @@ import json
 import pathlib
 from typing import Any
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from cloudnorm import errors, networks
@@ -22,13 +22,9 @@ from cloudnorm.drivers.aws import (
 )
 from cloudnorm.models import Location, Network, Server
 
-FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+from . import fuzzing
 
-json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner,
-                                                                max_size=4),
-    max_leaves=12)
+json_values = fuzzing.json_values()
 
 # Address texts EC2 sends, and things that are not addresses or of the other family.
 ipv4 = st.sampled_from(["10.0.0.5", "172.31.0.4", "198.51.100.7", "54.194.252.215",
@@ -177,19 +173,19 @@ def _through_the_flow(record: Any, terminating: bool) -> None:
             _check_addresses(server)
 
 
-@FUZZ
+@fuzzing.FUZZ
 @given(instances, st.booleans())
 def test_flow_view_and_normalize_server_never_crash(record, terminating):
     _through_the_flow(record, terminating)
 
 
-@FUZZ
+@fuzzing.FUZZ
 @given(broken_corpus_records(), st.booleans())
 def test_real_records_broken_at_one_place_never_crash(record, terminating):
     _through_the_flow(record, terminating)
 
 
-@FUZZ
+@fuzzing.FUZZ
 @given(instances)
 def test_normalize_server_never_crashes_on_records_that_skipped_flow_view(record):
     server = _refused_or(lambda: normalize_server(record, LOCATION, NETS))
@@ -197,7 +193,7 @@ def test_normalize_server_never_crashes_on_records_that_skipped_flow_view(record
         _check_addresses(server)
 
 
-@FUZZ
+@fuzzing.FUZZ
 @given(maybe(st.fixed_dictionaries({}, optional={
     "ReservationId": maybe(words), "OwnerId": maybe(words),
     "Instances": maybe(st.lists(instances, max_size=3))})))
@@ -207,7 +203,7 @@ def test_reservation_views_never_crash(reservation):
         assert type(view["id"]) is str
 
 
-@FUZZ
+@fuzzing.FUZZ
 @given(maybe(st.fixed_dictionaries({}, optional={
     "ImageId": maybe(st.sampled_from(["ami-1", ""])), "Name": maybe(st.sampled_from([
         "ubuntu/images/hvm-ssd/ubuntu-jammy-22.04-amd64-server-20240301", "debian-12-arm64"])),
@@ -224,7 +220,7 @@ def test_normalize_image_never_crashes(record):
         assert image.visibility in ("public", "private")
 
 
-@FUZZ
+@fuzzing.FUZZ
 @given(maybe(st.lists(maybe(st.fixed_dictionaries({}, optional={
     "InstanceType": maybe(st.sampled_from(["t3.micro", "m5.large", ""])),
     "MemoryInfo": maybe(st.fixed_dictionaries({}, optional={"SizeInMiB": maybe(st.integers())})),

@@ -8,12 +8,12 @@ import base64
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from cloudnorm import hostkeys
 
-FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+from . import fuzzing
 
 
 def _pub(private) -> str:
@@ -104,7 +104,7 @@ def _wrapped(text: str, width: int) -> str:
                      for i in range(0, max(len(line), 1), width))
 
 
-@FUZZ
+@fuzzing.FUZZ
 @given(consoles() | announcing_consoles())
 def test_console_parser_accepts_only_whole_vouched_keys(text):
     found = hostkeys.parse_console(text)
@@ -120,14 +120,14 @@ def test_console_parser_accepts_only_whole_vouched_keys(text):
         assert fp.startswith(("SHA256:", "MD5:"))
 
 
-@FUZZ
+@fuzzing.FUZZ
 @given(consoles(), st.sampled_from(KEYS))
 def test_login_user_lookup_never_raises(text, key):
     users = hostkeys.console_login_users(text, key + " me")
     assert isinstance(users, tuple) and all(isinstance(u, str) for u in users)
 
 
-@FUZZ
+@fuzzing.FUZZ
 @given(st.text(max_size=300), st.sampled_from(["ssh-ed25519", "ssh-rsa", "ecdsa-sha2-nistp256",
                                                "sk-ssh-ed25519@openssh.com", "ssh-dss", "x"]))
 def test_valid_key_never_raises(blob, key_type):

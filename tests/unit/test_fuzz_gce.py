@@ -8,7 +8,7 @@ import ipaddress
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from cloudnorm import errors
@@ -26,14 +26,11 @@ from cloudnorm.drivers.gce import (
 )
 from cloudnorm.models import Location
 
-FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+from . import fuzzing
+
 LOCATION = Location(cloud="fuzz", region="us-central1", zone="us-central1-a", project="p")
 
-json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner,
-                                                                max_size=3),
-    max_leaves=10)
+json_values = fuzzing.json_values(max_size=3, max_leaves=10)
 
 # Texts an address field may hold: addresses of both versions (mapped, scoped, private,
 # public), and what is no address at all.
@@ -82,7 +79,7 @@ def refused_only_by_cloudnorm(call: Any) -> Any:
         pytest.fail(f"{type(exc).__name__} escaped: {exc}")
 
 
-@FUZZ
+@fuzzing.FUZZ
 @given(instances, st.booleans())
 def test_instances_are_read_or_refused(instance, terminating):
     view = refused_only_by_cloudnorm(lambda: flow_view(instance, terminating))
@@ -100,7 +97,7 @@ def test_instances_are_read_or_refused(instance, terminating):
             assert server.interface_ip in {a.ip for a in server.addresses}
 
 
-@FUZZ
+@fuzzing.FUZZ
 @given(st.lists(json_values | st.fixed_dictionaries({}, optional={
     "name": st.text(max_size=6) | json_values, "memoryMb": json_values,
     "guestCpus": json_values, "deprecated": json_values, "isSharedCpu": json_values}),
@@ -109,7 +106,7 @@ def test_machine_types_are_read_or_refused(records):
     refused_only_by_cloudnorm(lambda: normalize_flavors(records, ("e2", "n2")))
 
 
-@FUZZ
+@fuzzing.FUZZ
 @given(json_values | st.fixed_dictionaries({}, optional={
     "name": st.text(max_size=6) | json_values, "selfLink": json_values,
     "architecture": json_values, "deprecated": json_values, "status": json_values,
@@ -119,7 +116,7 @@ def test_images_are_read_or_refused(record, entry):
     refused_only_by_cloudnorm(lambda: normalize_image(record, entry))
 
 
-@FUZZ
+@fuzzing.FUZZ
 @given(json_values | st.fixed_dictionaries({}, optional={
     "name": st.text(max_size=6) | json_values, "network": json_values,
     "ipCidrRange": st.sampled_from(["10.0.0.0/24", "10.0.0.1", "garbage", "::/0"])
@@ -138,7 +135,7 @@ key_types = st.sampled_from(["ssh-ed25519", "ssh-rsa", "ecdsa-sha2-nistp256", "r
                              "sk-ssh-ed25519@openssh.com"]) | st.text(max_size=12)
 
 
-@FUZZ
+@fuzzing.FUZZ
 @given(st.lists(st.fixed_dictionaries({}, optional={
     "namespace": st.sampled_from(["hostkeys", "guestInventory"]) | json_values,
     "key": key_types | json_values, "value": blobs | json_values}), max_size=4) | json_values)
@@ -155,7 +152,7 @@ def test_guest_attribute_replies_give_whole_keys_only(items):
         assert wire[4:4 + len(key_type)] == key_type.encode()
 
 
-@FUZZ
+@fuzzing.FUZZ
 @given(key_types, blobs | st.text(max_size=60))
 def test_host_key_line_raises_only_value_error(key_type, value):
     try:
