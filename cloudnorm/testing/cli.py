@@ -20,7 +20,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from cloudnorm.testing import _progress
+from cloudnorm.testing import progress
 
 AWS_PROFILE = "aws"
 GCE_PROFILE = "gce"
@@ -169,7 +169,7 @@ def _run(args: argparse.Namespace) -> int:
             teardown.callback(aws.stop)
             aws.start()
             aws.write_clouds_yaml(clouds_yaml)
-            _progress.say(f"local EC2 (moto) up: {', '.join(aws.clouds())}")
+            progress.say(f"local EC2 (moto) up: {', '.join(aws.clouds())}")
         gce = None
         if wanted is None or GCE_PROFILE in wanted:
             from cloudnorm.testing.gce import GceSandbox
@@ -178,13 +178,13 @@ def _run(args: argparse.Namespace) -> int:
             teardown.callback(gce.stop)
             gce.start()
             gce.write_clouds_yaml(clouds_yaml)
-            _progress.say(f"local compute engine up: {', '.join(gce.clouds())}")
+            progress.say(f"local compute engine up: {', '.join(gce.clouds())}")
         dataplane = os.environ.get(_INSIDE)
         if dataplane:
             _start_dataplanes(teardown, workdir, stack, aws, gce)
-            _progress.say("SSH data plane up: servers answer on their reachable addresses")
+            progress.say("SSH data plane up: servers answer on their reachable addresses")
         else:
-            _progress.say("not root: no SSH data plane (servers boot but answer no SSH)")
+            progress.say("not root: no SSH data plane (servers boot but answer no SSH)")
         env = dict(os.environ, OS_CLIENT_CONFIG_FILE=str(clouds_yaml),
                    CLOUDNORM_SANDBOX_CLOUDS_YAML=str(clouds_yaml),
                    AWS_EC2_METADATA_DISABLED="true")

@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from types import TracebackType
 
-from cloudnorm.testing.dataplane.install import POLICY_RC_D, _apt, _forbid_service_start
+from cloudnorm.testing.dataplane.install import POLICY_RC_D, apt, forbid_service_start
 
 REDIS_SERVER = Path("/usr/bin/redis-server")
 PACKAGE = "redis-server"
@@ -51,10 +51,10 @@ def ensure_redis(timeout: float = APT_TIMEOUT) -> str:
         raise InstallError("redis-server is not installed and apt-get is not available")
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive", NEEDRESTART_MODE="l")
     # The package would start a system-wide Redis on port 6379; tests start their own.
-    created_policy = _forbid_service_start()
+    created_policy = forbid_service_start()
     try:
-        _apt(["apt-get", "update", "-q"], env, timeout)
-        _apt(["apt-get", "install", "-y", "-q", "--no-install-recommends",
+        apt(["apt-get", "update", "-q"], env, timeout)
+        apt(["apt-get", "install", "-y", "-q", "--no-install-recommends",
               "-o", "Dpkg::Options::=--force-confdef", "-o", "Dpkg::Options::=--force-confold",
               PACKAGE], env, timeout)
     except Exception as exc:

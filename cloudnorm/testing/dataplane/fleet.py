@@ -14,7 +14,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from cloudnorm.testing.dataplane.node import Node, _check_addresses
+from cloudnorm.testing.dataplane.node import Node, check_addresses
 
 
 class Fleet:
@@ -60,7 +60,7 @@ class Fleet:
         IP does when it is associated elsewhere. ``console_lies=None`` keeps
         the node's current setting.
         """
-        wanted = _check_addresses(addresses)
+        wanted = check_addresses(addresses)
         with self._node_lock(node_id):
             self._take_over(node_id, wanted)
             node = self._nodes.get(node_id)

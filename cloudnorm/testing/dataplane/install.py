@@ -41,10 +41,10 @@ def ensure_openssh(timeout: float = APT_TIMEOUT) -> None:
     if shutil.which("apt-get") is None:
         raise InstallError(f"{', '.join(packages)} not installed and apt-get is not available")
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive", NEEDRESTART_MODE="l")
-    created_policy = _forbid_service_start()
+    created_policy = forbid_service_start()
     try:
-        _apt(["apt-get", "update", "-q"], env, timeout)
-        _apt(
+        apt(["apt-get", "update", "-q"], env, timeout)
+        apt(
             [
                 "apt-get", "install", "-y", "-q", "--no-install-recommends",
                 "-o", "Dpkg::Options::=--force-confdef",
@@ -62,7 +62,7 @@ def ensure_openssh(timeout: float = APT_TIMEOUT) -> None:
         raise InstallError(f"apt-get finished but {', '.join(still)} is still missing")
 
 
-def _forbid_service_start() -> bool:
+def forbid_service_start() -> bool:
     # The machine may have no init system; a started sshd would also listen
     # on the machine's real interfaces, which nodes must never do.
     if POLICY_RC_D.exists():
@@ -72,7 +72,7 @@ def _forbid_service_start() -> bool:
     return True
 
 
-def _apt(argv: list[str], env: dict[str, str], timeout: float) -> None:
+def apt(argv: list[str], env: dict[str, str], timeout: float) -> None:
     # Another apt run may hold the lock; wait for it rather than fail at once.
     argv = [argv[0], "-o", "DPkg::Lock::Timeout=120", *argv[1:]]
     try:

@@ -62,7 +62,7 @@ class Node:
         timeout: float = 30.0,
     ) -> None:
         self.name = name
-        self.addresses = _check_addresses(addresses)
+        self.addresses = check_addresses(addresses)
         self.port = port
         self.user = user
         self.authorized_key = _check_key(authorized_key)
@@ -172,7 +172,7 @@ class Node:
 
     def set_addresses(self, addresses: Sequence[str], port: int | None = None) -> None:
         """Move the node to new addresses; sshd restarts to listen on them."""
-        new = _check_addresses(addresses)
+        new = check_addresses(addresses)
         with self._lock:
             port = self.port if port is None else port
             if new == self.addresses and port == self.port:
@@ -431,7 +431,7 @@ def pids_in_pidns(pidns: str) -> list[int]:
     return found
 
 
-def _check_addresses(addresses: Sequence[str]) -> tuple[str, ...]:
+def check_addresses(addresses: Sequence[str]) -> tuple[str, ...]:
     if isinstance(addresses, str):
         raise TypeError("addresses must be a list of addresses, not a string")
     return tuple(dict.fromkeys(str(ipaddress.ip_address(a)) for a in addresses))

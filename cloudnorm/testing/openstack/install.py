@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from cloudnorm.testing._progress import say as _say
+from cloudnorm.testing.progress import say as _say
 
 HERE = Path(__file__).resolve().parent
 REQUIREMENTS = HERE / "requirements.txt"

@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 from cloudnorm.testing import profile_data
-from cloudnorm.testing._progress import say, timed
 from cloudnorm.testing.openstack import (
     catalog,
     clouds_yaml,
@@ -42,6 +41,7 @@ from cloudnorm.testing.openstack.processes import (
     wait_steps,
 )
 from cloudnorm.testing.openstack.state import STATE_FILE, SandboxState
+from cloudnorm.testing.progress import say, timed
 
 SERVICES_DIR = Path(__file__).resolve().parent / "services"
 REGION = "RegionOne"
