@@ -89,7 +89,7 @@ def cloudnorm_create(backend: Backend, cloud: Any, name: str, operator_key: str)
 def _limiter_state(cloud: Any) -> dict[str, Any] | None:
     """cloudnorm's client-side rate limiter (one per account, process-wide): its setting,
     and how many requests went through it and how long they waited, so far."""
-    limiter = getattr(getattr(cloud, "_driver", None), "limiter", None)
+    limiter = getattr(getattr(cloud, "driver", None), "limiter", None)
     if limiter is None:
         return None
     return {"reads_per_s": limiter.limit.reads, "writes_per_s": limiter.limit.writes,

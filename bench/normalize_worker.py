@@ -37,13 +37,14 @@ def _peak_kib() -> int:
 
 def _cloudnorm(clouds_yaml: str, cloud_name: str) -> tuple[Any, Any, Any]:
     import cloudnorm
+    from cloudnorm.offline import server_state
 
     cloud = cloudnorm.connect(cloud_name, config_files=[clouds_yaml])
     nets = cloud.list_networks()
-    driver = cloud._driver  # Cloud.list_servers calls driver.normalize_server per record
+    driver = cloud.driver  # Cloud.list_servers does this per record
 
     def convert(raw: dict[str, Any]) -> Any:
-        return driver.normalize_server(raw, nets)
+        return driver.normalize_server(server_state("openstack", raw), nets)
 
     def classify(server: Any) -> tuple[Any, Any, Any]:
         return server.public_v4, server.private_v4, server.interface_ip

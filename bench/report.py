@@ -446,9 +446,9 @@ def _concurrent(c: dict[str, Any], png: str | None, data: dict[str, Any]) -> lis
             out.append("")
             out.append(
                 f"`nova GET /v2.1` (compute version discovery) was made {versions} times for "
-                "one `Cloud`: `OpenStackDriver._compute_microversion` "
-                "(`cloudnorm/drivers/openstack.py`) caches its answer without a lock, so every "
-                "thread that arrives before the first answer asks again.")
+                "one `Cloud`, although `Transport.compute_microversion` "
+                "(`cloudnorm/drivers/openstack/transport.py`) asks once per driver under a "
+                "lock: something else asks for the compute versions.")
         out.append("")
     if png:
         out += [f"![cost of N concurrent creates]({png})", ""]
@@ -463,7 +463,7 @@ def _normalize(n: dict[str, Any]) -> list[str]:
         "library's server objects, addresses classified, all held in memory; each library in "
         f"fresh processes (cloudnorm {n['cloudnorm'].get('processes', 0)}, openstacksdk "
         f"{n['openstacksdk'].get('processes', 0)}), records in 5 chunks per process. "
-        "cloudnorm: its OpenStack driver's `normalize_server` (what "
+        "cloudnorm: `server_state` then its OpenStack driver's `normalize_server` (what "
         "`Cloud.list_servers` does per record). openstacksdk: `Server.existing(connection=…, "
         "**record)` as its proxy builds listed servers, then "
         "`openstack.cloud.meta.add_server_interfaces` (public_v4, private_v4, public_v6, "

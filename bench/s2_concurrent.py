@@ -63,7 +63,7 @@ def _measure(backend: Backend, lib: str, n: int, operator_key: str,
     interval = SDK_POLL_INTERVAL
     if lib == "cloudnorm":
         cloud = flows.cloudnorm_connect(backend)
-        interval = float(cloud._watcher.interval)
+        interval = float(cloud.watcher.interval)
         began = time.monotonic()
 
         def note(i: int) -> Any:
@@ -74,7 +74,7 @@ def _measure(backend: Backend, lib: str, n: int, operator_key: str,
         results, wall = _threads(n, lambda i: cloud.create_server(
             f"bench-n{n}-cn-{i}", image="ubuntu-22.04", min_ram=2048,
             authorized_keys=[operator_key], timeout=timeout, on_step=note(i)), timeout + 10)
-        polls_made = cloud._watcher.polls
+        polls_made = cloud.watcher.polls
         rate_limit = flows._limiter_delta(before, flows._limiter_state(cloud))
         cloud.close()
     else:

@@ -24,7 +24,7 @@ COMMANDS = {
     "openstacksdk": "import openstack",
     "libcloud": "import libcloud.compute.providers",
     # not a target: what opening an OpenStack cloud with cloudnorm adds (its driver and SDK)
-    "cloudnorm+openstack driver": "import cloudnorm.cloud, cloudnorm.drivers.openstack, "
+    "cloudnorm+openstack driver": "import cloudnorm.cloud, cloudnorm.drivers.openstack.driver, "
                                   "openstack.connection",
 }
 CLI_STARTUP = ROOT / "bench" / "cli_startup.py"

@@ -61,7 +61,7 @@ class Collect(logging.Handler):
 logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 logging.getLogger().addHandler(Collect(level=logging.WARNING))
 
-import cloudnorm, cloudnorm.cloud, cloudnorm.drivers.openstack, openstack.connection
+import cloudnorm, cloudnorm.cloud, cloudnorm.drivers.openstack.driver, openstack.connection
 import redis, dogpile.cache.backends.redis
 
 cloud_name, warm_yaml = sys.argv[1:3]

@@ -28,15 +28,22 @@ from cloudnorm.models import Address, Decision, Flavor, Image, KeyPair, Location
 
 if TYPE_CHECKING:
     from cloudnorm.cloud import Cloud
+    from cloudnorm.offline import describe_server
+    from cloudnorm.provision.request import CreateRequest
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "Address", "Ambiguous", "AuthError", "Cloud", "CloudnormError", "ConfigError", "Decision",
-    "Flavor", "HostKeyMismatch", "Image", "KeyPair", "Location", "Network", "NotFound",
+    "Address", "Ambiguous", "AuthError", "Cloud", "CloudnormError", "ConfigError",
+    "CreateRequest", "Decision", "Flavor", "HostKeyMismatch", "Image", "KeyPair", "Location",
+    "Network", "NotFound",
     "NotReachable", "ProviderError", "QuotaExceeded", "Server", "ServiceUnavailable", "Timeout",
-    "connect",
+    "connect", "describe_server",
 ]
+
+#: Names loaded on first use: each pulls in modules ``import cloudnorm`` need not pay for.
+_LAZY = {"Cloud": "cloudnorm.cloud", "CreateRequest": "cloudnorm.provision.request",
+         "describe_server": "cloudnorm.offline"}
 
 
 def connect(cloud: str | None = None, **kwargs: Any) -> Cloud:
@@ -47,8 +54,8 @@ def connect(cloud: str | None = None, **kwargs: Any) -> Cloud:
 
 
 def __getattr__(name: str) -> Any:
-    if name == "Cloud":
-        from cloudnorm.cloud import Cloud
+    if name in _LAZY:
+        import importlib
 
-        return Cloud
+        return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(name)

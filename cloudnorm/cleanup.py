@@ -21,13 +21,13 @@ import attrs
 
 from cloudnorm.drivers.base import Created
 from cloudnorm.models import OWNER_KEY, Server
+from cloudnorm.provision.delete import ORDER
+from cloudnorm.state import gone
 
 if TYPE_CHECKING:
     from cloudnorm.cloud import Cloud
 
-#: Removal order: what points at a server first, then the server, then what it used.
-ORDER = {"port_forwarding": 0, "floating_ip": 0, "server": 1, "port": 2, "security_group": 3,
-         "keypair": 4}
+__all__ = ["ORDER", "Leftover", "find", "group", "live_owners", "parse_age", "remove"]
 _GONE = ("error", "terminated")
 DELETE_WAIT = 120.0
 
@@ -78,7 +78,7 @@ def group(resources: Sequence[Created], live: set[str], older_than: datetime.tim
 def find(cloud: Cloud, older_than: datetime.timedelta,
          now: datetime.datetime | None = None) -> tuple[list[Leftover], list[str]]:
     """Leftovers on ``cloud`` older than ``older_than``, and why other owners were kept."""
-    resources = cloud._driver.owned_resources(None)
+    resources = cloud.owned_resources(None)
     live = live_owners(cloud.list_servers())
     return group(resources, live, older_than,
                  now or datetime.datetime.now(datetime.timezone.utc))
@@ -88,7 +88,7 @@ def remove(cloud: Cloud, leftovers: Sequence[Leftover],
            progress: Callable[[str], None] | None = None) -> list[str]:
     """Delete the leftovers (servers waited for, so their groups can go); returns what
     could not be removed."""
-    driver = cloud._driver
+    driver = cloud.driver
     failed = []
     for leftover in leftovers:
         for resource in leftover.resources:
@@ -97,9 +97,7 @@ def remove(cloud: Cloud, leftovers: Sequence[Leftover],
             try:
                 driver.delete(resource)
                 if resource.kind == "server":
-                    cloud._watcher.wait(resource.id, lambda rec: rec is None or str(
-                        rec.get("status")).upper() == "DELETED",
-                        time.monotonic() + DELETE_WAIT)
+                    cloud.watcher.wait(resource.id, gone, time.monotonic() + DELETE_WAIT)
             except Exception as exc:  # keep going: remove as much as possible
                 failed.append(f"{resource.kind} {resource.id}: {exc}")
     cloud.refresh("network")

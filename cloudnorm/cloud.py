@@ -3,20 +3,25 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from cloudnorm import config, errors, flavors, hostkeys, images, networks, profiles
+from cloudnorm import config, errors, flavors, hostkeys, images, networks, profiles, provision
 from cloudnorm.cache import DiscoveryCache
 from cloudnorm.drivers import driver_class
-from cloudnorm.drivers.base import Driver
+from cloudnorm.drivers.base import Created, Driver
 from cloudnorm.models import Decision, Flavor, Image, KeyPair, Location, Network, Server
+from cloudnorm.provision import CreateRequest, ServerWatcher, StepCallback
+from cloudnorm.state import Capabilities, ServerState
 
 if TYPE_CHECKING:
     from cloudnorm.keys import NodeKey
-    from cloudnorm.provision import StepCallback
+
+#: Networks with their classification, and the routers between them.
+NetworkView = tuple[list[Network], list[networks.Router]]
 
 LOG = logging.getLogger(__name__)
 
@@ -36,9 +41,9 @@ class Cloud:
         self.profile = driver.profile
         self._driver = driver
         self._cache = DiscoveryCache(settings.cache, driver.identity())
-        from cloudnorm.provision import ServerWatcher
-
-        self._watcher = ServerWatcher(driver)
+        #: Waits for this cloud's servers with one poll for all of them; its ``interval``
+        #: (seconds between polls) may be set lower for a local cloud.
+        self.watcher = ServerWatcher(driver)
 
     def __repr__(self) -> str:
         return f"<Cloud {self.name!r} provider={self.provider} region={self.settings.region}>"
@@ -53,6 +58,21 @@ class Cloud:
     def location(self) -> Location:
         return self._driver.location()
 
+    @property
+    def driver(self) -> Driver:
+        """The provider driver under this cloud: for measuring the raw cloud (the
+        conformance check) and for tools that need a verb cloudnorm does not wrap."""
+        return self._driver
+
+    @property
+    def capabilities(self) -> Capabilities:
+        """What this cloud's driver can do beyond the verbs every driver has."""
+        return self._driver.capabilities
+
+    def network_hints(self) -> networks.NetworkHints:
+        """What clouds.yaml and the profile say about networks."""
+        return self._driver.network_hints()
+
     # -- discovery --------------------------------------------------------------
     def list_images(self) -> list[Image]:
         """Every image the account can see, normalized."""
@@ -62,8 +82,10 @@ class Cloud:
         """Every server size the account can use."""
         return list(self._cache.get_or_create("flavor", "all", self._driver.list_flavors))
 
-    def _network_view(self) -> tuple[list[Network], list[networks.Router]] | None:
-        def discover() -> tuple[list[Network], list[networks.Router]] | None:
+    def network_view(self) -> NetworkView | None:
+        """The classified networks and the routers, cached; None when the cloud has no
+        network service."""
+        def discover() -> NetworkView | None:
             facts = self._driver.network_facts()
             if facts is None:
                 return None
@@ -73,19 +95,19 @@ class Cloud:
 
     @property
     def has_network_service(self) -> bool:
-        return self._network_view() is not None
+        return self.network_view() is not None
 
     def list_networks(self) -> list[Network]:
         """Networks with their public/private classification and the reason for it.
 
         Empty on clouds without a network service.
         """
-        view = self._network_view()
+        view = self.network_view()
         return list(view[0]) if view else []
 
     def choose_network(self) -> Decision | None:
         """Which network a new server goes on, and why (None: the cloud decides)."""
-        view = self._network_view()
+        view = self.network_view()
         if view is None:
             return None
         _, decision = networks.choose_attach_network(view[0], view[1],
@@ -95,15 +117,32 @@ class Cloud:
     def default_network(self) -> Network | None:
         """The network new servers are attached to; None when the cloud has no
         network service and places servers itself."""
-        view = self._network_view()
+        view = self.network_view()
         if view is None:
             return None
         net, _ = networks.choose_attach_network(view[0], view[1], self._driver.network_hints())
         return net
 
+    def plan_public_address(self, attach: Network | None) -> networks.PublicPlan:
+        """How a new server on ``attach`` gets a public address (None: the cloud places
+        servers itself), decided before anything is created."""
+        view = self.network_view()
+        profile = self.profile
+        if view is None or attach is None:
+            return networks.plan_public_address(
+                None, [], [], self.network_hints(), requires_floating_ip=None,
+                floating_ip_source="none", profile_name=profile.name,
+                no_network_service=self._driver.network_service_note
+                or "the cloud has no network service")
+        return networks.plan_public_address(
+            attach, view[0], view[1], self.network_hints(),
+            requires_floating_ip=profile.requires_floating_ip,
+            floating_ip_source=profile.floating_ip_source, profile_name=profile.name,
+            public_access=profile.public_access)
+
     def floating_network(self, attach: Network | None = None) -> tuple[Network, Decision]:
         """The external network floating IPs for servers on ``attach`` come from."""
-        view = self._network_view()
+        view = self.network_view()
         if view is None:
             raise errors.NotFound(f"cloud '{self.name}' has no network service, hence no"
                                   " floating IPs", cloud=self.name)
@@ -160,12 +199,13 @@ class Cloud:
             raise errors.NotFound(f"no server '{name_or_id}' in cloud '{self.name}'",
                                   cloud=self.name)
         if len(found) > 1:
-            ids = sorted(str(s.get("id")) for s in found)
+            ids = sorted(s.id for s in found)
             raise errors.Ambiguous(f"{len(found)} servers are named '{name_or_id}' in cloud "
                                    f"'{self.name}'; use an id", candidates=ids, cloud=self.name)
         return _with_login(self._driver.describe_servers(found, self.list_networks())[0])
 
-    def create_server(self, name: str, *, image: str | Image = "ubuntu-22.04",
+    def create_server(self, name: str | CreateRequest, *,
+                      image: str | Image = "ubuntu-22.04",
                       flavor: str | Flavor | None = None, min_ram: int | None = None,
                       min_vcpus: int | None = None, network: str | None = None,
                       key: NodeKey | None = None, authorized_keys: Sequence[str] = (),
@@ -183,22 +223,35 @@ class Cloud:
         ``bootstrap``, ``authorized_keys`` are installed for root and the login
         user and password logins are turned off, both verified. Anything
         created is removed again if a step fails.
-        """
-        from cloudnorm import provision
 
-        return provision.create_server(
-            self, name, image=image, flavor=flavor, min_ram=min_ram, min_vcpus=min_vcpus,
-            network=network, key=key, authorized_keys=authorized_keys, bootstrap=bootstrap,
-            wait=wait, timeout=timeout, tags=tags, on_step=on_step,
+        ``name`` may instead be a whole :class:`~cloudnorm.provision.CreateRequest`
+        (what the CLI and the Ansible modules build); the other arguments but
+        ``on_step`` are then not used.
+        """
+        request = name if isinstance(name, CreateRequest) else CreateRequest(
+            name=name, image=image, flavor=flavor, min_ram=min_ram, min_vcpus=min_vcpus,
+            network=network, key=key, authorized_keys=tuple(authorized_keys),
+            bootstrap=bootstrap, wait=wait, timeout=timeout, tags=dict(tags or {}),
             verify_host_keys=verify_host_keys, ssh_user=ssh_user, keep_node_key=keep_node_key)
+        return provision.create_server(self, request, on_step)
 
     def delete_server(self, server: Server | str, *, wait: bool = True,
                       timeout: float = 300.0) -> bool:
         """Delete a server and everything cloudnorm created for it (floating IP,
         security group, key pair). Returns False when there was nothing to delete."""
-        from cloudnorm import provision
-
         return provision.delete_server(self, server, wait=wait, timeout=timeout)
+
+    def wait_for_server(self, server_id: str, until: Callable[[ServerState | None], bool],
+                        timeout: float) -> ServerState | None:
+        """Poll (shared with every other wait on this cloud) until ``until(state)`` holds;
+        state None means the server does not exist. Raises
+        :class:`~cloudnorm.errors.Timeout` after ``timeout`` seconds."""
+        return self.watcher.wait(server_id, until, time.monotonic() + timeout)
+
+    def owned_resources(self, owner: str | None = None) -> list[Created]:
+        """Everything carrying this ``cloudnorm:owner`` marker, or any marker when
+        ``owner`` is None (servers last)."""
+        return self._driver.owned_resources(owner)
 
     # -- key pairs ------------------------------------------------------------------
     def list_keypairs(self) -> list[KeyPair]:
@@ -223,6 +276,16 @@ class Cloud:
     def refresh(self, *kinds: str) -> None:
         """Forget cached discovery (all of it, or just ``image``, ``flavor``, ``network``)."""
         self._cache.invalidate(*(kinds or ("image", "flavor", "network")))
+
+    def remember_login_user(self, image: Image, user: str) -> None:
+        """Record that servers of ``image`` let ``user`` in, so later creates try only it
+        (shared with other processes where the cache is)."""
+        self._cache.set("login_user", image.id, user)
+
+    def learned_login_user(self, image: Image) -> str | None:
+        """The user an earlier login to a server of ``image`` worked with, if any."""
+        learned: str | None = self._cache.peek("login_user", image.id)
+        return learned
 
     def close(self) -> None:
         self._driver.close()

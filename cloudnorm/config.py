@@ -9,7 +9,7 @@ cloudnorm adds is a ``cloudnorm:`` mapping inside a cloud entry::
       mycloud:
         auth: {...}
         cloudnorm:
-          provider: openstack        # openstack (default), aws or gce
+          provider: openstack        # a registered provider; openstack when not said
           profile: generic           # a quirk profile from cloudnorm/profiles
           defaults: {image: ubuntu-22.04, min_ram: 2048}
 
@@ -21,62 +21,16 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any
 
-import attrs
 import yaml
 
 from cloudnorm import errors
+from cloudnorm.drivers import registry
+from cloudnorm.settings import CacheSettings, CloudSettings
 
 if TYPE_CHECKING:  # pragma: no cover - imported lazily: openstack costs ~1 s at import
     from openstack.config.cloud_region import CloudRegion
 
-
-_KNOWN_KEYS = {"provider", "profile", "defaults", "region", "zone", "project", "cache",
-               "endpoint_url", "credentials_file", "sandbox_profile", "login_user",
-               # AWS: a named profile of ~/.aws/config (or explicit keys), the VPC or subnet
-               # servers go to, and how they get a public address (public or elastic).
-               "aws_profile", "aws_access_key_id", "aws_secret_access_key",
-               "aws_session_token", "vpc", "subnet", "ip",
-               # GCE: "anonymous" sends no credentials (only with endpoint_url: a local
-               # endpoint); the network servers go to (subnet: picks one of a custom network).
-               "credentials", "network",
-               # Requests per second for reads and writes, shared by every client of
-               # the account (see cloudnorm.ratelimit).
-               "rate_limit"}
-
-
-@attrs.frozen
-class CacheSettings:
-    """How discovery results are cached (the ``cache:`` section of clouds.yaml).
-
-    ``backend`` is any dogpile.cache backend name (``dogpile.cache.memory``,
-    ``dogpile.cache.redis``, ...); ``expirations`` maps a resource kind
-    (``image``, ``flavor``, ``network``, ``server``, ...) to seconds.
-    """
-
-    backend: str = "dogpile.cache.memory"
-    expiration_time: float = 300.0
-    expirations: dict[str, float] = attrs.field(factory=dict)
-    arguments: dict[str, Any] = attrs.field(factory=dict)
-
-    def expiration_for(self, kind: str) -> float:
-        return float(self.expirations.get(kind, self.expiration_time))
-
-
-@attrs.frozen
-class CloudSettings:
-    """Everything cloudnorm knows about one cloud before talking to it."""
-
-    name: str
-    provider: str
-    region: str | None
-    profile: str | None
-    options: dict[str, Any]
-    cache: CacheSettings
-    source: str | None = None
-    #: ``networks:`` entries exactly as written in clouds.yaml (no defaults filled in).
-    networks: tuple[dict[str, Any], ...] = ()
-    #: The openstack.config view of the same entry (None for non-OpenStack providers).
-    openstack: CloudRegion | None = attrs.field(default=None, eq=False, repr=False)
+__all__ = ["CacheSettings", "CloudSettings", "load"]
 
 
 def load(cloud: str | None = None, *, config_files: list[str] | None = None,
@@ -149,22 +103,21 @@ def load(cloud: str | None = None, *, config_files: list[str] | None = None,
                                  cloud=name)
     options = dict(options)
     options.update(cloudnorm_overrides)
-    unknown = sorted(set(options) - _KNOWN_KEYS)
+    keys = registry.option_keys()
+    unknown = sorted(set(options) - set(keys))
     if unknown:
         raise errors.ConfigError(
             f"unknown key(s) {', '.join(unknown)} in the cloudnorm: section of cloud '{name}'"
-            f" ({source}); known keys: {', '.join(sorted(_KNOWN_KEYS))}", cloud=name)
-    from cloudnorm.drivers import available
-
-    provider = str(options.get("provider", "openstack")).lower()
-    if provider not in available():
+            f" ({source}); known keys: {', '.join(sorted(keys))}", cloud=name)
+    provider = str(options.get("provider", registry.DEFAULT_PROVIDER)).lower()
+    if provider not in registry.available():
         raise errors.ConfigError(
             f"cloud '{name}' ({source}) names provider '{provider}'; use one of "
-            + ", ".join(available()), cloud=name)
+            + ", ".join(registry.available()), cloud=name)
 
-    region: CloudRegion | None = None
-    if provider == "openstack":
-        region = _validated_region(config, name, source, overrides)
+    resolve = registry.spec(provider).resolve
+    region: CloudRegion | None = (resolve(config, name, source, overrides)
+                                  if resolve is not None else None)
     cache = _cache_settings(raw_region, options.get("cache"),
                             explicit=config.cloud_config.get("cache"))
     return CloudSettings(
@@ -178,22 +131,6 @@ def load(cloud: str | None = None, *, config_files: list[str] | None = None,
         networks=tuple(dict(n) for n in written.get("networks") or ()),
         openstack=region,
     )
-
-
-def _validated_region(config: Any, name: str, source: str | None,
-                      overrides: dict[str, Any]) -> CloudRegion:
-    from keystoneauth1 import exceptions as ksa_exc
-    from openstack import exceptions as os_exc
-
-    try:
-        return config.get_one(name, **overrides)  # type: ignore[no-any-return]
-    except ksa_exc.MissingRequiredOptions as exc:
-        needed = ", ".join(sorted(o.dest for o in exc.options))
-        raise errors.ConfigError(
-            f"cloud '{name}' ({source}) lacks auth settings: {needed}; add them under"
-            " auth: in clouds.yaml or as OS_* environment variables", cloud=name) from exc
-    except (os_exc.ConfigException, ksa_exc.ClientException) as exc:
-        raise errors.ConfigError(f"cloud '{name}' ({source}): {exc}", cloud=name) from exc
 
 
 def _check_yaml(paths: list[str]) -> None:

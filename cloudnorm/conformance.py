@@ -33,7 +33,8 @@ import attrs
 from cloudnorm import errors, hostkeys, keys
 from cloudnorm.drivers.base import BootSpec, Created
 from cloudnorm.models import OWNER_KEY, Decision, Image, Server
-from cloudnorm.provision import STEPS, StepEvent
+from cloudnorm.provision import STEPS, CreateRequest, StepEvent
+from cloudnorm.state import ServerState, gone
 
 if TYPE_CHECKING:
     from cloudnorm.cloud import Cloud
@@ -159,7 +160,7 @@ def default_network_named(network_facts: Any) -> str | None:
     if network_facts is None:
         return "the cloud places servers itself"
     nets, _ = network_facts
-    defaults = [n for n in nets if n.raw.get("DefaultForAz")]
+    defaults = [n for n in nets if n.default_for_zone]
     if defaults:
         return f"the default VPC names a default subnet per zone ({len(defaults)})"
     attachable = [n for n in nets if n.subnets and (not n.router_external or n.shared)]
@@ -182,13 +183,12 @@ def choice_facts(image: Image, network_facts: Any) -> Measured:
     return Measured(verdict, "; ".join(parts), missing)
 
 
-def boot_result(record: dict[str, Any] | None, elapsed: float) -> Measured:
-    """Step 4: the plain boot's server record once it stopped changing."""
-    if record is None:
+def boot_result(state: ServerState | None, elapsed: float) -> Measured:
+    """Step 4: the plain boot's server once it stopped changing."""
+    if state is None:
         return Measured(NO, "the server vanished while booting")
-    if str(record.get("status")).upper() == "ERROR":
-        fault = (record.get("fault") or {}).get("message") or "no reason given"
-        return Measured(NO, f"the server went to ERROR: {fault}")
+    if state.phase == "error":
+        return Measured(NO, f"the server went to ERROR: {state.fault or 'no reason given'}")
     return Measured(YES, f"running after {elapsed:.1f} s")
 
 
@@ -244,27 +244,6 @@ def key_removal(driver: Any, name: str) -> Measured:
                     "authorized_keys")
 
 
-# -- the plain boot -------------------------------------------------------------------------
-def _plain_boot_aws(driver: Any, spec: BootSpec) -> Created:
-    """RunInstances as EC2's own examples write it: image, type, key and subnet, with no
-    public-address option and no security group (the VPC's default group applies)."""
-    params: dict[str, Any] = {
-        "ImageId": spec.image.id, "InstanceType": spec.flavor.id, "MinCount": 1,
-        "MaxCount": 1, "KeyName": spec.key_name,
-        "TagSpecifications": [{"ResourceType": "instance", "Tags": [
-            {"Key": OWNER_KEY, "Value": spec.owner}, {"Key": "Name", "Value": spec.name}]}]}
-    if spec.network is not None and spec.network.raw.get("SubnetId"):
-        params["SubnetId"] = spec.network.id
-    reply = driver._call("ec2", "run_instances", **params)
-    return Created("server", reply["Instances"][0]["InstanceId"], spec.name)
-
-
-# A provider whose driver's boot adds something of cloudnorm's (EC2: a public address on
-# subnets that map none) boots plainly here; OpenStack's boot with no security group and
-# no config drive is Nova's plain request already.
-_PLAIN_BOOT: dict[str, Callable[[Any, BootSpec], Created]] = {"aws": _plain_boot_aws}
-
-
 @attrs.define
 class _Undo:
     """What the raw walk created, removed in reverse order whatever happens."""
@@ -279,10 +258,7 @@ class _Undo:
             try:
                 self.driver.delete(item)
                 if item.kind == "server":
-                    self.cloud._watcher.wait(
-                        item.id, lambda rec: rec is None
-                        or str(rec.get("status")).upper() == "DELETED",
-                        time.monotonic() + DELETE_WAIT)
+                    self.cloud.watcher.wait(item.id, gone, time.monotonic() + DELETE_WAIT)
             except Exception as exc:  # keep going: remove as much as possible
                 LOG.error("could not remove %s %s: %s", item.kind, item.id, exc)
                 left.append(f"{item.kind} {item.id} ({exc})")
@@ -295,7 +271,7 @@ def measure_raw(cloud: Cloud, name: str, *, os: str = "ubuntu-22.04", min_ram: i
                 ) -> tuple[dict[str, Measured], list[str]]:
     """The raw cloud's verdict for every step, and what could not be removed afterwards."""
     say = progress or (lambda what, detail: None)
-    driver = cloud._driver
+    driver = cloud.driver
     owner = uuid.uuid4().hex[:12]
     key_name = f"cloudnorm-{owner}"
     deadline = time.monotonic() + timeout
@@ -325,13 +301,11 @@ def measure_raw(cloud: Cloud, name: str, *, os: str = "ubuntu-22.04", min_ram: i
         say("raw: boot", f"booting {image.name} plainly on "
             f"{network.name if network else 'the network the cloud picks'}")
         spec = BootSpec(name=f"{name}-raw", image=image, flavor=flavor, network=network,
-                        key_name=key_name, owner=owner)
+                        key_name=key_name, owner=owner, plain=True)
         started = time.monotonic()
-        server_ref = _PLAIN_BOOT.get(cloud.provider, type(driver).boot)(driver, spec)
+        server_ref = driver.boot(spec)
         undo.items.append(server_ref)
-        record = cloud._watcher.wait(
-            server_ref.id, lambda rec: rec is None
-            or str(rec.get("status")).upper() in ("ACTIVE", "ERROR"), deadline)
+        record = cloud.watcher.wait(server_ref.id, lambda s: s is None or s.booted, deadline)
         found["boot"] = boot_result(record, time.monotonic() - started)
         if found["boot"].verdict == YES and record is not None:
             found["public_address"] = public_address(
@@ -461,9 +435,9 @@ def run(cloud: Cloud, *, os: str = "ubuntu-22.04", min_ram: int = 2048,
     error = ""
     notes: list[str] = []
     try:
-        server = cloud.create_server(name, image=os, min_ram=min_ram,
-                                     authorized_keys=[operator.public_key], timeout=timeout,
-                                     on_step=collect)
+        server = cloud.create_server(CreateRequest(
+            name, image=os, min_ram=min_ram, authorized_keys=(operator.public_key,),
+            timeout=timeout), on_step=collect)
         if after_create is not None:
             notes += after_create(server, operator)
     except errors.CloudnormError as exc:
@@ -494,7 +468,7 @@ def _delete(cloud: Cloud, server: Server) -> list[str]:
         return [f"server {server.id} ({exc})"]
     if not owner:
         return []
-    return [f"{c.kind} {c.id}" for c in cloud._driver.owned_resources(owner)]
+    return [f"{c.kind} {c.id}" for c in cloud.owned_resources(owner)]
 
 
 def as_dict(report: Report) -> dict[str, Any]:

@@ -168,6 +168,9 @@ class NetworkFacts:
     shared: bool = False
     subnets: tuple[Subnet, ...] = ()
     has_floating_ips: bool = False
+    #: The cloud names this network the default for new servers of its zone (EC2's
+    #: default subnets), so a plain request needs to name none.
+    default_for_zone: bool = False
     raw: dict = attrs.field(factory=dict, eq=False, repr=False)
 
 

@@ -36,8 +36,6 @@ from cloudnorm import errors
 
 LOG = logging.getLogger(__name__)
 
-#: Writes per second by provider, when clouds.yaml says nothing (nodepool's defaults).
-DEFAULT_WRITES = {"openstack": 1.0, "aws": 2.0, "gce": 2.0}
 #: Reads are this many times more frequent than writes by default.
 READ_FACTOR = 10
 #: The longest one request waits for its turn before giving up with a Timeout.
@@ -64,9 +62,9 @@ class RateLimit:
     window: float = DEFAULT_WINDOW
 
     @classmethod
-    def from_options(cls, provider: str, options: Any, cloud: str | None = None) -> RateLimit:
-        """The ``rate_limit:`` mapping of a cloud's ``cloudnorm:`` section, validated."""
-        writes = DEFAULT_WRITES.get(provider, 1.0)
+    def from_options(cls, writes: float, options: Any, cloud: str | None = None) -> RateLimit:
+        """The ``rate_limit:`` mapping of a cloud's ``cloudnorm:`` section, validated;
+        ``writes`` per second (the provider's default) when it names none."""
         default = cls(reads=writes * READ_FACTOR, writes=writes)
         if options is None:
             return default

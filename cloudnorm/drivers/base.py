@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import abc
 import datetime
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import attrs
 
-from cloudnorm.config import CloudSettings
 from cloudnorm.models import Address, Decision, Flavor, Image, KeyPair, Location, Network, Server
 from cloudnorm.networks import NetworkFacts, NetworkHints, Router
 from cloudnorm.profiles import Profile
+from cloudnorm.settings import CloudSettings
+from cloudnorm.state import Capabilities, ServerState
 
 
 @attrs.frozen
@@ -39,6 +40,9 @@ class BootSpec:
     #: The interface made for the server beforehand (:meth:`Driver.make_port`), which
     #: carries the security group; None: the cloud makes the server's interfaces.
     port: str | None = None
+    #: Boot as the vendor's own examples do, adding nothing of cloudnorm's (no public
+    #: address option, no group): what the conformance check measures the raw cloud by.
+    plain: bool = False
 
 
 @attrs.frozen
@@ -57,13 +61,24 @@ class Created:
 
 
 class Driver(abc.ABC):
-    """One cloud account in one region, spoken to in its own dialect."""
+    """One cloud account in one region, spoken to in its own dialect.
+
+    Every verb answers in cloudnorm's terms (:class:`~cloudnorm.state.ServerState`,
+    :mod:`cloudnorm.models`); an optional verb is called only where
+    :attr:`capabilities` says the driver has it.
+    """
 
     provider: ClassVar[str]
 
     def __init__(self, settings: CloudSettings, profile: Profile) -> None:
         self.settings = settings
         self.profile = profile
+
+    @property
+    @abc.abstractmethod
+    def capabilities(self) -> Capabilities:
+        """What this driver can do beyond the verbs every driver has (may depend on
+        what the cloud offers, e.g. a network service)."""
 
     @abc.abstractmethod
     def identity(self) -> str:
@@ -91,22 +106,23 @@ class Driver(abc.ABC):
         """Operator knowledge about networks (configuration, then profile)."""
 
     @abc.abstractmethod
-    def list_servers(self) -> list[dict[str, Any]]:
-        """Raw server records of the account."""
+    def list_servers(self) -> list[ServerState]:
+        """The servers of the account (terminated ones left out)."""
 
     @abc.abstractmethod
-    def get_server(self, name_or_id: str) -> list[dict[str, Any]]:
-        """Raw records of the servers with this id or name (none, one or several)."""
+    def get_server(self, name_or_id: str) -> list[ServerState]:
+        """The servers with this id or name (none, one or several), terminated ones
+        left out: a server deleted a moment ago is not found, as on every cloud."""
 
     @abc.abstractmethod
-    def normalize_server(self, raw: dict[str, Any], networks: list[Network]) -> Server:
-        """Turn a raw server record into a :class:`Server` with classified addresses."""
+    def normalize_server(self, state: ServerState, networks: list[Network]) -> Server:
+        """The :class:`Server` of a state, its addresses classified against ``networks``."""
 
-    def describe_servers(self, raws: list[dict[str, Any]], networks: list[Network]
+    def describe_servers(self, states: list[ServerState], networks: list[Network]
                          ) -> list[Server]:
         """Servers as a caller asks for them (listing, lookup): normalized, and completed
         where the cloud's server record lags what its other services already know."""
-        return [self.normalize_server(raw, networks) for raw in raws]
+        return [self.normalize_server(state, networks) for state in states]
 
     #: Why a network service the catalog lists is not used (it answers 404 or 403), or
     #: None. Servers are then described from the compute service's records alone.
@@ -125,21 +141,19 @@ class Driver(abc.ABC):
         """Remove a key pair; False when it did not exist."""
 
     # -- provisioning verbs ---------------------------------------------------------
-    @abc.abstractmethod
-    def supports_security_groups(self) -> bool:
-        """False when the cloud filters no traffic cloudnorm could open (no groups)."""
-
-    @abc.abstractmethod
     def create_ssh_access(self, owner: str) -> Created:
-        """A firewall group/rule owned by cloudnorm that lets TCP 22 in."""
+        """A firewall group/rule owned by cloudnorm that lets TCP 22 in
+        (``capabilities.security_groups``)."""
+        raise _lacks(self, "security_groups")
 
     @abc.abstractmethod
     def boot(self, spec: BootSpec) -> Created:
         """Ask for the server; returns at once with its id."""
 
     @abc.abstractmethod
-    def poll_servers(self, ids: set[str]) -> dict[str, dict[str, Any]]:
-        """Raw records of these servers, in as few requests as possible (one list call)."""
+    def poll_servers(self, ids: set[str]) -> dict[str, ServerState]:
+        """These servers' states, in as few requests as possible (one list call); a
+        server that does not exist is left out."""
 
     @abc.abstractmethod
     def console_output(self, server_id: str) -> str:
@@ -147,43 +161,39 @@ class Driver(abc.ABC):
 
     def published_host_keys(self, server_id: str) -> tuple[str, ...]:
         """Host keys (``"TYPE BASE64"``) the server's guest environment published through
-        the cloud's API, where the cloud has such a channel (GCE's guest attributes); ()
-        when it has none, or nothing was published yet. The console is the fallback."""
-        return ()
+        the cloud's API (``capabilities.published_host_keys``; GCE's guest attributes);
+        () while nothing was published yet. The console is the fallback."""
+        raise _lacks(self, "published_host_keys")
 
-    def make_port(self, attach: Network, owner: str, security_group: str | None
-                  ) -> Created | None:
-        """The new server's interface on ``attach``, made before the server, so that its
-        public address can be attached while it boots instead of after; None where the
-        cloud makes a server's interfaces only with the server."""
-        return None
+    def make_port(self, attach: Network, owner: str, security_group: str | None) -> Created:
+        """The new server's interface on ``attach``, made before the server
+        (``capabilities.prebuilt_ports``), so that its public address can be attached
+        while it boots instead of after."""
+        raise _lacks(self, "prebuilt_ports")
 
     @abc.abstractmethod
-    def attach_public_address(self, raw: dict[str, Any], attach: Network,
+    def attach_public_address(self, state: ServerState, attach: Network,
                               pools: list[Network], owner: str, port: Created | None = None
                               ) -> tuple[Created, Address, list[Decision]]:
         """Give the server a public address from the first of ``pools`` that can;
         on ``port`` when :meth:`make_port` made the server's interface."""
 
-    def forward_ssh_port(self, raw: dict[str, Any], attach: Network, owner: str
+    def forward_ssh_port(self, state: ServerState, attach: Network, owner: str
                          ) -> tuple[Created, Address, int, list[Decision]]:
-        """Reach the server through a port of an address the account shares;
-        returns the forwarding, the address, the external port and what was decided."""
-        raise NotImplementedError(f"{self.provider} clouds have no port forwarding")
+        """Reach the server through a port of an address the account shares
+        (``capabilities.port_forwarding``); returns the forwarding, the address, the
+        external port and what was decided."""
+        raise _lacks(self, "port_forwarding")
 
     @abc.abstractmethod
     def delete(self, resource: Created) -> None:
         """Remove a created resource; a resource already gone is not an error."""
 
-    @abc.abstractmethod
-    def server_gone(self, server_id: str) -> bool:
-        """True once the server no longer exists."""
-
     def set_server_metadata(self, server_id: str, items: dict[str, str]) -> None:
-        """Add or replace metadata items (tags) on a server; each key and value is at
-        most 255 characters, what every supported cloud accepts."""
-        raise NotImplementedError(f"{self.provider} servers carry no metadata cloudnorm "
-                                  "can write")
+        """Add or replace metadata items (tags) on a server
+        (``capabilities.server_metadata``); each key and value is at most 255
+        characters, what every supported cloud accepts."""
+        raise _lacks(self, "server_metadata")
 
     @abc.abstractmethod
     def owned_resources(self, owner: str | None) -> list[Created]:
@@ -192,3 +202,9 @@ class Driver(abc.ABC):
 
     def close(self) -> None:  # noqa: B027 - most drivers hold nothing to release
         """Release connections."""
+
+
+def _lacks(driver: Driver, capability: str) -> TypeError:
+    # A flow that calls an optional verb without asking Capabilities first is a bug.
+    return TypeError(f"{type(driver).__name__} has no {capability}: check "
+                     f"driver.capabilities.{capability} before calling it")

@@ -9,6 +9,7 @@ never with a bare ``KeyError`` or ``TypeError`` from deep inside cloudnorm.
 
 from __future__ import annotations
 
+import datetime
 import functools
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
@@ -71,3 +72,19 @@ def mappings(value: Any, field: str) -> list[dict[str, Any]]:
         if not isinstance(item, dict):
             raise TypeError(f"{field}[{index}] is {errors.describe(item)}, not a mapping")
     return value
+
+
+def parse_time(value: Any) -> datetime.datetime | None:
+    """A time a cloud sent (ISO 8601 text with ``Z``, an offset or no zone, or a
+    datetime botocore already parsed) as an aware datetime, UTC where it names no zone;
+    None when absent or unreadable. Only text is read: a number would pass for a
+    compact ISO date (20240101)."""
+    if isinstance(value, datetime.datetime):
+        return value if value.tzinfo else value.replace(tzinfo=datetime.timezone.utc)
+    if type(value) is not str or not value:
+        return None
+    try:
+        parsed = datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=datetime.timezone.utc)

@@ -18,6 +18,7 @@ import attrs
 import yaml
 
 from cloudnorm import errors
+from cloudnorm.drivers import registry
 
 _FIELDS = {"name", "provider", "extends", "description", "image_user_properties",
            "login_users", "requires_floating_ip", "floating_ip_source", "secgroup_source",
@@ -27,7 +28,9 @@ _FIELDS = {"name", "provider", "extends", "description", "image_user_properties"
 # family whose current member it is (GCE), and optionally a public parameter naming the
 # current image and the architecture (x86_64 when not said).
 _IMAGE_KEYS = {"distro", "version", "owner", "name", "family", "ssm_parameter", "architecture"}
-_SOURCES = {"neutron", "none", "aws", "gce", "nova"}
+# Where floating IPs and security groups come from: an OpenStack service, nothing, or
+# the provider's own API (named by the provider).
+_SOURCES = {"neutron", "nova", "none", *registry.PROVIDERS}
 #: How servers on a private network are reached: their own floating IP, or a port
 #: forwarded from a floating IP the project shares between servers.
 _PUBLIC_ACCESS = {"floating_ip", "port_forwarding"}

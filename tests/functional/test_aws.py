@@ -77,7 +77,7 @@ class Requests:
     def __init__(self, cloud: cloudnorm.Cloud) -> None:
         self.sent: list[str] = []
         for service in ("ec2", "ssm"):
-            cloud._driver._client(service).meta.events.register(
+            cloud.driver.transport.client(service).meta.events.register(
                 "request-created", self._record)
 
     def _record(self, request: Any, operation_name: str, **kwargs: Any) -> None:

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from cloudnorm import config, errors, profiles
-from cloudnorm.drivers.aws import AwsDriver
+from cloudnorm.drivers.aws.driver import AwsDriver
 from cloudnorm.testing.faults import FaultProxy, Rule, ec2_error
 
 INSTANCE_TYPES = (

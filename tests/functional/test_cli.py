@@ -19,9 +19,10 @@ from pathlib import Path
 import pytest
 
 import cloudnorm
-from cloudnorm import cli_sandbox
+from cloudnorm.cli import sandbox_control as cli_sandbox
 from cloudnorm.drivers.base import Created
 from cloudnorm.models import OWNER_KEY
+from cloudnorm.state import gone
 
 pytestmark = pytest.mark.functional
 
@@ -111,7 +112,7 @@ def test_conformance_fip_required_closes_the_public_address_gap(os_env):
     assert steps["login"]["raw"] == "PARTIAL"  # keys on the console, no login user property
     # progress went to stderr while the steps ran
     assert "[5/8] public address" in proc.stderr
-    assert connect(os_env, "sandbox-fip-required")._driver.owned_resources(None) == []
+    assert connect(os_env, "sandbox-fip-required").driver.owned_resources(None) == []
 
 
 def test_conformance_direct_public_has_a_public_address_raw(os_env):
@@ -163,7 +164,7 @@ def test_create_list_show_ssh_delete(os_env, operator_key):
                        check=True)
         lying = other.with_suffix(".pub").read_text().split()[1]
         with connect(os_env, cloud) as sdk:
-            sdk._driver.set_server_metadata(created["id"], {
+            sdk.driver.set_server_metadata(created["id"], {
                 "cloudnorm:host_key:ssh-ed25519": lying,
                 "cloudnorm:host_key:ecdsa-sha2-nistp256": lying,
                 "cloudnorm:host_key:ssh-rsa": "SHA256:" + "A" * 43})
@@ -194,8 +195,8 @@ def test_cleanup_removes_only_what_belongs_to_gone_servers(os_env, operator_key)
             leaky = cloud.create_server("cli-leaky", authorized_keys=[public_key],
                                         timeout=240)
             # the server goes with another tool: its floating IP, port and group stay behind
-            cloud._driver.delete(Created("server", leaky.id))
-            cloud._watcher.wait(leaky.id, lambda r: r is None or r.get("status") == "DELETED",
+            cloud.driver.delete(Created("server", leaky.id))
+            cloud.watcher.wait(leaky.id, gone,
                                 time.monotonic() + 60)
             cloud.create_keypair("cloudnorm-0123456789ab", public_key)  # a lost node key
             cloud.create_keypair("cloudnorm-laptop", public_key)  # a person's own key
@@ -210,11 +211,11 @@ def test_cleanup_removes_only_what_belongs_to_gone_servers(os_env, operator_key)
                      for f in dry["leftovers"]}
             assert found == {leaky_owner: ["floating_ip", "port", "security_group"],
                              "0123456789ab": ["keypair"]}
-            assert any(r.owner == leaky_owner for r in cloud._driver.owned_resources(None))
+            assert any(r.owner == leaky_owner for r in cloud.driver.owned_resources(None))
 
             removed = run_cli("cleanup", name, "--older-than", "0", env=os_env)
             assert "removed from sandbox-fip-required:" in removed.stdout
-            left = cloud._driver.owned_resources(None)
+            left = cloud.driver.owned_resources(None)
             assert {r.owner for r in left} == {cloud.get_server("cli-keep").tags[OWNER_KEY]}
             assert {k.name for k in cloud.list_keypairs()} >= {"cloudnorm-laptop"}
             assert "cloudnorm-0123456789ab" not in {k.name for k in cloud.list_keypairs()}
@@ -223,7 +224,7 @@ def test_cleanup_removes_only_what_belongs_to_gone_servers(os_env, operator_key)
         finally:
             cloud.delete_keypair("cloudnorm-laptop")
             run_cli("delete", "cli-keep", "-c", name, env=os_env)
-        assert cloud._driver.owned_resources(None) == []
+        assert cloud.driver.owned_resources(None) == []
 
 
 def test_cleanup_after_a_port_forwarded_server_went(os_env, operator_key):
@@ -232,17 +233,17 @@ def test_cleanup_after_a_port_forwarded_server_went(os_env, operator_key):
         leaky = cloud.create_server("cli-leaky-pf", authorized_keys=[
             Path(f"{operator_key}.pub").read_text()], timeout=240)
         owner = leaky.tags[OWNER_KEY]
-        cloud._driver.delete(Created("server", leaky.id))
-        cloud._watcher.wait(leaky.id, lambda r: r is None or r.get("status") == "DELETED",
+        cloud.driver.delete(Created("server", leaky.id))
+        cloud.watcher.wait(leaky.id, gone,
                             time.monotonic() + 60)
-        left = {r.kind for r in cloud._driver.owned_resources(None) if r.owner == owner}
+        left = {r.kind for r in cloud.driver.owned_resources(None) if r.owner == owner}
         assert "security_group" in left and left <= {"security_group", "port_forwarding"}
         report = json.loads(run_cli("cleanup", name, "--older-than", "0", "--json",
                                     env=os_env).stdout)
         assert [sorted(r["kind"] for r in f["resources"]) for f in report["leftovers"]] == [
             sorted(left)]
         assert report["failed"] == []
-        assert cloud._driver.owned_resources(None) == []
+        assert cloud.driver.owned_resources(None) == []
 
 
 # -- the local EC2 ----------------------------------------------------------------------------
@@ -302,7 +303,7 @@ def test_aws_cleanup_releases_elastic_ips_of_terminated_instances(aws_sandbox, a
     public_key = Path(f"{operator_key}.pub").read_text()
     with connect(aws_env, "sandbox-aws-eip") as cloud:
         leaky = cloud.create_server("cli-leaky", authorized_keys=[public_key], timeout=120)
-        cloud._driver.delete(Created("server", leaky.id))
+        cloud.driver.delete(Created("server", leaky.id))
     assert any(a.startswith("address ") for a in aws_leftovers(aws_sandbox))
     dry = json.loads(run_cli("cleanup", "sandbox-aws-eip", "--older-than", "0", "--dry-run",
                              "--json", env=aws_env).stdout)

@@ -59,7 +59,7 @@ def test_threads_share_one_cloud(tmp_path):
                                       cloudnorm={"rate_limit": {"writes": 20, "reads": 100}})
             try:
                 results, elapsed = _run_threads(cloud)
-                watcher_polls = cloud._watcher.polls
+                watcher_polls = cloud.watcher.polls
                 cached = (cloud.list_images(), cloud.list_flavors(), cloud.list_networks(),
                           cloud.find_image("ubuntu-22.04"), cloud.find_flavor(min_ram=1024))
             finally:

@@ -7,6 +7,7 @@ driver call of that step is made to fail as the cloud would.
 
 from __future__ import annotations
 
+import attrs
 import pytest
 
 import cloudnorm
@@ -47,7 +48,7 @@ def fail_with(exc):
 
 
 def test_step1_node_key_refused(cloud, openstack_sandbox, monkeypatch):
-    monkeypatch.setattr(cloud._driver, "create_keypair", fail_with(errors.QuotaExceeded(
+    monkeypatch.setattr(cloud.driver, "create_keypair", fail_with(errors.QuotaExceeded(
         "key pair quota exceeded", resource="key pairs")))
     steps: list = []
     with pytest.raises(errors.QuotaExceeded):
@@ -58,7 +59,7 @@ def test_step1_node_key_refused(cloud, openstack_sandbox, monkeypatch):
 
 def test_step2_discovery_fails(cloud, openstack_sandbox, monkeypatch):
     cloud.refresh()
-    monkeypatch.setattr(cloud._driver, "list_flavors", fail_with(errors.ProviderError(
+    monkeypatch.setattr(cloud.driver, "list_flavors", fail_with(errors.ProviderError(
         "compute answered 500", status=500, request_id="req-x")))
     steps: list = []
     with pytest.raises(errors.ProviderError) as info:
@@ -77,14 +78,16 @@ def test_step3_no_such_image(cloud, openstack_sandbox):
 
 
 def test_step4_server_goes_to_error(cloud, openstack_sandbox, monkeypatch):
-    real_poll = cloud._driver.poll_servers
+    real_poll = cloud.driver.poll_servers
 
     def poll_with_fault(ids):
         found = real_poll(ids)
-        return {i: dict(r, status="ERROR", fault={"message": "No valid host was found."})
-                for i, r in found.items()}
+        # What Nova's record says of a boot no host could take: status ERROR and the
+        # scheduler's fault message (the compute API reference, "Show Server Details").
+        return {i: attrs.evolve(r, phase="error", status="ERROR",
+                                fault="No valid host was found.") for i, r in found.items()}
 
-    monkeypatch.setattr(cloud._driver, "poll_servers", poll_with_fault)
+    monkeypatch.setattr(cloud.driver, "poll_servers", poll_with_fault)
     steps: list = []
     with pytest.raises(errors.ProviderError, match="No valid host"):
         create(cloud, steps)
@@ -130,7 +133,7 @@ def test_step7_bootstrap_fails(cloud, openstack_sandbox, monkeypatch):
 
 
 def test_step8_key_removal_fails(cloud, openstack_sandbox, monkeypatch):
-    monkeypatch.setattr(cloud._driver, "delete_keypair", fail_with(errors.ProviderError(
+    monkeypatch.setattr(cloud.driver, "delete_keypair", fail_with(errors.ProviderError(
         "compute answered 503", status=503)))
     steps: list = []
     with pytest.raises(errors.ProviderError):

@@ -19,7 +19,7 @@ import pytest
 
 import cloudnorm
 from cloudnorm import errors, hostkeys, keys, provision
-from cloudnorm.drivers.gce import OWNER_LABEL
+from cloudnorm.drivers.gce.normalize import OWNER_LABEL
 from cloudnorm.models import OWNER_KEY
 from cloudnorm.testing.dataplane import in_private_netns
 from cloudnorm.testing.dataplane.client import key_login, password_login
@@ -244,7 +244,7 @@ def test_oslogin_project_is_refused_before_anything_is_created(connect, sandbox,
 
 def test_rate_limit_is_retried(connect, sandbox, clean):
     cloud = connect()
-    cloud._driver._retry_initial = 0.05
+    cloud.driver.transport.retry_initial = 0.05
     with sandbox.inject("POST", r"/instances$", 403, "rateLimitExceeded",
                         "Rate Limit Exceeded", times=2) as fault:
         server = cloud.create_server("throttled", wait=False)
@@ -352,7 +352,7 @@ def _create_login_delete(cloud: cloudnorm.Cloud, sandbox: GceSandbox, fleet: Any
         deleted = time.monotonic() - deleted_at
     assert leftovers(sandbox) == []
     deadline = time.monotonic() + 10
-    instance_id = server.raw["instance"]["id"]
+    instance_id = server.raw["id"]
     while fleet.get(instance_id) is not None and time.monotonic() < deadline:
         time.sleep(0.1)
     assert fleet.get(instance_id) is None  # the node went with the instance
@@ -406,10 +406,10 @@ def test_ssh_host_keys_from_guest_attributes(connect, sandbox, dataplane, tmp_pa
     seen: dict[str, Any] = {}
 
     def check(server: Any) -> None:
-        instance = server.raw["instance"]
+        instance = server.raw
         items = {i["key"]: i["value"] for i in instance["metadata"]["items"]}
         assert items["enable-guest-attributes"] == "TRUE"
-        console = cloud._driver.console_output(server.id)
+        console = cloud.driver.console_output(server.id)
         assert "google_guest_agent" in console and "SSH HOST KEY" not in console
         node = dataplane.get(instance["id"])
         seen["node"] = {" ".join(k.split()[:2]) for k in node.host_keys.keys}

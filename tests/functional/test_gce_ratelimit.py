@@ -12,13 +12,8 @@ from typing import Any
 import pytest
 
 from cloudnorm import config, errors, profiles, ratelimit
-from cloudnorm.drivers.gce import (
-    _CLIENTS,
-    GceDriver,
-    _Throttle,
-    _throttled_transport,
-    is_read_call,
-)
+from cloudnorm.drivers.gce.driver import GceDriver
+from cloudnorm.drivers.gce.transport import CLIENTS, Throttle, is_read_call, throttled_transport
 from cloudnorm.testing.faults import FaultProxy, Rule, google_error
 from cloudnorm.testing.gce import GceSandbox
 
@@ -66,15 +61,15 @@ def test_every_client_gets_the_library_interceptor_wrapped():
     from google.cloud import compute_v1
 
     limiter = ratelimit.limiter_for(f"test|{uuid.uuid4().hex}", ratelimit.RateLimit(None, None))
-    for kind in _CLIENTS.values():
-        factory = _throttled_transport(getattr(compute_v1, kind), limiter)
+    for kind in CLIENTS.values():
+        factory = throttled_transport(getattr(compute_v1, kind), limiter)
         throttle = factory.keywords["interceptor"]
         assert type(throttle._base).__name__ == kind.replace("Client", "RestInterceptor")
 
 
 def test_interceptor_without_the_library_one():
     limiter = ratelimit.limiter_for(f"test|{uuid.uuid4().hex}", ratelimit.RateLimit(None, None))
-    throttle = _Throttle(limiter)
+    throttle = Throttle(limiter)
     assert throttle.pre_get_serial_port_output("req", [("k", "v")]) == ("req", [("k", "v")])
     assert throttle.pre_set_metadata("req", ()) == ("req", ())
     assert throttle.post_get("resp") == "resp"
@@ -117,11 +112,11 @@ def test_a_tiny_write_rate_spaces_writes_not_reads(sandbox):
                                                                   "window": 1})
     started = time.monotonic()
     for n in range(3):  # deleting what is not there: a write answered 404, quietly
-        driver._delete_firewall(f"cloudnorm-none{n}")
+        driver.ssh_rules.delete_rule(f"cloudnorm-none{n}")
     writes_took = time.monotonic() - started
     started = time.monotonic()
     for _ in range(10):
-        driver.server_gone("no-such-instance")
+        driver.poll_servers({"no-such-instance"})
     reads_took = time.monotonic() - started
     assert writes_took >= 1.9  # one now, one a second later, one two seconds later
     assert reads_took < 1.5
@@ -134,7 +129,7 @@ def test_retries_spend_the_budget_too(sandbox):
     """429 rateLimitExceeded is retried with backoff, and each attempt waits its turn."""
     driver = make_driver(sandbox.endpoint_url, network="custom-vpc",
                          rate_limit={"reads": 1000, "writes": 1000})
-    driver._retry_initial = 0.05
+    driver.transport.retry_initial = 0.05
     owner = uuid.uuid4().hex[:12]
     before = driver.limiter.counts["write"]
     with sandbox.inject("POST", r"/global/firewalls$", 429, "rateLimitExceeded",
@@ -143,23 +138,23 @@ def test_retries_spend_the_budget_too(sandbox):
     assert (fault.calls, fault.failed) == (3, 2)
     assert driver.limiter.counts["write"] - before == 3
     driver.delete(made)
-    assert all(r["name"] != made.id for r in driver._firewalls())
+    assert all(r["name"] != made.id for r in driver.ssh_rules.rules())
     driver.close()
 
 
 def test_throttling_that_never_ends_is_quota_exceeded(sandbox, monkeypatch):
     driver = make_driver(sandbox.endpoint_url, rate_limit={"reads": 1000, "writes": 1000})
-    driver._retry_initial = 0.05
-    real_retry = driver._retry
+    driver.transport.retry_initial = 0.05
+    real_retry = driver.transport.retry
 
     def short_retry() -> Any:
         return real_retry().with_timeout(0.5)
 
-    monkeypatch.setattr(driver, "_retry", short_retry)
+    monkeypatch.setattr(driver.transport, "retry", short_retry)
     with sandbox.inject("GET", r"/zones/us-central1-a/instances/", 429, "rateLimitExceeded",
                         "Rate Limit Exceeded"):
         with pytest.raises(errors.QuotaExceeded, match="after retries with backoff") as info:
-            driver.server_gone("anything")
+            driver.poll_servers({"anything"})
     assert info.value.resource == "API request rate"
     driver.close()
 
@@ -173,14 +168,14 @@ def proxy(sandbox):
 def test_lost_connections_and_cut_replies_are_sent_again(sandbox, proxy):
     driver = make_driver(proxy.endpoints["gce"], network="default",
                          rate_limit={"reads": 1000, "writes": 1000})
-    driver._retry_initial = 0.05
+    driver.transport.retry_initial = 0.05
     before = driver.limiter.counts["read"]
     proxy.add(Rule("reset", method="GET", path=r"/machineTypes$", count=1),
               Rule("truncate", method="GET", path=r"/global/networks$", count=1),
               Rule("status", status=503, body=google_error(503, "backendError"), method="GET",
                    path=r"/firewalls$", count=1))
     assert driver.list_flavors()
-    facts, _ = driver._load_networks()
+    facts, _ = driver.network_facts()
     assert {f.name for f in facts} == {"default", "custom-vpc"}
     assert proxy.counts() == {"reset": 1, "truncate": 1, "status": 1}
     assert driver.limiter.counts["read"] - before == 4 + 3  # three requests sent twice
@@ -189,9 +184,9 @@ def test_lost_connections_and_cut_replies_are_sent_again(sandbox, proxy):
 
 def test_a_connection_lost_for_good_is_service_unavailable(sandbox, proxy, monkeypatch):
     driver = make_driver(proxy.endpoints["gce"], rate_limit={"reads": 1000, "writes": 1000})
-    driver._retry_initial = 0.05
-    real_retry = driver._retry
-    monkeypatch.setattr(driver, "_retry", lambda: real_retry().with_timeout(0.5))
+    driver.transport.retry_initial = 0.05
+    real_retry = driver.transport.retry
+    monkeypatch.setattr(driver.transport, "retry", lambda: real_retry().with_timeout(0.5))
     proxy.add(Rule("truncate", method="GET"))
     with pytest.raises(errors.ServiceUnavailable, match="after retries with backoff"):
         driver.list_flavors()

@@ -57,7 +57,7 @@ def test_no_secret_in_logs_errors_or_reprs(openstack_sandbox, openstack_dataplan
             shown += [str(info.value), repr(info.value)]
         finally:
             monkeypatch.undo()
-            token = cloud._driver.conn.session.get_token()
+            token = cloud.driver.conn.session.get_token()
             cloud.delete_server(server)
     assert len(made) == 2 and token and password
     shown += [repr(k) for k in made]

@@ -69,8 +69,8 @@ if phases == "2":
     image, flavor = discover(cloud)
     result["image2"], result["flavor2"] = image.id, flavor.id
 if os.environ.get("LEARN_LOGIN_USER"):
-    cloud._cache.set("login_user", image.id, os.environ["LEARN_LOGIN_USER"])
-result["login_user"] = cloud._cache.peek("login_user", image.id)
+    cloud.remember_login_user(image, os.environ["LEARN_LOGIN_USER"])
+result["login_user"] = cloud.learned_login_user(image)
 cloud.close()
 print(json.dumps(result))
 """
@@ -93,13 +93,13 @@ def wait_for(name):
         time.sleep(0.02)
 
 cloud = cloudnorm.connect(cloud_name, config_files=[clouds_yaml])
-cloud._driver.list_flavors()  # the token and version discovery, before the clock starts
+cloud.driver.list_flavors()  # the token and version discovery, before the clock starts
 open(os.path.join(signals, f"ready-{me}"), "w").close()
 wait_for("go")
 calls = 0
 end = time.monotonic() + float(seconds)
 while time.monotonic() < end:
-    cloud._driver.list_flavors()
+    cloud.driver.list_flavors()
     calls += 1
 cloud.close()
 print(json.dumps({"calls": calls}))

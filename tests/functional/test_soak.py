@@ -69,7 +69,7 @@ def test_lost_replies_and_consistency_lies(openstack_sandbox, openstack_dataplan
         assert server.ssh_user and server.host_keys
         kinds = proxy.counts()
         assert kinds.get("reset_after") == 1 and kinds.get("status", 0) >= 2, kinds
-        assert cloud._driver.retries >= 2
+        assert cloud.driver.retries >= 2
         assert cloud.delete_server(server)
     finally:
         proxy.clear()

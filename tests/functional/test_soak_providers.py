@@ -90,7 +90,7 @@ def _soak(provider: str, clouds: list[cloudnorm.Cloud], proxy: FaultProxy,
     """Create and delete servers in turn on ``clouds`` until SOAK_CYCLES or SOAK_BUDGET;
     assert that nothing escaped and nothing was left behind."""
     for cloud in clouds:
-        cloud._watcher.interval = POLL_INTERVAL
+        cloud.watcher.interval = POLL_INTERVAL
     record: dict[str, Any] = {"cycles": 0, "created": 0, "escaped": [], "delete_errors": 0}
     typed: Counter[str] = Counter()
     undeleted: list[tuple[cloudnorm.Cloud, str]] = []
@@ -141,7 +141,7 @@ def _soak(provider: str, clouds: list[cloudnorm.Cloud], proxy: FaultProxy,
             cloud.delete_server(server_id)
     leaks = leftovers()
     full = sorted(durations)
-    for limiter in {id(c._driver.limiter): c._driver.limiter for c in clouds}.values():
+    for limiter in {id(c.driver.limiter): c.driver.limiter for c in clouds}.values():
         LOG.warning("soak %s: rate limiter %s: %s requests, waited %s s", provider,
                     limiter.key, limiter.counts,
                     {k: round(v, 1) for k, v in limiter.waited.items()})
@@ -233,7 +233,7 @@ GCE_FAULTS = [  # about 10% of requests in all, and the listing lie
 def _gce_leftovers(sandbox: Any) -> list[str]:
     """What is left in the sandbox projects, through google-cloud-compute: any instance,
     and cloudnorm's disks and firewall rules."""
-    from cloudnorm.drivers.gce import OWNER_LABEL
+    from cloudnorm.drivers.gce.normalize import OWNER_LABEL
 
     found = []
     for project in sandbox.projects:

@@ -176,7 +176,7 @@ def glance_image(name: str, *, id: str | None = None, **fields: Any) -> dict[str
 
 
 def image(name: str, **fields: Any) -> Image:
-    from cloudnorm.drivers.openstack import normalize_image
+    from cloudnorm.drivers.openstack.normalize import normalize_image
 
     return normalize_image(glance_image(name, **fields))
 

@@ -79,10 +79,10 @@ def test_present_creates_when_the_name_is_unknown(cloud, capsys):
                               timeout=120, config_files=["/etc/clouds.yaml"]), capsys)
     assert result["rc"] == 0 and result["changed"] is True
     cloud.connect.assert_called_once_with("mycloud", config_files=["/etc/clouds.yaml"])
-    cloud.create_server.assert_called_once_with(
+    cloud.create_server.assert_called_once_with(cloudnorm.CreateRequest(
         "web1", image="ubuntu-22.04", flavor=None, min_ram=2048, min_vcpus=None,
-        network=None, authorized_keys=["ssh-ed25519 AAAA op"], bootstrap=True, wait=True,
-        timeout=120.0, tags={"n": "1"})
+        network=None, authorized_keys=("ssh-ed25519 AAAA op",), bootstrap=True, wait=True,
+        timeout=120.0, tags={"n": "1"}))
     out = result["server"]
     assert (out["interface_ip"], out["ssh_user"], out["ssh_port"]) == ("203.0.113.7",
                                                                       "ubuntu", 22)

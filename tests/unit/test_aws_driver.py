@@ -1,4 +1,4 @@
-"""The EC2 driver (cloudnorm/drivers/aws.py) against botocore's Stubber: no request leaves
+"""The EC2 driver (cloudnorm/drivers/aws/) against botocore's Stubber: no request leaves
 the process (the endpoint is a closed port on 127.0.0.1 besides)."""
 
 from __future__ import annotations
@@ -8,6 +8,7 @@ import datetime
 import os
 from typing import Any
 
+import attrs
 import botocore.loaders
 import botocore.session
 import pytest
@@ -16,17 +17,18 @@ from botocore.stub import ANY, Stubber
 import cloudnorm
 from cloudnorm import config, errors, networks, profiles
 from cloudnorm.drivers import driver_class
-from cloudnorm.drivers.aws import (
-    POOL_ID,
-    AwsDriver,
-    _tags,
-    flow_view,
+from cloudnorm.drivers.aws import normalize
+from cloudnorm.drivers.aws.driver import AwsDriver
+from cloudnorm.drivers.aws.network import POOL_ID
+from cloudnorm.drivers.aws.normalize import (
     normalize_flavors,
     normalize_image,
     normalize_server,
+    server_state,
 )
 from cloudnorm.drivers.base import BootSpec, Created
 from cloudnorm.models import OWNER_KEY, Flavor, Image, Location, Network
+from cloudnorm.state import Capabilities, ServerState
 
 ENDPOINT = "http://127.0.0.1:9"
 CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
@@ -69,7 +71,7 @@ def stubbed():
 
     def make(**options: Any) -> tuple[AwsDriver, Stubber, Stubber]:
         drv = make_driver(**options)
-        ec2, ssm = Stubber(drv._client("ec2")), Stubber(drv._client("ssm"))
+        ec2, ssm = Stubber(drv.transport.client("ec2")), Stubber(drv.transport.client("ssm"))
         ec2.activate()
         ssm.activate()
         made.extend((ec2, ssm))
@@ -148,7 +150,7 @@ def test_registry_and_connect_from_a_cloudnorm_only_entry(write_clouds):
     # Elastic IPs are planned for every server (step 5)
     assert cloud.profile.requires_floating_ip is True
     assert cloud.profile.floating_ip_source == "aws"
-    assert cloud._driver.identity() == "aws|http://127.0.0.1:9|work|eu-central-1|main"
+    assert cloud.driver.identity() == "aws|http://127.0.0.1:9|work|eu-central-1|main"
 
 
 def test_unknown_ip_mode_is_refused():
@@ -158,12 +160,12 @@ def test_unknown_ip_mode_is_refused():
 
 def test_missing_named_profile_is_a_config_error():
     with pytest.raises(errors.ConfigError, match="aws_profile"):
-        make_driver(aws_profile="nope")._client("ec2")
+        make_driver(aws_profile="nope").transport.client("ec2")
 
 
 def test_no_region_anywhere_is_a_config_error():
     with pytest.raises(errors.ConfigError, match="names no region"):
-        make_driver(region=None)._client("ec2")
+        make_driver(region=None).transport.client("ec2")
 
 
 @pytest.mark.parametrize("exception, kind, words", [
@@ -183,7 +185,7 @@ def test_botocore_failures_become_cloudnorm_errors(monkeypatch, exception, kind,
     def fail(**params: Any) -> Any:
         raise error
 
-    monkeypatch.setattr(drv._client("ec2"), "describe_key_pairs", fail)
+    monkeypatch.setattr(drv.transport.client("ec2"), "describe_key_pairs", fail)
     with pytest.raises(kind, match=words):
         drv.list_keypairs()
 
@@ -316,7 +318,7 @@ def test_list_flavors_asks_for_the_profile_families_only(stubbed):
 
 # -- networks -------------------------------------------------------------------------------
 def account(drv: AwsDriver) -> Any:
-    return drv._networks_from(
+    return drv.networks_from(
         [vpc("vpc-d", default=True), vpc("vpc-c", name="custom")],
         [subnet("subnet-b", "vpc-d", "172.31.16.0/20", zone="us-east-1b", maps=True,
                 default_for_az=True),
@@ -364,6 +366,13 @@ def test_default_subnet_is_the_default_vpcs_first_zone():
         decision.reason)
 
 
+def test_default_subnets_are_marked_default_for_their_zone():
+    # EC2 marks the default VPC's subnet per zone with DefaultForAz (DescribeSubnets): a
+    # RunInstances that names no subnet lands there.
+    facts, _, _ = account(make_driver())
+    assert {f.id for f in facts if f.default_for_zone} == {"subnet-a", "subnet-b"}
+
+
 def test_default_subnet_follows_the_configured_zone_then_subnet():
     _, _, hints = account(make_driver(zone="us-east-1b"))
     assert hints.default_interface == "subnet-b"
@@ -385,7 +394,7 @@ def test_a_named_vpc_scopes_the_subnets():
 
 def test_without_a_default_vpc_several_routed_vpcs_are_for_the_caller_to_pick():
     drv = make_driver()
-    facts, routers, hints = drv._networks_from(
+    facts, routers, hints = drv.networks_from(
         [vpc("vpc-1"), vpc("vpc-2")],
         [subnet("subnet-1", "vpc-1", "10.1.0.0/24"), subnet("subnet-2", "vpc-2", "10.2.0.0/24")],
         [table("rtb-1", "vpc-1", main=True, igw="igw-1"),
@@ -410,30 +419,50 @@ def test_elastic_mode_adds_the_pool_the_flow_plans_addresses_from():
 
 
 # -- servers --------------------------------------------------------------------------------
-def test_flow_view_speaks_the_flows_words():
-    assert flow_view(instance(state="pending"))["status"] == "BUILD"
-    running = flow_view(instance(), owner_id="123456789012")
-    assert (running["id"], running["name"], running["status"]) == (
-        "i-0123456789abcdef0", "web-1", "ACTIVE")
-    assert running["metadata"][OWNER_KEY] == "abc" and running["OwnerId"] == "123456789012"
+def test_server_state_speaks_in_phases():
+    assert server_state(instance(state="pending")).phase == "pending"
+    running = server_state(instance(), account_id="123456789012")
+    assert (running.id, running.name, running.phase, running.status) == (
+        "i-0123456789abcdef0", "web-1", "running", "running")
+    assert running.tags[OWNER_KEY] == "abc" and running.owner == "abc"
+    assert running.raw["OwnerId"] == "123456789012"
+    assert (running.fault, running.quota) == (None, False)
     ended = instance(state="terminated", StateReason={
         "Code": "Server.InsufficientInstanceCapacity",
         "Message": "Server.InsufficientInstanceCapacity: Insufficient capacity."})
-    failed = flow_view(ended)
-    assert failed["status"] == "ERROR"
-    assert "Insufficient capacity" in failed["fault"]["message"]
-    assert flow_view(ended, terminating=True)["status"] == "DELETED"
+    failed = server_state(ended)
+    assert (failed.phase, failed.status) == ("error", "terminated")
+    assert "Insufficient capacity" in failed.fault and not failed.quota
+    assert server_state(ended, terminating=True).phase == "terminated"
+    assert server_state(ended, terminating=True).fault is None
     asked = instance(state="terminated", StateReason={"Code": "Client.UserInitiatedShutdown"})
-    assert flow_view(asked)["status"] == "DELETED"
-    assert flow_view(instance(state="shutting-down"), terminating=True)["status"] == "DELETING"
+    assert server_state(asked).phase == "terminated"
+    assert server_state(instance(state="shutting-down"), terminating=True).phase == "deleting"
+    assert server_state(instance(state="stopping")).phase == "stopping"
+    assert server_state(instance(state="stopped")).phase == "stopped"
+    # A state EC2 may add later is not mistaken for a known one.
+    assert server_state(instance(state="hibernating")).phase == "error"
+
+
+def test_a_fault_naming_a_quota_says_so():
+    state = server_state(instance(state="terminated", StateReason={
+        "Code": "Server.InternalError", "Message": "Client.VcpuLimitExceeded: vCPU quota"}))
+    assert state.phase == "error" and state.quota
+
+
+def test_an_instance_naming_its_account_keeps_it():
+    record = instance(OwnerId="111122223333")
+    assert server_state(record, account_id="123456789012").raw["OwnerId"] == "111122223333"
+    assert "OwnerId" not in server_state(instance()).raw
 
 
 def test_normalize_server_classifies_its_addresses():
     net = Network(id="subnet-a", name="web-tier", public=True, reason="x",
                   subnets=("172.31.0.0/20",))
-    raw = flow_view(instance(), owner_id="123456789012")
-    raw["NetworkInterfaces"][0]["Ipv6Addresses"] = [{"Ipv6Address": "2600:1f18::5"}]
-    server = normalize_server(raw, Location(cloud="aws-test", region="us-east-1"), [net])
+    record = instance()
+    record["NetworkInterfaces"][0]["Ipv6Addresses"] = [{"Ipv6Address": "2600:1f18::5"}]
+    state = server_state(record, account_id="123456789012")
+    server = normalize_server(state, Location(cloud="aws-test", region="us-east-1"), [net])
     by_ip = {a.ip: a for a in server.addresses}
     assert not by_ip["172.31.0.4"].public and by_ip["172.31.0.4"].network == "web-tier"
     assert "172.31.0.0/20" in by_ip["172.31.0.4"].reason
@@ -445,10 +474,11 @@ def test_normalize_server_classifies_its_addresses():
         "198.51.100.7", "172.31.0.4", "198.51.100.7")
     assert (server.status, server.flavor, server.location.zone, server.location.project) == (
         "running", "t3a.small", "us-east-1a", "123456789012")
+    assert (server.id, server.name, server.tags) == (state.id, "web-1", state.tags)
     elastic = instance()
     elastic["NetworkInterfaces"][0]["Association"]["IpOwnerId"] = "123456789012"
     del elastic["NetworkInterfaces"][0]["PrivateIpAddresses"][0]["Association"]
-    addr = normalize_server(flow_view(elastic), Location(cloud="c"), []).addresses
+    addr = normalize_server(server_state(elastic), Location(cloud="c"), []).addresses
     assert any("an Elastic IP" in a.reason for a in addr)
 
 
@@ -473,7 +503,7 @@ MALFORMED: dict[str, Any] = {
     "tag Value a number": lambda r: r.update(Tags=[{"Key": "Name", "Value": 7}]),
 }
 
-# StateReason decides whether EC2 ended the instance unasked: flow_view reads it.
+# StateReason decides whether EC2 ended the instance unasked: server_state reads it.
 MALFORMED_REASONS: dict[str, Any] = {
     "StateReason a word": lambda r: r.update(StateReason="Server.InternalError"),
     "StateReason.Code a number": lambda r: r.update(StateReason={"Code": 500}),
@@ -517,10 +547,10 @@ def _broken(case: Any) -> dict[str, Any]:
 
 @pytest.mark.parametrize("case", [*MALFORMED.values(), *MALFORMED_REASONS.values()],
                          ids=[*MALFORMED, *MALFORMED_REASONS])
-def test_flow_view_refuses_a_malformed_record_naming_it(case):
+def test_server_state_refuses_a_malformed_record_naming_it(case):
     record = _broken(case)
     with pytest.raises(errors.ProviderError, match=r"malformed instance record") as caught:
-        flow_view(record)
+        server_state(record)
     if "InstanceId" in record:
         assert "'i-0123456789abcdef0'" in str(caught.value)
 
@@ -529,25 +559,33 @@ def test_flow_view_refuses_a_malformed_record_naming_it(case):
                          ids=[*MALFORMED, *MALFORMED_ADDRESSES])
 def test_normalize_server_refuses_a_malformed_record_naming_it(case):
     record = _broken(case)
-    if "InstanceId" in record:
-        record.update(id=record["InstanceId"], status="ACTIVE")  # as flow_view leaves it
     with pytest.raises(errors.ProviderError, match=r"malformed instance record") as caught:
-        normalize_server(record, Location(cloud="c"), [])
+        normalize_server(server_state(record), Location(cloud="c"), [])
     if "InstanceId" in record:
         assert "'i-0123456789abcdef0'" in str(caught.value)
+
+
+@pytest.mark.parametrize("case", MALFORMED_ADDRESSES.values(), ids=MALFORMED_ADDRESSES)
+def test_server_state_reads_no_address_and_normalize_server_refuses_it(case):
+    # The flow waits on the phase; only describing the server reads the addresses.
+    state = server_state(_broken(case))
+    assert state.phase == "running"
+    with pytest.raises(errors.ProviderError,
+                       match=r"malformed instance record \('i-0123456789abcdef0'\)"):
+        normalize_server(state, Location(cloud="c"), [])
 
 
 def test_a_malformed_record_is_refused_when_the_driver_lists_it(monkeypatch):
     drv = make_driver()
     good, bad = instance("i-1"), instance("i-2", Tags={"Name": "x"})
-    monkeypatch.setattr(drv, "_pages", lambda *a, **k: [{"OwnerId": "1", "Instances": [
+    monkeypatch.setattr(drv.transport, "pages", lambda *a, **k: [{"OwnerId": "1", "Instances": [
         good, bad]}])
     with pytest.raises(errors.ProviderError, match=r"malformed instance record \('i-2'\)"):
         drv.list_servers()
-    monkeypatch.setattr(drv, "_pages", lambda *a, **k: [{"Instances": {"i-1": good}}])
+    monkeypatch.setattr(drv.transport, "pages", lambda *a, **k: [{"Instances": {"i-1": good}}])
     with pytest.raises(errors.ProviderError, match="malformed reservation record"):
         drv.poll_servers({"i-1"})
-    monkeypatch.setattr(drv, "_pages", lambda *a, **k: [{"Instances": [["i-1"]]}])
+    monkeypatch.setattr(drv.transport, "pages", lambda *a, **k: [{"Instances": [["i-1"]]}])
     with pytest.raises(errors.ProviderError, match="malformed reservation record"):
         drv.poll_servers({"i-1"})
 
@@ -557,7 +595,7 @@ def test_empty_address_elements_read_as_not_assigned():
     record = instance(PublicIpAddress="", PrivateIpAddress="")
     del record["NetworkInterfaces"][0]["Association"]
     del record["NetworkInterfaces"][0]["PrivateIpAddresses"][0]["Association"]
-    server = normalize_server(flow_view(record), Location(cloud="c"), [])
+    server = normalize_server(server_state(record), Location(cloud="c"), [])
     assert (server.public_v4, server.private_v4, server.interface_ip) == (
         None, "172.31.0.4", "172.31.0.4")
 
@@ -565,7 +603,7 @@ def test_empty_address_elements_read_as_not_assigned():
 def test_ipv4_mapped_ipv6_addresses_route_as_the_ipv4_inside():
     record = instance()
     _nic(record)["Ipv6Addresses"] = [{"Ipv6Address": "::ffff:10.0.0.5"}]
-    server = normalize_server(flow_view(record), Location(cloud="c"), [])
+    server = normalize_server(server_state(record), Location(cloud="c"), [])
     mapped = next(a for a in server.addresses if a.ip == "::ffff:10.0.0.5")
     assert (mapped.version, mapped.public) == (6, False)
     assert server.public_v6 is None
@@ -574,40 +612,40 @@ def test_ipv4_mapped_ipv6_addresses_route_as_the_ipv4_inside():
     _nic(record)["PrivateIpAddresses"][0].pop("Association")
     _nic(record)["Ipv6Addresses"] = [{"Ipv6Address": "::ffff:10.0.0.5"},
                                      {"Ipv6Address": "2600:1f18::5"}]
-    server = normalize_server(flow_view(record), Location(cloud="c"), [])
+    server = normalize_server(server_state(record), Location(cloud="c"), [])
     assert (server.public_v6, server.interface_ip) == ("2600:1f18::5", "2600:1f18::5")
 
 
 def test_instance_ipv6_address_outside_the_nics_is_classified():
     record = instance(Ipv6Address="2600:1f18::9")
-    server = normalize_server(flow_view(record), Location(cloud="c"), [])
+    server = normalize_server(server_state(record), Location(cloud="c"), [])
     assert server.public_v6 == "2600:1f18::9"
-    assert normalize_server(flow_view(instance(Ipv6Address="fd00::9")), Location(cloud="c"),
+    assert normalize_server(server_state(instance(Ipv6Address="fd00::9")), Location(cloud="c"),
                             []).public_v6 is None
 
 
 def test_a_tag_without_value_is_an_empty_value():
-    view = flow_view(instance(Tags=[{"Key": "Name", "Value": "web-1"}, {"Key": "notebook"}]))
-    assert view["metadata"] == {"Name": "web-1", "notebook": ""}
+    state = server_state(instance(Tags=[{"Key": "Name", "Value": "web-1"}, {"Key": "notebook"}]))
+    assert state.tags == {"Name": "web-1", "notebook": ""}
 
 
 def test_words_of_the_wrong_type_read_as_absent():
     record = instance(KeyName=["k"], ImageId=7, InstanceType={"t": 1}, OwnerId=5,
                       Placement={"AvailabilityZone": 3}, LaunchTime=20240101,
                       StateTransitionReason=9)
-    server = normalize_server(flow_view(record), Location(cloud="c", project="p"), [])
+    server = normalize_server(server_state(record), Location(cloud="c", project="p"), [])
     assert (server.key_name, server.image, server.flavor, server.location.zone,
             server.location.project, server.created) == (None, None, None, None, "p", None)
     assert server.public_v4 == "198.51.100.7"
-    ended = flow_view(instance(state="terminated", StateReason={"Message": 5},
-                               StateTransitionReason=["x"]))
-    assert ended["fault"]["message"] == "EC2 ended the instance"
+    ended = server_state(instance(state="terminated", StateReason={"Message": 5},
+                                  StateTransitionReason=["x"]))
+    assert ended.fault == "EC2 ended the instance"
 
 
 def test_tags_of_other_records_are_read_the_same_way():
     with pytest.raises(errors.ProviderError, match=r"malformed EC2 resource record \('vpc-1'\)"):
-        _tags({"VpcId": "vpc-1", "Tags": [{"Key": "Name", "Value": None}, "x"]})
-    assert _tags({"AllocationId": "eipalloc-1", "Tags": None}) == {}
+        normalize.tags({"VpcId": "vpc-1", "Tags": [{"Key": "Name", "Value": None}, "x"]})
+    assert normalize.tags({"AllocationId": "eipalloc-1", "Tags": None}) == {}
 
 
 @pytest.mark.parametrize(("extra", "words"), [
@@ -643,7 +681,8 @@ def test_poll_servers_uses_a_filter_and_marks_own_terminations(stubbed):
         {"Filters": [{"Name": "instance-id", "Values": ["i-1", "i-2"]}]})
     drv.delete(Created("server", "i-1"))
     found = drv.poll_servers({"i-1", "i-2"})
-    assert set(found) == {"i-1"} and found["i-1"]["status"] == "DELETED"
+    assert set(found) == {"i-1"} and found["i-1"].phase == "terminated"
+    assert found["i-1"].fault is None and found["i-1"].raw["OwnerId"] == "1"
 
 
 def test_get_server_by_name_skips_terminated(stubbed):
@@ -651,7 +690,7 @@ def test_get_server_by_name_skips_terminated(stubbed):
     ec2.add_response("describe_instances", {"Reservations": [{"Instances": [instance()]}]},
                      {"Filters": [{"Name": "tag:Name", "Values": ["web-1"]},
                                   {"Name": "instance-state-name", "Values": ANY}]})
-    assert [s["id"] for s in drv.get_server("web-1")] == ["i-0123456789abcdef0"]
+    assert [s.id for s in drv.get_server("web-1")] == ["i-0123456789abcdef0"]
 
 
 def test_console_output_falls_back_when_latest_is_unsupported(stubbed):
@@ -718,6 +757,9 @@ def launched(instance_id: str = "i-new") -> dict[str, Any]:
     return {"Instances": [{"InstanceId": instance_id}]}
 
 
+RUNNING = ServerState(id="i-1", name="web-1", phase="running", status="running")
+
+
 @pytest.mark.parametrize("igw, mode, expect", [
     ("igw-1", "public", True),   # routed: ask for a public address at launch
     (None, "public", None),      # not routed: an address would be useless
@@ -740,10 +782,36 @@ def test_boot_without_a_network_uses_group_ids(stubbed):
     drv.boot(spec(None))
 
 
+@pytest.mark.parametrize("mode", ["public", "elastic"])
+def test_plain_boot_is_ec2s_own_example(stubbed, mode):
+    # No client token, public-address option, group, volume tags or metadata: what the
+    # conformance check measures the raw cloud by.
+    drv, ec2, _ = stubbed(ip=mode)
+    plain = attrs.evolve(spec(subnet_network("subnet-1", "vpc-1", "igw-1")), plain=True)
+    ec2.add_response("run_instances", launched(), {
+        "ImageId": "ami-1", "InstanceType": "t3a.small", "MinCount": 1, "MaxCount": 1,
+        "KeyName": "cloudnorm-abc", "SubnetId": "subnet-1",
+        "TagSpecifications": [{"ResourceType": "instance", "Tags": [
+            {"Key": OWNER_KEY, "Value": "abc"}, {"Key": "Name", "Value": "web-1"}]}]})
+    assert drv.boot(plain) == Created("server", "i-new", "web-1")
+    ec2.add_response("run_instances", launched("i-2"), {
+        "ImageId": "ami-1", "InstanceType": "t3a.small", "MinCount": 1, "MaxCount": 1,
+        "KeyName": "cloudnorm-abc", "TagSpecifications": ANY})
+    assert drv.boot(attrs.evolve(plain, network=None)).id == "i-2"
+
+
+def test_capabilities_say_what_ec2_offers():
+    assert make_driver().capabilities == Capabilities(
+        security_groups=True, server_metadata=True, prebuilt_ports=False,
+        port_forwarding=False, published_host_keys=False)
+    with pytest.raises(TypeError, match="prebuilt_ports"):
+        make_driver().make_port(subnet_network("s", "v", None), "abc", None)
+
+
 def test_security_group_follows_the_server_to_another_vpc(stubbed, monkeypatch):
     drv, ec2, _ = stubbed()
-    monkeypatch.setattr("cloudnorm.drivers.aws.time.sleep", lambda s: None)
-    drv._net = account(drv)
+    monkeypatch.setattr("cloudnorm.drivers.aws.driver.time.sleep", lambda s: None)
+    drv.account_networks = account(drv)
     ec2.add_response("create_security_group", {"GroupId": "sg-d"}, {
         "GroupName": "cloudnorm-abc", "Description": f"{OWNER_KEY}=abc ssh access",
         "VpcId": "vpc-d", "TagSpecifications": ANY})
@@ -784,7 +852,7 @@ def test_elastic_ip_is_released_when_association_fails(stubbed):
                      {"AllocationIds": ["eipalloc-1"]})
     ec2.add_response("release_address", {}, {"AllocationId": "eipalloc-1"})
     with pytest.raises(errors.ProviderError, match="InvalidInstanceID"):
-        drv.attach_public_address({"id": "i-1"}, attach, [], "abc")
+        drv.attach_public_address(RUNNING, attach, [], "abc")
 
 
 def test_elastic_ip_attached_and_explained(stubbed):
@@ -794,7 +862,7 @@ def test_elastic_ip_attached_and_explained(stubbed):
                                           "PublicIp": "198.51.100.200"}, None)
     ec2.add_response("associate_address", {"AssociationId": "eipassoc-1"}, {
         "AllocationId": "eipalloc-1", "InstanceId": "i-1", "AllowReassociation": False})
-    created, address, (note,) = drv.attach_public_address({"id": "i-1"}, attach, [], "abc")
+    created, address, (note,) = drv.attach_public_address(RUNNING, attach, [], "abc")
     assert created == Created("floating_ip", "eipalloc-1", "198.51.100.200")
     assert address.public and address.kind == "floating" and "igw-1" in address.reason
     assert "cloudnorm: ip: elastic" in note.reason
@@ -803,7 +871,7 @@ def test_elastic_ip_attached_and_explained(stubbed):
 def test_elastic_ip_refused_on_a_subnet_without_internet_route(stubbed):
     drv, _, _ = stubbed(ip="elastic")
     with pytest.raises(errors.NotReachable, match="no route to an internet gateway"):
-        drv.attach_public_address({"id": "i-1"}, subnet_network("s", "v", None), [], "abc")
+        drv.attach_public_address(RUNNING, subnet_network("s", "v", None), [], "abc")
 
 
 def test_delete_elastic_ip_disassociates_first(stubbed):
@@ -861,6 +929,6 @@ def test_aws_errors_become_cloudnorm_errors(stubbed, code, kind, check):
 
 
 def test_clients_retry_the_standard_way():
-    client = make_driver()._client("ec2")
+    client = make_driver().transport.client("ec2")
     assert client.meta.config.retries["mode"] == "standard"
     assert client.meta.endpoint_url == ENDPOINT

@@ -12,12 +12,16 @@ import sys
 import pytest
 from click.testing import CliRunner
 
-from cloudnorm import cleanup, cli, cli_render, cli_sandbox, cli_ssh, conformance, hostkeys
-from cloudnorm.cli_progress import Progress
+from cloudnorm import cleanup, cli, conformance, hostkeys
+from cloudnorm.cli import render as cli_render
+from cloudnorm.cli import sandbox_control as cli_sandbox
+from cloudnorm.cli import ssh_access as cli_ssh
+from cloudnorm.cli.progress import Progress
 from cloudnorm.drivers.base import Created
 from cloudnorm.models import Address, Decision, Image, Location, Server
 from cloudnorm.networks import NetworkFacts, Subnet
 from cloudnorm.provision import STEPS, StepEvent
+from cloudnorm.state import ServerState
 
 from .conftest import NEUTRON, NOVA, nova_server
 
@@ -71,9 +75,10 @@ def facts(*nets):
     return list(nets), []
 
 
-def net(name, cidr="10.0.0.0/24", external=False, **raw):
+def net(name, cidr="10.0.0.0/24", external=False, default_for_zone=False):
     return NetworkFacts(id=name, name=name, router_external=external,
-                        subnets=(Subnet(f"{name}-s", name, cidr, 4),), raw=raw)
+                        subnets=(Subnet(f"{name}-s", name, cidr, 4),),
+                        default_for_zone=default_for_zone)
 
 
 def test_choice_needs_labelled_images_and_a_default_network():
@@ -89,7 +94,7 @@ def test_choice_needs_labelled_images_and_a_default_network():
     assert (none.verdict, none.missing) == ("NO", ("image", "network"))
     # no network service: the cloud places servers; EC2: the default subnets
     assert conformance.choice_facts(labelled, None).verdict == "YES"
-    ec2 = facts(net("subnet-1", DefaultForAz=True), net("subnet-2", DefaultForAz=True))
+    ec2 = facts(net("subnet-1", default_for_zone=True), net("subnet-2", default_for_zone=True))
     aws_image = Image("ami-1", "ubuntu/images/x", raw={"cloudnorm:source": "public parameter /p"})
     assert conformance.choice_facts(aws_image, ec2).verdict == "YES"
 
@@ -98,9 +103,10 @@ def test_discovery_boot_login_and_hardening_verdicts():
     assert conformance.discovery_api(3, 2, facts(net("a"))).verdict == "YES"
     assert conformance.discovery_api(3, 2, None).verdict == "PARTIAL"
     assert conformance.discovery_api(0, 2, facts()).verdict == "NO"
-    assert conformance.boot_result({"status": "ACTIVE"}, 2.0).verdict == "YES"
-    failed = conformance.boot_result({"status": "ERROR", "fault": {"message": "No valid host"}},
-                                     1.0)
+    assert conformance.boot_result(ServerState("s", "web", "running", "ACTIVE"),
+                                   2.0).verdict == "YES"
+    failed = conformance.boot_result(ServerState("s", "web", "error", "ERROR",
+                                                 fault="No valid host"), 1.0)
     assert failed.verdict == "NO" and "No valid host" in failed.detail
     assert conformance.boot_result(None, 1.0).verdict == "NO"
     console = ("-----BEGIN SSH HOST KEY KEYS-----\n" + ED25519 + " root@x\n"

@@ -7,7 +7,7 @@ import itertools
 import pytest
 
 from cloudnorm import errors
-from cloudnorm.drivers.openstack import normalize_flavor
+from cloudnorm.drivers.openstack.normalize import normalize_flavor
 from cloudnorm.flavors import choose_flavor
 from cloudnorm.models import Flavor
 

@@ -7,7 +7,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from cloudnorm import errors, hostkeys
-from cloudnorm.drivers.openstack import normalize_flavor, normalize_image, normalize_server
+from cloudnorm.drivers.openstack.normalize import (
+    normalize_flavor,
+    normalize_image,
+    normalize_server,
+    server_state,
+)
 from cloudnorm.models import Location
 from cloudnorm.networks import NetworkHints
 
@@ -56,8 +61,8 @@ fields = st.dictionaries(st.sampled_from([
 @fuzzing.FUZZ
 @given(fields)
 def test_normalize_server_never_crashes(extra):
-    _typed_or_ok(lambda: normalize_server(_record(extra), Location(cloud="c"), [],
-                                          NetworkHints()))
+    _typed_or_ok(lambda: normalize_server(server_state(_record(extra)), Location(cloud="c"),
+                                          [], hints=NetworkHints()))
 
 
 @fuzzing.FUZZ

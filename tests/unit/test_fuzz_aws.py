@@ -13,14 +13,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from cloudnorm import errors, networks
-from cloudnorm.drivers.aws import (
-    flow_view,
+from cloudnorm.drivers.aws.normalize import (
     normalize_flavors,
     normalize_image,
     normalize_server,
-    reservation_views,
+    reservation_states,
+    server_state,
 )
 from cloudnorm.models import Location, Network, Server
+from cloudnorm.state import PHASES, ServerState
 
 from . import fuzzing
 
@@ -164,18 +165,23 @@ def _check_addresses(server: Server) -> None:
 
 
 def _through_the_flow(record: Any, terminating: bool) -> None:
-    view = _refused_or(lambda: flow_view(record, "123456789012", terminating))
-    if view is not None:
-        assert view["id"] == record["InstanceId"]
-        assert view["status"] in ("BUILD", "ACTIVE", "SHUTOFF", "DELETING", "DELETED", "ERROR")
-        server = _refused_or(lambda: normalize_server(view, LOCATION, NETS))
+    state = _refused_or(lambda: server_state(record, account_id="123456789012",
+                                             terminating=terminating))
+    if state is not None:
+        assert state.id == record["InstanceId"]
+        assert state.phase in PHASES
+        if state.fault is not None:  # only a failure has the cloud's explanation
+            assert state.phase == "error"
+        if state.quota:
+            assert state.fault is not None and "quota" in state.fault.lower()
+        server = _refused_or(lambda: normalize_server(state, LOCATION, NETS))
         if server is not None:
             _check_addresses(server)
 
 
 @fuzzing.FUZZ
 @given(instances, st.booleans())
-def test_flow_view_and_normalize_server_never_crash(record, terminating):
+def test_server_state_and_normalize_server_never_crash(record, terminating):
     _through_the_flow(record, terminating)
 
 
@@ -186,9 +192,12 @@ def test_real_records_broken_at_one_place_never_crash(record, terminating):
 
 
 @fuzzing.FUZZ
-@given(instances)
-def test_normalize_server_never_crashes_on_records_that_skipped_flow_view(record):
-    server = _refused_or(lambda: normalize_server(record, LOCATION, NETS))
+@given(instances, st.sampled_from(PHASES))
+def test_normalize_server_never_crashes_on_records_that_skipped_server_state(record, phase):
+    # A state's raw is a mapping whatever the cloud sent; anything in it may be odd.
+    state = ServerState(id="i-0123456789abcdef0", name="", phase=phase, status="x",
+                        raw=record if isinstance(record, dict) else {})
+    server = _refused_or(lambda: normalize_server(state, LOCATION, NETS))
     if server is not None:
         _check_addresses(server)
 
@@ -197,10 +206,10 @@ def test_normalize_server_never_crashes_on_records_that_skipped_flow_view(record
 @given(maybe(st.fixed_dictionaries({}, optional={
     "ReservationId": maybe(words), "OwnerId": maybe(words),
     "Instances": maybe(st.lists(instances, max_size=3))})))
-def test_reservation_views_never_crash(reservation):
-    views = _refused_or(lambda: reservation_views(reservation, {"i-1"}))
-    for view in views or ():
-        assert type(view["id"]) is str
+def test_reservation_states_never_crash(reservation):
+    states = _refused_or(lambda: reservation_states(reservation, {"i-1"}))
+    for state in states or ():
+        assert type(state.id) is str
 
 
 @fuzzing.FUZZ

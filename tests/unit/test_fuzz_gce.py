@@ -12,19 +12,19 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from cloudnorm import errors
-from cloudnorm.drivers.gce import (
+from cloudnorm.drivers.gce.hostkeys import host_key_line, published_host_keys
+from cloudnorm.drivers.gce.normalize import (
     firewall_record,
-    flow_view,
-    host_key_line,
     network_record,
     normalize_flavors,
     normalize_image,
     normalize_server,
-    published_host_keys,
+    server_state,
     server_tags,
     subnetwork_record,
 )
 from cloudnorm.models import Location
+from cloudnorm.state import PHASES, ServerState
 
 from . import fuzzing
 
@@ -82,10 +82,18 @@ def refused_only_by_cloudnorm(call: Any) -> Any:
 @fuzzing.FUZZ
 @given(instances, st.booleans())
 def test_instances_are_read_or_refused(instance, terminating):
-    view = refused_only_by_cloudnorm(lambda: flow_view(instance, terminating))
+    state = refused_only_by_cloudnorm(lambda: server_state(instance, terminating=terminating))
     refused_only_by_cloudnorm(lambda: server_tags(instance))
-    for raw in ([view] if view is not None else []) + [instance]:
-        server = refused_only_by_cloudnorm(lambda raw=raw: normalize_server(raw, LOCATION))
+    states = [state] if state is not None else []
+    if state is not None:
+        assert state.phase in PHASES and state.id == state.name == instance["name"]
+    if isinstance(instance, dict):
+        # a state whose record server_state never read: normalize_server checks it alone
+        states.append(ServerState(id="web", name="web", phase="running", status="RUNNING",
+                                  raw=instance))
+    for one in states:
+        server = refused_only_by_cloudnorm(
+            lambda one=one: normalize_server(one, LOCATION, []))
         if server is None:
             continue
         for address in server.addresses:

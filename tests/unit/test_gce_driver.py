@@ -1,4 +1,4 @@
-"""The GCE driver (cloudnorm/drivers/gce.py): its pure parts, its configuration and
+"""The GCE driver (cloudnorm/drivers/gce/): its pure parts, its configuration and
 credentials, error mapping, and a few calls against the local compute v1 endpoint on
 127.0.0.1 (cloudnorm.testing.gce). Nothing here looks for real Google credentials or
 leaves the machine."""
@@ -18,14 +18,12 @@ from google.auth.credentials import AnonymousCredentials
 from cloudnorm import config, errors, profiles
 from cloudnorm.drivers import driver_class
 from cloudnorm.drivers.base import Created
-from cloudnorm.drivers.gce import (
+from cloudnorm.drivers.gce.driver import GceDriver
+from cloudnorm.drivers.gce.hostkeys import host_key_line, published_host_keys
+from cloudnorm.drivers.gce.network import ssh_verdict
+from cloudnorm.drivers.gce.normalize import (
     OWNER_LABEL,
-    GceDriver,
-    _api_error,
-    _operation_error,
     firewall_record,
-    flow_view,
-    host_key_line,
     instance_metadata,
     metadata_key,
     network_record,
@@ -33,13 +31,14 @@ from cloudnorm.drivers.gce import (
     normalize_image,
     normalize_server,
     project_metadata,
-    published_host_keys,
+    server_state,
     server_tags,
     ssh_keys_line,
-    ssh_verdict,
     subnetwork_record,
 )
+from cloudnorm.drivers.gce.transport import api_error, operation_error
 from cloudnorm.models import OWNER_KEY, Location
+from cloudnorm.state import Capabilities, ServerState
 from cloudnorm.testing.gce import GceSandbox
 from cloudnorm.testing.gce.api import ApiError, compile_filter
 from cloudnorm.testing.gce_dataplane import login_from_metadata, ssh_open
@@ -105,7 +104,7 @@ def test_configuration_errors(options, match):
 def test_missing_credentials_file_is_a_config_error(tmp_path):
     driver = make_driver(credentials=None, credentials_file=str(tmp_path / "nope.json"))
     with pytest.raises(errors.ConfigError, match="does not exist"):
-        driver._client("instances")
+        driver.transport.client("instances")
 
 
 def test_credentials_file_gives_credentials_and_project(tmp_path):
@@ -122,7 +121,7 @@ def test_credentials_file_gives_credentials_and_project(tmp_path):
         "private_key": pem, "client_email": "cn@from-file.iam.gserviceaccount.com",
         "client_id": "1", "token_uri": "http://127.0.0.1:9/token"}))
     driver = make_driver(credentials=None, project=None, credentials_file=str(path))
-    client = driver._client("instances")
+    client = driver.transport.client("instances")
     assert driver.project == "from-file"
     credentials = client._transport._credentials
     assert isinstance(credentials, service_account.Credentials)
@@ -139,7 +138,7 @@ def test_unusable_credentials_files(tmp_path, content, match):
     path.write_text(content)
     driver = make_driver(credentials=None, credentials_file=str(path))
     with pytest.raises(errors.ConfigError, match=match):
-        driver._client("instances")
+        driver.transport.client("instances")
 
 
 def test_application_default_credentials_are_resolved_once_and_passed(monkeypatch):
@@ -155,7 +154,7 @@ def test_application_default_credentials_are_resolved_once_and_passed(monkeypatc
     monkeypatch.setattr(google.auth, "default", default)
     driver = make_driver(credentials=None, endpoint_url=None, project=None)
     for kind in ("instances", "firewalls", "zone_operations", "global_operations"):
-        assert driver._client(kind)._transport._credentials is found
+        assert driver.transport.client(kind)._transport._credentials is found
     assert calls == [["https://www.googleapis.com/auth/compute"]]
     assert driver.project == "adc-project"
 
@@ -169,13 +168,13 @@ def test_no_application_default_credentials_is_an_auth_error(monkeypatch):
 
     monkeypatch.setattr(google.auth, "default", default)
     with pytest.raises(errors.AuthError, match="gcloud auth application-default login"):
-        make_driver(credentials=None, endpoint_url=None)._client("instances")
+        make_driver(credentials=None, endpoint_url=None).transport.client("instances")
 
 
 def test_operations_clients_use_the_configured_endpoint():
     driver = make_driver(endpoint_url="http://127.0.0.1:8123")
     for kind in ("zone_operations", "global_operations", "instances"):
-        assert driver._client(kind)._transport._host == "http://127.0.0.1:8123"
+        assert driver.transport.client(kind)._transport._host == "http://127.0.0.1:8123"
 
 
 # -- normalization ----------------------------------------------------------------------------
@@ -250,14 +249,18 @@ INSTANCE = {
 }
 
 
-def test_flow_view_and_server():
-    view = flow_view(INSTANCE)
-    assert (view["id"], view["status"]) == ("web", "ACTIVE")
-    assert view["metadata"] == {OWNER_KEY: "abc123", "team": "qa", "role": "web",
-                                "cloudnorm:ssh": "ubuntu@198.51.100.7:22"}
-    assert view["instance"] is INSTANCE
-    server = normalize_server(view, Location(cloud="c", region="us-central1",
-                                             zone="us-central1-a", project="p"))
+def test_server_state_and_server():
+    state = server_state(INSTANCE)
+    assert (state.id, state.name, state.phase, state.status) == ("web", "web", "running",
+                                                                 "RUNNING")
+    assert state.tags == {OWNER_KEY: "abc123", "team": "qa", "role": "web",
+                          "cloudnorm:ssh": "ubuntu@198.51.100.7:22"}
+    assert state.owner == "abc123"
+    assert (state.fault, state.quota) == (None, False)
+    assert state.raw == INSTANCE
+    server = normalize_server(state, Location(cloud="c", region="us-central1",
+                                              zone="us-central1-a", project="p"), [])
+    assert server.raw == INSTANCE
     assert (server.id, server.status, server.flavor) == ("web", "running", "e2-small")
     assert (server.public_v4, server.private_v4, server.interface_ip) == (
         "198.51.100.7", "10.128.0.2", "198.51.100.7")
@@ -267,20 +270,47 @@ def test_flow_view_and_server():
     assert "never routes it from outside" in private.reason
 
 
-@pytest.mark.parametrize("state, flow, status", [
-    ("PROVISIONING", "BUILD", "pending"), ("STAGING", "BUILD", "pending"),
-    ("STOPPING", "SHUTOFF", "stopping"), ("TERMINATED", "SHUTOFF", "stopped"),
-    ("SUSPENDED", "SHUTOFF", "stopped")])
-def test_states(state, flow, status):
-    view = flow_view({**INSTANCE, "status": state})
-    assert view["status"] == flow
-    assert normalize_server(view, Location(cloud="c")).status == status
+@pytest.mark.parametrize("state, phase, status", [
+    ("PROVISIONING", "pending", "pending"), ("STAGING", "pending", "pending"),
+    ("REPAIRING", "pending", "pending"), ("RUNNING", "running", "running"),
+    ("STOPPING", "stopping", "stopping"), ("SUSPENDING", "stopping", "stopping"),
+    ("TERMINATED", "stopped", "stopped"), ("STOPPED", "stopped", "stopped"),
+    ("SUSPENDED", "stopped", "stopped"), ("HIBERNATING", "error", "error")])
+def test_states(state, phase, status):
+    found = server_state({**INSTANCE, "status": state})
+    assert (found.phase, found.status) == (phase, state)
+    assert normalize_server(found, Location(cloud="c"), []).status == status
 
 
-def test_a_deleted_instance_stopping_is_terminating():
-    view = flow_view({**INSTANCE, "status": "STOPPING"}, terminating=True)
-    assert view["status"] == "DELETING"
-    assert normalize_server(view, Location(cloud="c")).status == "terminated"
+def test_a_record_without_status_is_provisioning():
+    found = server_state({k: v for k, v in INSTANCE.items() if k != "status"})
+    assert (found.phase, found.status) == ("pending", "PROVISIONING")
+
+
+@pytest.mark.parametrize("state", ["STOPPING", "TERMINATED"])
+def test_a_deleted_instance_stopping_is_terminating(state):
+    found = server_state({**INSTANCE, "status": state}, terminating=True)
+    assert found.phase == "deleting"
+    assert normalize_server(found, Location(cloud="c"), []).status == "terminated"
+    # a running instance asked to go is still running until GCE stops it
+    assert server_state(INSTANCE, terminating=True).phase == "running"
+
+
+def test_the_status_message_of_an_error_is_its_fault():
+    broken = server_state({**INSTANCE, "status": "UNKNOWN_STATE",
+                           "statusMessage": "Quota 'CPUS' exceeded"})
+    assert (broken.phase, broken.fault, broken.quota) == ("error", "Quota 'CPUS' exceeded",
+                                                          True)
+    other = server_state({**INSTANCE, "status": "UNKNOWN_STATE", "statusMessage": "boom"})
+    assert (other.fault, other.quota) == ("boom", False)
+    running = server_state({**INSTANCE, "statusMessage": "quota"})
+    assert (running.fault, running.quota) == (None, False)
+
+
+def test_capabilities():
+    assert make_driver().capabilities == Capabilities(
+        security_groups=True, server_metadata=True, prebuilt_ports=False,
+        port_forwarding=False, published_host_keys=True)
 
 
 def test_metadata_keys_and_ssh_keys_line():
@@ -352,7 +382,7 @@ def google_error(cls: type, reason: str, message: str = "boom") -> Exception:
      "already exists"),
 ])
 def test_api_errors_are_typed(exc, kind, extra):
-    error = _api_error("c", "creating instance web", exc)
+    error = api_error("c", "creating instance web", exc)
     assert type(error) is kind
     text = str(error) + getattr(error, "resource", "")
     assert extra in text and "creating instance web" in text
@@ -365,7 +395,7 @@ def test_api_errors_are_typed(exc, kind, extra):
     ("INTERNAL_ERROR", errors.ProviderError, None),
 ])
 def test_operation_errors_are_typed(code, kind, resource):
-    error = _operation_error("c", "creating instance web", {
+    error = operation_error("c", "creating instance web", {
         "name": "operation-1", "httpErrorStatusCode": 403,
         "error": {"errors": [{"code": code, "message": "Quota 'CPUS' exceeded."
                               if code == "QUOTA_EXCEEDED" else "it failed"}]}})
@@ -409,14 +439,14 @@ def test_ssh_rule_is_made_waited_for_and_removed(sandbox):
     driver = sandbox_driver(sandbox, network="custom-vpc")
     mark = sandbox.requests()[-1]["t"] if sandbox.requests() else 0
     made = driver.create_ssh_access("feedc0ffee00")
-    rules = driver._firewalls()
+    rules = driver.ssh_rules.rules()
     ours = next(r for r in rules if r["name"] == "cloudnorm-feedc0ffee00")
     assert ours["targetTags"] == ["cloudnorm-feedc0ffee00"]
     assert ours["description"] == f"{OWNER_KEY}=feedc0ffee00 ssh access"
     assert [(c.kind, c.owner) for c in driver.owned_resources(None)] == [
         ("firewall", "feedc0ffee00")]
     driver.delete(made)
-    assert all(r["name"] != made.id for r in driver._firewalls())
+    assert all(r["name"] != made.id for r in driver.ssh_rules.rules())
     # Both operations were waited for with the wait call, never polled with get.
     sent = [r["path"] for r in sandbox.requests() if r["t"] > mark]
     operations = [p for p in sent if "/global/operations/" in p]
@@ -449,9 +479,10 @@ def test_set_server_metadata_keeps_the_login_keys(sandbox):
     driver = sandbox_driver(sandbox)
     try:
         driver.set_server_metadata("meta", {"cloudnorm:ssh": "ubuntu@198.51.100.9:22"})
-        view = driver.poll_servers({"meta"})["meta"]
-        assert view["metadata"]["cloudnorm:ssh"] == "ubuntu@198.51.100.9:22"
-        items = {i["key"] for i in view["instance"]["metadata"]["items"]}
+        state = driver.poll_servers({"meta"})["meta"]
+        assert isinstance(state, ServerState)
+        assert state.tags["cloudnorm:ssh"] == "ubuntu@198.51.100.9:22"
+        items = {i["key"] for i in state.raw["metadata"]["items"]}
         assert items == {"ssh-keys", "cloudnorm--ssh"}
         # several servers are polled with one list call
         assert set(driver.poll_servers({"meta", "absent"})) == {"meta"}
@@ -519,6 +550,10 @@ def with_nic(**changes: Any) -> dict[str, Any]:
     return {**INSTANCE, "networkInterfaces": [{**NIC, **changes}]}
 
 
+def server_of(record: dict[str, Any]) -> Any:
+    return normalize_server(server_state(record), LOCATION, [])
+
+
 @pytest.mark.parametrize("record, words", [
     ({k: v for k, v in INSTANCE.items() if k != "name"}, "KeyError: 'name'"),
     ({**INSTANCE, "name": 42}, "not a name"),
@@ -545,13 +580,13 @@ def with_nic(**changes: Any) -> dict[str, Any]:
 ])
 def test_malformed_instances_are_refused_by_name(record, words):
     with pytest.raises(errors.ProviderError, match=words) as info:
-        normalize_server(record, LOCATION)
+        normalize_server(server_state(record), LOCATION, [])
     assert "malformed instance record" in str(info.value)
     if record.get("name") == "web":
         assert "'web'" in str(info.value)
-    # the flow's view reads no addresses: refused alike, or passed on
+    # the state reads no addresses: refused alike, or passed on
     try:
-        flow_view(record)
+        server_state(record)
     except errors.ProviderError as exc:
         assert "malformed instance record" in str(exc)
 
@@ -559,27 +594,26 @@ def test_malformed_instances_are_refused_by_name(record, words):
 def test_a_malformed_record_without_name_is_named_by_id():
     record = {k: v for k, v in INSTANCE.items() if k != "name"}
     with pytest.raises(errors.ProviderError, match=r"\('4242'\)"):
-        flow_view(record)
+        server_state(record)
 
 
 def test_addresses_are_classified_by_what_they_are():
-    mapped = normalize_server(with_nic(networkIP="::ffff:10.128.0.2", accessConfigs=[
-        {"name": "External NAT", "natIP": "::ffff:198.51.100.7"}]), LOCATION)
+    mapped = server_of(with_nic(networkIP="::ffff:10.128.0.2", accessConfigs=[
+        {"name": "External NAT", "natIP": "::ffff:198.51.100.7"}]))
     # IPv4-mapped IPv6 in an IPv4 field is the IPv4 address inside it
     assert (mapped.public_v4, mapped.private_v4) == ("198.51.100.7", "10.128.0.2")
-    private = normalize_server(with_nic(accessConfigs=[{"name": "x", "natIP": "192.168.0.42"}]),
-                               LOCATION)
+    private = server_of(with_nic(accessConfigs=[{"name": "x", "natIP": "192.168.0.42"}]))
     # a private-range natIP reaches nothing: not public, and not what to SSH to
     assert private.public_v4 is None and private.interface_ip == "10.128.0.2"
     assert "private-range" in next(a.reason for a in private.addresses
                                    if a.ip == "192.168.0.42")
-    dual = normalize_server(with_nic(ipv6AccessConfigs=[
+    dual = server_of(with_nic(ipv6AccessConfigs=[
         {"name": "external-ipv6", "type": "DIRECT_IPV6", "externalIpv6": "2600:1900:4150:ba95::",
-         "externalIpv6PrefixLength": 96}], ipv6Address="fd20:1:2:3::"), LOCATION)
+         "externalIpv6PrefixLength": 96}], ipv6Address="fd20:1:2:3::"))
     assert dual.public_v6 == "2600:1900:4150:ba95::" and dual.public_v4 == "198.51.100.7"
     assert [a.public for a in dual.addresses if a.ip == "fd20:1:2:3::"] == [False]
     # an empty or missing address field is no address, and no error
-    empty = normalize_server(with_nic(networkIP="", accessConfigs=[{"name": "x"}]), LOCATION)
+    empty = server_of(with_nic(networkIP="", accessConfigs=[{"name": "x"}]))
     assert empty.addresses == () and empty.interface_ip is None
 
 
@@ -648,7 +682,7 @@ def test_a_provider_without_its_extra_is_a_config_error(monkeypatch, write_cloud
 def test_a_broken_driver_import_names_the_package(monkeypatch):
     import sys
 
-    monkeypatch.setitem(sys.modules, "cloudnorm.drivers.gce", None)
+    monkeypatch.setitem(sys.modules, "cloudnorm.drivers.gce.driver", None)
     with pytest.raises(errors.ConfigError, match="google-cloud-compute"):
         driver_class("gce")
 
@@ -793,16 +827,49 @@ def test_boot_turns_guest_attributes_on(sandbox):
                                    key_name="cloudnorm-0ddba11", owner="0ddba11",
                                    metadata={"team": "qa"}))
     try:
-        instance = driver._instance("ga-boot")
+        (state,) = driver.get_server("ga-boot")
+        instance = dict(state.raw)
         assert instance_metadata(instance)["enable-guest-attributes"] == "TRUE"
         assert server_tags(instance) == {OWNER_KEY: "0ddba11", "team": "qa"}
     finally:
         driver.delete(created)
 
 
+def test_a_plain_boot_leaves_out_the_firewall_tag(sandbox):
+    from cloudnorm.drivers.base import BootSpec
+    from cloudnorm.models import Flavor, Network
+
+    driver = sandbox_driver(sandbox, network="custom-vpc")
+    driver.create_keypair("cloudnorm-0ddba12", KEY)
+    rule = driver.create_ssh_access("0ddba12")  # custom-vpc lets no SSH in: a rule is made
+    facts, _ = driver.network_facts()
+    vpc = next(f for f in facts if f.name == "custom-vpc")
+    attach = Network(id=vpc.id, name=vpc.name, public=True, reason="test", raw=vpc.raw)
+    image = normalize_image({"name": "debian-12-bookworm-v20240415", "selfLink":
+                             "https://x/compute/v1/projects/debian-cloud/global/images/x"},
+                            {"distro": "debian", "version": "12", "owner": "debian-cloud"})
+    flavor = Flavor(id="e2-micro", name="e2-micro", ram=1024, vcpus=2, disk=0,
+                    is_public=True, disabled=False, raw={})
+    made = []
+    try:
+        for plain, tags in ((True, []), (False, ["cloudnorm-0ddba12"])):
+            made.append(driver.boot(BootSpec(
+                name=f"plain-{str(plain).lower()}", image=image, flavor=flavor, network=attach,
+                key_name="cloudnorm-0ddba12", owner="0ddba12", security_group=rule.id,
+                plain=plain)))
+            (state,) = driver.get_server(made[-1].id)
+            assert (state.raw.get("tags") or {}).get("items", []) == tags
+            assert state.owner == "0ddba12"
+    finally:
+        for created in made:
+            driver.delete(created)
+        driver.delete(rule)
+
+
 # -- the provisioning flow asks the published keys first --------------------------------------
 class KeysDriver:
     provider = "gce"
+    capabilities = Capabilities(security_groups=True, published_host_keys=True)
 
     def __init__(self, published=(), console="", fail=False):
         self.published, self.console, self.fail = published, console, fail
@@ -826,11 +893,12 @@ CONSOLE = ("-----BEGIN SSH HOST KEY KEYS-----\n"
 def announced(driver, deadline=2.0):
     import time
 
-    from cloudnorm import provision
+    from cloudnorm.provision.ledger import Reporter
+    from cloudnorm.provision.login import announced_host_keys
 
-    report = provision._Reporter(None, "web")
-    keys, console = provision._announced_host_keys(driver, "web", time.monotonic() + deadline,
-                                                   True, report)
+    report = Reporter(None, "web")
+    keys, console = announced_host_keys(driver, "web", time.monotonic() + deadline, True,
+                                        report)
     return keys, console, {d.step: d for d in report.decisions}
 
 

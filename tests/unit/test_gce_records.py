@@ -16,7 +16,9 @@ import yaml
 from google.cloud import compute_v1
 
 from cloudnorm import errors
-from cloudnorm.drivers.gce import _as_dict, flow_view, normalize_server, published_host_keys
+from cloudnorm.drivers.gce.hostkeys import published_host_keys
+from cloudnorm.drivers.gce.normalize import normalize_server, server_state
+from cloudnorm.drivers.gce.transport import as_dict
 from cloudnorm.models import Location
 
 CORPUS = Path(__file__).parent / "corpus" / "gce"
@@ -51,7 +53,7 @@ def as_message(record: dict[str, Any]) -> dict[str, Any]:
     """The record as the driver sees it: parsed into compute_v1.Instance by the client
     library, then turned back into the REST shape."""
     message = compute_v1.Instance.from_json(json.dumps(record), ignore_unknown_fields=True)
-    return _as_dict(message)
+    return as_dict(message)
 
 
 @pytest.mark.parametrize("shape", ["json", "compute_v1"])
@@ -61,10 +63,10 @@ def test_corpus_instance(file, record, shape):
     raw = record if shape == "json" else as_message(record)
     if "error" in want:
         with pytest.raises(errors.ProviderError, match=want["error"]) as info:
-            normalize_server(flow_view(raw), LOCATION)
+            normalize_server(server_state(raw), LOCATION, [])
         assert record["name"] in str(info.value)  # the record is named
         return
-    server = normalize_server(flow_view(raw), LOCATION)
+    server = normalize_server(server_state(raw), LOCATION, [])
     got = {key: getattr(server, key) for key in
            ("status", "public_v4", "private_v4", "public_v6", "interface_ip")}
     assert got == {key: want[key] for key in got}
@@ -117,5 +119,5 @@ def test_gcloud_fixtures_are_refused(fixture, why):
 def test_guest_attribute_replies_survive_the_client_library():
     message = compute_v1.GuestAttributes.from_json(
         json.dumps(reply("guest-agent-first-boot.json")), ignore_unknown_fields=True)
-    assert published_host_keys(_as_dict(message)) == published_host_keys(
+    assert published_host_keys(as_dict(message)) == published_host_keys(
         reply("guest-agent-first-boot.json"))

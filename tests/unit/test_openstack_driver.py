@@ -10,9 +10,11 @@ import pytest
 
 import cloudnorm
 from cloudnorm import errors
-from cloudnorm.drivers.openstack import normalize_image, normalize_server
-from cloudnorm.models import Location
+from cloudnorm.drivers.base import BootSpec
+from cloudnorm.drivers.openstack.normalize import normalize_image, normalize_server, server_state
+from cloudnorm.models import OWNER_KEY, Flavor, Image, Location, Network
 from cloudnorm.networks import NetworkHints
+from cloudnorm.state import ServerState
 
 from .conftest import (
     GLANCE,
@@ -276,7 +278,7 @@ def test_quota_message_is_quota_exceeded(connect, fake_os):
                    "instances"}})
     cloud = connect()
     with pytest.raises(errors.QuotaExceeded) as info:
-        cloud._driver._request("compute", "POST", "/servers", json={"server": {}})
+        cloud._driver.transport.request("compute", "POST", "/servers", json={"server": {}})
     assert info.value.resource == "servers"
     assert "Quota exceeded for instances" in str(info.value)
 
@@ -287,7 +289,7 @@ def test_policy_refusal_mentioning_quotas_is_not_quota_exceeded(connect, fake_os
         "code": 403,
         "message": "Policy doesn't allow os_compute_api:os-quota-sets:show to be performed."}})
     with pytest.raises(errors.ProviderError) as info:
-        connect()._driver._request("compute", "GET", "/os-quota-sets/p-1")
+        connect()._driver.transport.request("compute", "GET", "/os-quota-sets/p-1")
     assert not isinstance(info.value, errors.QuotaExceeded)
     assert info.value.status == 403
 
@@ -297,7 +299,7 @@ def test_neutron_quota_error_body(connect, fake_os):
         "type": "OverQuota", "message": "Quota exceeded for resources: ['floatingip'].",
         "detail": ""}})
     with pytest.raises(errors.QuotaExceeded) as info:
-        connect()._driver._request("network", "POST", "/floatingips", json={})
+        connect()._driver.transport.request("network", "POST", "/floatingips", json={})
     assert "floatingip" in str(info.value)
 
 
@@ -322,9 +324,9 @@ TWO_NETWORKS = {
 
 
 def test_server_record_with_fixed_and_floating_addresses():
-    server = normalize_server(nova_server(addresses=TWO_NETWORKS),
+    server = normalize_server(server_state(nova_server(addresses=TWO_NETWORKS)),
                               Location(cloud="testcloud", region="RegionOne", project="demo"),
-                              [], NetworkHints())
+                              [], hints=NetworkHints())
     assert (server.id, server.name, server.status) == ("srv-1", "web-1", "running")
     assert server.public_v4 == "203.0.113.10"
     assert server.private_v4 == "10.0.0.5"
@@ -343,27 +345,82 @@ def test_server_record_with_fixed_and_floating_addresses():
     assert server.created is not None and server.created.year == 2024
 
 
-@pytest.mark.parametrize("status, task_state, expected", [
-    ("ACTIVE", None, "running"),
-    ("BUILD", "spawning", "pending"),
-    ("BUILD", None, "pending"),
-    ("SHUTOFF", None, "stopped"),
-    ("ERROR", None, "error"),
-    ("ACTIVE", "powering-off", "stopping"),
-    ("SUSPENDED", None, "stopped"),
-    ("SHELVED_OFFLOADED", None, "stopped"),
-    ("DELETED", None, "terminated"),
-    ("active", None, "running"),
-    ("SOMETHING_NEW", None, "error"),
+@pytest.mark.parametrize("status, task_state, expected, phase", [
+    ("ACTIVE", None, "running", "running"),
+    ("BUILD", "spawning", "pending", "pending"),
+    ("BUILD", None, "pending", "pending"),
+    ("REBUILD", None, "pending", "pending"),
+    ("SHUTOFF", None, "stopped", "stopped"),
+    ("ERROR", None, "error", "error"),
+    ("ACTIVE", "powering-off", "stopping", "stopping"),
+    ("SUSPENDED", None, "stopped", "stopped"),
+    ("SHELVED_OFFLOADED", None, "stopped", "stopped"),
+    ("DELETED", None, "terminated", "terminated"),
+    # Asked to go and not gone yet: the flow waits on; to its user it is terminated.
+    ("ACTIVE", "deleting", "terminated", "deleting"),
+    ("SOFT_DELETED", None, "terminated", "deleting"),
+    ("active", None, "running", "running"),
+    ("SOMETHING_NEW", None, "error", "error"),
 ])
-def test_server_status_mapping(status, task_state, expected):
+def test_server_status_mapping(status, task_state, expected, phase):
     raw = nova_server(status=status, task_state=task_state)
-    server = normalize_server(raw, Location(cloud="c"), [], NetworkHints())
+    state = server_state(raw)
+    assert (state.phase, state.status) == (phase, status)
+    server = normalize_server(state, Location(cloud="c"), [], hints=NetworkHints())
     assert server.status == expected
 
 
+def test_server_state_reads_owner_tags_and_the_record():
+    raw = nova_server(metadata={"role": "web", OWNER_KEY: "abc123def456"})
+    state = server_state(raw)
+    assert (state.id, state.name, state.status, state.phase) == (
+        "srv-1", "web-1", "ACTIVE", "running")
+    assert state.owner == "abc123def456"
+    assert state.tags == {"role": "web", OWNER_KEY: "abc123def456"}
+    assert state.raw == raw
+    assert (state.fault, state.quota) == (None, False)
+    assert server_state(nova_server(metadata=None)).owner is None
+
+
+@pytest.mark.parametrize("fault, quota", [
+    ({"code": 500, "message": "Quota exceeded for cores: Requested 4, but already used 8 of 8"},
+     True),
+    ({"code": 500, "message": "No valid host was found. There are not enough hosts."}, False),
+])
+def test_error_server_state_carries_nova_fault(fault, quota):
+    state = server_state(nova_server(status="ERROR", fault=fault))
+    assert state.phase == "error" and state.fault == fault["message"]
+    assert state.quota is quota
+
+
+def test_fault_is_read_only_for_an_error_phase():
+    assert server_state(nova_server(status="ERROR")).fault is None
+    state = server_state(nova_server(status="ACTIVE", fault={"message": "resize failed"}))
+    assert state.phase == "running" and state.fault is None
+
+
+@pytest.mark.parametrize("raw", [
+    {"name": "no-id", "status": "ACTIVE"},
+    nova_server(metadata=["role", "web"]),
+    nova_server(status="ERROR", fault="boom"),
+    ["not", "a", "record"],
+])
+def test_malformed_server_record_is_a_provider_error(raw):
+    with pytest.raises(errors.ProviderError, match="malformed server record"):
+        server_state(raw)
+
+
+def test_state_without_a_record_normalizes_from_the_state_alone():
+    """What the create flow knows of a server it just asked for: an id and a name."""
+    state = ServerState(id="srv-9", name="new-1", phase="pending", status="requested",
+                        owner="abc")
+    server = normalize_server(state, Location(cloud="c"), [])
+    assert (server.id, server.name, server.status) == ("srv-9", "new-1", "pending")
+    assert server.addresses == () and server.interface_ip is None
+
+
 def test_boot_from_volume_server_has_no_image():
-    server = normalize_server(nova_server(image=""), Location(cloud="c"), [], NetworkHints())
+    server = normalize_server(server_state(nova_server(image="")), Location(cloud="c"), [])
     assert server.image is None
 
 
@@ -502,7 +559,7 @@ def test_networks_entry_without_routes_externally_says_nothing_about_routing(con
     assert hints.default_interface == "provider-net"
     assert hints.routes("provider-net", "net-1") is None
     server = cloud._driver.normalize_server(
-        nova_server(addresses={"provider-net": [nova_address("203.0.113.5")]}), [])
+        server_state(nova_server(addresses={"provider-net": [nova_address("203.0.113.5")]})), [])
     assert server.public_v4 == "203.0.113.5"
 
 
@@ -558,3 +615,68 @@ def test_keypair_repr_hides_the_private_key():
     assert "BEGIN OPENSSH PRIVATE KEY" not in repr(key)
     assert "deploy" in repr(key)
     assert key.private_key == private
+
+
+# -- capabilities, polling, boot ---------------------------------------------------------------
+def test_capabilities_follow_the_network_service(connect, fake_os):
+    caps = connect().capabilities
+    assert (caps.security_groups, caps.prebuilt_ports, caps.port_forwarding) == (
+        True, True, True)
+    assert caps.server_metadata and not caps.published_host_keys
+
+
+def test_without_a_network_service_there_are_no_groups_ports_or_forwardings(connect,
+                                                                            fake_os):
+    fake_os.services = ["compute", "image"]
+    caps = connect().capabilities
+    assert (caps.security_groups, caps.prebuilt_ports, caps.port_forwarding) == (
+        False, False, False)
+    assert caps.server_metadata
+
+
+def test_poll_servers_gives_states_and_leaves_out_missing_ones(connect, fake_os):
+    fake_os.services = ["compute", "image"]
+    fake_os.nova("/servers/srv-1", json={"server": nova_server(status="BUILD")})
+    fake_os.nova("/servers/ghost", status_code=404, json={"itemNotFound": {"message": "no"}})
+    fake_os.nova("/servers/detail", json={"servers": [
+        nova_server("srv-1"), nova_server("srv-2", status="ERROR"), {"name": "no id"}]})
+    driver = connect()._driver
+    assert driver.poll_servers({"srv-1"})["srv-1"].phase == "pending"
+    assert driver.poll_servers({"ghost"}) == {}
+    found = driver.poll_servers({"srv-1", "srv-2", "ghost"})
+    assert {k: v.phase for k, v in found.items()} == {"srv-1": "running", "srv-2": "error"}
+    assert len(fake_os.requests_to(NOVA + "/servers/detail")) == 1
+
+
+def test_listing_leaves_out_deleted_servers(connect, fake_os):
+    fake_os.services = ["compute", "image"]
+    fake_os.nova("/servers/detail", json={"servers": [
+        nova_server("srv-1"), nova_server("srv-2", status="DELETED"),
+        nova_server("srv-3", task_state="deleting")]})
+    states = connect()._driver.list_servers()
+    assert [(s.id, s.phase) for s in states] == [("srv-1", "running"), ("srv-3", "deleting")]
+
+
+def _boot_spec(**extra) -> BootSpec:
+    return BootSpec(name="web1", image=Image(id="img", name="img"),
+                    flavor=Flavor(id="f1", name="f1", ram=1, vcpus=1, disk=1),
+                    network=Network(id="net-1", name="tenant-net", external=False,
+                                    public=False, reason="private"),
+                    key_name="k", owner="abc123", security_group="g-1", config_drive=True,
+                    **extra)
+
+
+@pytest.mark.parametrize("plain", [False, True])
+def test_plain_boot_adds_no_group_and_no_config_drive(connect, fake_os, plain):
+    posted = fake_os.nova("/servers", method="POST", status_code=202,
+                          json={"server": {"id": "srv-new"}})
+    created = connect()._driver.boot(_boot_spec(plain=plain))
+    assert (created.kind, created.id) == ("server", "srv-new")
+    sent = posted.last_request.json()["server"]
+    assert sent["networks"] == [{"uuid": "net-1"}]
+    assert sent["metadata"] == {OWNER_KEY: "abc123"}
+    if plain:
+        assert "security_groups" not in sent and "config_drive" not in sent
+    else:
+        assert sent["security_groups"] == [{"name": "g-1"}] and sent["config_drive"] is True
+    assert posted.call_count == 1

@@ -121,7 +121,7 @@ def test_refused_network_service_is_said_and_skipped(connect, fake_os):
     cloud = connect()
     assert cloud.list_networks() == []
     assert "answered 404 to GET /networks" in cloud._driver.network_service_note
-    assert cloud._driver.supports_security_groups() is False
+    assert cloud._driver.capabilities.security_groups is False
 
 
 def test_network_service_403_is_refused_too(connect, fake_os):

@@ -9,6 +9,11 @@ from cloudnorm import errors, networks
 from cloudnorm.drivers.base import Created
 from cloudnorm.models import Network
 from cloudnorm.provision import Ledger, ServerWatcher
+from cloudnorm.state import ServerState
+
+
+def running(state):
+    return state is not None and state.phase == "running"
 
 
 class CountingDriver:
@@ -21,7 +26,8 @@ class CountingDriver:
     def poll_servers(self, ids):
         with self.lock:
             self.calls.append(set(ids))
-        return {i: {"id": i, "status": self.states.get(i, "BUILD")} for i in ids}
+        return {i: ServerState(i, i, "running" if self.states.get(i) == "ACTIVE" else "pending",
+                               self.states.get(i, "BUILD")) for i in ids}
 
     def delete(self, item):
         if item.id == "boom":
@@ -36,7 +42,7 @@ def test_watcher_polls_once_per_interval_for_all_waiters():
     results = {}
 
     def wait(sid):
-        results[sid] = watcher.wait(sid, lambda rec: rec and rec["status"] == "ACTIVE",
+        results[sid] = watcher.wait(sid, running,
                                     time.monotonic() + 10)
 
     threads = [threading.Thread(target=wait, args=(i,)) for i in ids]
@@ -47,7 +53,7 @@ def test_watcher_polls_once_per_interval_for_all_waiters():
         driver.states[i] = "ACTIVE"
     for t in threads:
         t.join(10)
-    assert all(results[i]["status"] == "ACTIVE" for i in ids)
+    assert all(results[i].status == "ACTIVE" for i in ids)
     # ten waiters for ~0.7 s at 0.2 s: a handful of polls, not ten per interval
     assert len(driver.calls) <= 6
     assert any(len(c) > 1 for c in driver.calls)
@@ -77,8 +83,8 @@ def test_a_failed_poll_raises_in_its_waiter_and_the_others_go_on():
 
     def wait(sid):
         try:
-            outcome[sid] = watcher.wait(sid, lambda rec: rec and rec["status"] == "ACTIVE",
-                                        time.monotonic() + 5)["status"]
+            outcome[sid] = watcher.wait(sid, running,
+                                        time.monotonic() + 5).status
         except errors.CloudnormError as exc:
             outcome[sid] = type(exc).__name__
 

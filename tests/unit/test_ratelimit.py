@@ -10,8 +10,9 @@ import botocore.awsrequest
 import pytest
 
 from cloudnorm import errors, ratelimit
-from cloudnorm.drivers import openstack as os_driver
 from cloudnorm.drivers.base import BootSpec
+from cloudnorm.drivers.openstack import driver as os_driver
+from cloudnorm.drivers.openstack import transport as os_transport
 from cloudnorm.models import OWNER_KEY, Flavor, Image
 
 from .conftest import NOVA, cloud_entry
@@ -24,14 +25,23 @@ def unique_key() -> str:
 
 # -- settings -----------------------------------------------------------------------------------
 def test_defaults_follow_the_provider():
-    assert ratelimit.RateLimit.from_options("openstack", None) == ratelimit.RateLimit(10.0, 1.0)
-    assert ratelimit.RateLimit.from_options("aws", None) == ratelimit.RateLimit(20.0, 2.0)
-    assert ratelimit.RateLimit.from_options("gce", {}) == ratelimit.RateLimit(20.0, 2.0)
+    from cloudnorm.drivers import spec
+
+    def default(provider: str) -> float:
+        return spec(provider).writes_per_second
+
+    # Nodepool's defaults: one write a second on OpenStack, two on AWS and GCE.
+    assert ratelimit.RateLimit.from_options(default("openstack"), None) == \
+        ratelimit.RateLimit(10.0, 1.0)
+    assert ratelimit.RateLimit.from_options(default("aws"), None) == \
+        ratelimit.RateLimit(20.0, 2.0)
+    assert ratelimit.RateLimit.from_options(default("gce"), {}) == \
+        ratelimit.RateLimit(20.0, 2.0)
 
 
 def test_reads_follow_configured_writes_and_zero_is_unlimited():
-    assert ratelimit.RateLimit.from_options("openstack", {"writes": 3}).reads == 30.0
-    limit = ratelimit.RateLimit.from_options("openstack", {"writes": 0, "reads": 5})
+    assert ratelimit.RateLimit.from_options(1.0, {"writes": 3}).reads == 30.0
+    limit = ratelimit.RateLimit.from_options(1.0, {"writes": 0, "reads": 5})
     assert (limit.reads, limit.writes) == (5.0, None)
 
 
@@ -44,7 +54,7 @@ def test_reads_follow_configured_writes_and_zero_is_unlimited():
 ])
 def test_bad_settings_are_config_errors(options, fragment):
     with pytest.raises(errors.ConfigError) as info:
-        ratelimit.RateLimit.from_options("openstack", options, "c1")
+        ratelimit.RateLimit.from_options(1.0, options, "c1")
     assert fragment in str(info.value) and "c1" in str(info.value)
 
 
@@ -81,10 +91,10 @@ def test_default_window_lets_a_burst_through_and_keeps_the_rate():
 
 
 def test_window_is_checked():
-    assert ratelimit.RateLimit.from_options("aws", {"window": 60}).window == 60.0
+    assert ratelimit.RateLimit.from_options(2.0, {"window": 60}).window == 60.0
     for bad in (0, 0.5, "long", True, 7200):
         with pytest.raises(errors.ConfigError, match="window"):
-            ratelimit.RateLimit.from_options("aws", {"window": bad})
+            ratelimit.RateLimit.from_options(2.0, {"window": bad})
 
 
 def test_fractional_rate_spaces_requests():
@@ -143,13 +153,13 @@ def test_clouds_of_one_account_share_the_limiter(connect, write_clouds):
     path = write_clouds({"a": cloud_entry(), "b": cloud_entry(),
                          "other": cloud_entry(region_name="RegionTwo")})
     a, b, other = (cloudnorm.connect(n, config_files=[path]) for n in ("a", "b", "other"))
-    assert a._driver.limiter is b._driver.limiter
-    assert a._driver.limiter is not other._driver.limiter
+    assert a.driver.limiter is b.driver.limiter
+    assert a.driver.limiter is not other.driver.limiter
 
 
 def test_rate_limit_key_is_accepted_and_checked(connect):
     cloud = connect(cloudnorm={"rate_limit": {"reads": 40, "writes": 4}})
-    assert cloud._driver.limiter.limit.writes <= 4
+    assert cloud.driver.limiter.limit.writes <= 4
     with pytest.raises(errors.ConfigError, match="rate_limit"):
         connect(cloudnorm={"rate_limit": {"writes": "lots"}})
 
@@ -163,7 +173,7 @@ def test_429_is_retried_after_retry_after(connect, fake_os):
     assert cloud.list_flavors() == []
     assert time.monotonic() - started >= 1.0
     assert len(fake_os.requests_to(NOVA + "/flavors")) == 2
-    assert cloud._driver.retries == 1
+    assert cloud.driver.retries == 1
 
 
 def test_429_past_the_deadline_is_not_waited_for(connect, fake_os):
@@ -210,10 +220,10 @@ def test_transient_get_is_retried_post_is_not(connect, fake_os):
 
 
 def test_retry_after_forms():
-    assert os_driver._retry_after("7") == 7.0
-    assert os_driver._retry_after(None) is None
-    assert os_driver._retry_after("soon") is None
-    assert os_driver._retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0
+    assert os_transport.retry_after("7") == 7.0
+    assert os_transport.retry_after(None) is None
+    assert os_transport.retry_after("soon") is None
+    assert os_transport.retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0
 
 
 def _spec(owner: str) -> BootSpec:
@@ -227,7 +237,7 @@ def test_lost_boot_reply_finds_the_server_instead_of_booting_twice(connect, fake
     fake_os.nova("/servers/detail", json={"servers": [
         {"id": "other", "name": "web1", "metadata": {OWNER_KEY: "someone-else"}},
         {"id": "mine", "name": "web1", "metadata": {OWNER_KEY: "abc123"}}]})
-    created = connect()._driver.boot(_spec("abc123"))
+    created = connect().driver.boot(_spec("abc123"))
     assert created.id == "mine"
     assert len([r for r in fake_os.requests_to(NOVA + "/servers") if r.method == "POST"]) == 1
 
@@ -238,7 +248,7 @@ def test_lost_boot_reply_without_a_server_boots_again(connect, fake_os, monkeypa
         {"status_code": 200, "text": '{"server": {"id": "x'},
         {"status_code": 202, "json": {"server": {"id": "new"}}}])
     fake_os.nova("/servers/detail", json={"servers": []})
-    assert connect()._driver.boot(_spec("abc123")).id == "new"
+    assert connect().driver.boot(_spec("abc123")).id == "new"
     posts = [r for r in fake_os.requests_to(NOVA + "/servers") if r.method == "POST"]
     lookups = [r for r in fake_os.requests_to(NOVA + "/servers/detail")]
     assert len(posts) == 2 and len(lookups) == 3
@@ -248,7 +258,7 @@ def test_refused_boot_is_not_looked_up(connect, fake_os):
     fake_os.nova("/servers", method="POST", status_code=400,
                  json={"badRequest": {"message": "Invalid imageRef"}})
     with pytest.raises(errors.ProviderError, match="Invalid imageRef"):
-        connect()._driver.boot(_spec("abc123"))
+        connect().driver.boot(_spec("abc123"))
     assert fake_os.requests_to(NOVA + "/servers/detail") == []
 
 
@@ -256,7 +266,7 @@ def test_refused_boot_is_not_looked_up(connect, fake_os):
 def test_aws_calls_spend_the_account_budget():
     driver = make_aws_driver(rate_limit={"reads": 20, "writes": 2, "window": 1},
                              endpoint_url=f"http://127.0.0.1:9/{uuid.uuid4().hex}")
-    client = driver._client("ec2")
+    client = driver.transport.client("ec2")
     body = (b'<DescribeRegionsResponse xmlns="http://ec2.amazonaws.com/doc/2016-11-15/">'
             b"<regionInfo/></DescribeRegionsResponse>")
 
@@ -315,7 +325,7 @@ def test_gce_defaults_and_clouds_yaml_settings(write_clouds):
         "credentials": "anonymous", "rate_limit": {"reads": 7, "writes": 0.5}}}})
     cloud = cloudnorm.connect("g", config_files=[path])
     try:
-        limit = cloud._driver.limiter.limit
+        limit = cloud.driver.limiter.limit
         assert (limit.reads, limit.writes) == (7.0, 0.5)
     finally:
         cloud.close()

@@ -249,7 +249,7 @@ from ansible_collections.cloudnorm.cloud.plugins.module_utils.common import (
 )
 
 try:
-    from cloudnorm import NotFound
+    from cloudnorm import CreateRequest, NotFound
 except ImportError:
     pass  # cloudnorm_module() reports the missing library
 
@@ -276,11 +276,12 @@ def present(module, cloud):
         return False, existing
     if module.check_mode:
         return True, None
-    created = cloud.create_server(
+    created = cloud.create_server(CreateRequest(
         params["name"], image=params["image"], flavor=params["flavor"],
         min_ram=params["min_ram"], min_vcpus=params["min_vcpus"], network=params["network"],
-        authorized_keys=params["authorized_keys"], bootstrap=params["bootstrap"],
-        wait=params["wait"], timeout=params["timeout"], tags=tags_option(params["tags"]))
+        authorized_keys=tuple(params["authorized_keys"] or ()),
+        bootstrap=params["bootstrap"], wait=params["wait"], timeout=params["timeout"],
+        tags=tags_option(params["tags"])))
     return True, created
 
 

@@ -55,137 +55,6 @@ def _cloud_option(func: F) -> F:
                         metavar="CLOUD", help=CLOUD_HELP)(func)
 
 
-# -- inspect ----------------------------------------------------------------------------------
-def _inspect_one(name: str, os_names: tuple[str, ...], min_ram: int) -> dict[str, Any]:
-    import attrs
-
-    from cloudnorm import images, networks
-
-    with _connect(name) as cloud:
-        report: dict[str, Any] = {"cloud": name, "provider": cloud.provider,
-                                  "region": cloud.settings.region}
-        report["networks"] = [
-            {"name": n.name, "public": n.public, "external": n.external, "usable": n.usable,
-             "reason": n.reason} for n in cloud.list_networks()]
-        if cloud.has_network_service:
-            try:
-                decision = cloud.choose_network()
-                report["default_network"] = attrs.asdict(decision) if decision else None
-            except errors.CloudnormError as exc:
-                report["default_network"] = {"error": str(exc)}
-        else:
-            report["default_network"] = {"choice": None, "reason": "the cloud has no network "
-                                         "service: it places servers itself"}
-        all_images = cloud.list_images()
-        found_os = sorted({(i.os_distro, i.os_version) for i in all_images
-                           if i.os_distro and i.os_version and not i.hidden
-                           and not i.is_snapshot and i.status == "active"})
-        wanted = os_names or tuple(f"{d}-{v}" for d, v in found_os)
-        report["images"] = {}
-        for os_name in wanted:
-            try:
-                image, decision = cloud.choose_image(os_name)
-                user, why = cloud.login_user(image)
-                ask = images.parse_os(os_name)
-                same = [i for i in all_images if images.is_distro(ask.distro, i.os_distro)
-                        and images.version_matches(ask.version, i.os_version)]
-                report["images"][os_name] = {"id": image.id, **attrs.asdict(decision),
-                                             "candidates": len(same),
-                                             "login_user": user, "login_user_reason": why}
-            except errors.NotFound as exc:
-                report["images"][os_name] = {"error": str(exc)}
-        report["unreadable_images"] = sorted(i.name for i in all_images if not i.os_distro)
-        flavors = sorted(cloud.list_flavors(), key=lambda f: (f.ram, f.vcpus, f.disk, f.name))
-        try:
-            flavor, decision = cloud.choose_flavor(min_ram=min_ram)
-            report["flavor"] = {"id": flavor.id, **attrs.asdict(decision)}
-        except errors.NotFound as exc:
-            report["flavor"] = {"error": str(exc)}
-        report["flavors"] = [{"name": f.name, "ram": f.ram, "vcpus": f.vcpus, "disk": f.disk,
-                              "chosen_automatically": not f.disabled,
-                              "note": f.raw.get("cloudnorm:passed_over")
-                              or ("disabled" if f.disabled else "")} for f in flavors]
-        report["quirks"] = _quirks(cloud, networks)
-    return report
-
-
-def _quirks(cloud: Any, networks: Any) -> dict[str, Any]:
-    """What this cloud needs that AWS would not, as discovery and the profile say."""
-    profile = cloud.profile
-    quirks: dict[str, Any] = {
-        "profile": profile.name, "profile_description": profile.description,
-        "network_service": cloud.has_network_service,
-        "security_groups": cloud._driver.supports_security_groups(),
-        "key_delivery": ("config drive (the cloud has no metadata service)"
-                         if profile.config_drive else "metadata service"),
-    }
-    view = cloud._network_view()
-    try:
-        if view is None:
-            plan = networks.plan_public_address(
-                None, [], [], cloud._driver.network_hints(), requires_floating_ip=None,
-                floating_ip_source="none", profile_name=profile.name)
-        else:
-            attach = cloud.default_network()
-            plan = networks.plan_public_address(
-                attach, view[0], view[1], cloud._driver.network_hints(),
-                requires_floating_ip=profile.requires_floating_ip,
-                floating_ip_source=profile.floating_ip_source, profile_name=profile.name,
-                public_access=profile.public_access)
-        quirks["public_access"] = {"method": plan.method, "choice": plan.decision.choice,
-                                   "reason": plan.decision.reason}
-    except errors.CloudnormError as exc:
-        quirks["public_access"] = {"method": None, "error": str(exc)}
-    return quirks
-
-
-def _print_report(report: dict[str, Any]) -> None:
-    click.secho(f"cloud {report['cloud']} ({report['provider']}, region "
-                f"{report['region'] or '-'})", bold=True)
-    q = report["quirks"]
-    access = q["public_access"]
-    click.echo(f"  profile: {q['profile']}  ({q['profile_description']})")
-    click.echo(f"  public access: {access.get('choice') or 'none possible'}  "
-               f"({access.get('reason') or access.get('error')})")
-    click.echo(f"  network service: {'yes' if q['network_service'] else 'no'}; security "
-               f"groups: {'yes' if q['security_groups'] else 'no'}; keys reach servers by "
-               f"{q['key_delivery']}")
-    click.echo("  networks:")
-    if not report["networks"]:
-        click.echo("    (no network service)")
-    for net in report["networks"]:
-        role = ("unusable" if not net["usable"] else
-                "floating IP pool" if net["external"] else
-                "public" if net["public"] else "private")
-        click.echo(f"    {net['name']:<36} {role:<16} {net['reason']}")
-    dn = report["default_network"] or {}
-    click.echo(f"  new servers go on: {dn.get('choice') or '-'}  "
-               f"({dn.get('reason') or dn.get('error')})")
-    click.echo("  images by OS:")
-    for os_name, img in report["images"].items():
-        if "error" in img:
-            click.echo(f"    {os_name}: none ({img['error']})")
-        else:
-            click.echo(f"    {os_name}: {img['choice']}  ({img['reason']})")
-            click.echo(f"      login user: {img['login_user'] or 'unknown'}  "
-                       f"({img['login_user_reason']})")
-    if report["unreadable_images"]:
-        click.echo(f"    OS unknown for {len(report['unreadable_images'])} image(s): "
-                   + ", ".join(report["unreadable_images"][:5])
-                   + (" ..." if len(report["unreadable_images"]) > 5 else ""))
-    fl = report["flavor"]
-    chosen = fl.get("choice")
-    click.echo(f"  flavors ({len(report['flavors'])}):")
-    shown = report["flavors"][:12]
-    for f in shown:
-        mark = "*" if f["name"] == chosen else " "
-        click.echo(f"   {mark}{f['name']:<28} {f['ram']:>7} MiB {f['vcpus']:>3} vCPU "
-                   f"{f['disk']:>5} GiB" + (f"  ({f['note']})" if f["note"] else ""))
-    if len(report["flavors"]) > len(shown):
-        click.echo(f"    ... {len(report['flavors']) - len(shown)} more (--json lists all)")
-    click.echo(f"  flavor: {chosen or 'none'}  ({fl.get('reason') or fl.get('error')})")
-
-
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="cloudnorm")
 @click.pass_context
@@ -218,7 +87,8 @@ def inspect(clouds: tuple[str, ...], all_clouds: bool, os_names: tuple[str, ...]
                               if n != "defaults"))
     if not clouds:
         raise click.UsageError("name at least one cloud, or pass --all")
-    from cloudnorm.cli_progress import Progress
+    from cloudnorm.cli import inspection as cli_inspect
+    from cloudnorm.cli.progress import Progress
 
     reports = []
     failed = False
@@ -226,7 +96,7 @@ def inspect(clouds: tuple[str, ...], all_clouds: bool, os_names: tuple[str, ...]
         for name in clouds:
             try:
                 with progress.waiting(f"inspecting {name}", f"inspected {name}"):
-                    reports.append(_inspect_one(name, os_names, min_ram))
+                    reports.append(cli_inspect.inspect_one(name, os_names, min_ram))
             except errors.CloudnormError as exc:
                 failed = True
                 reports.append({"cloud": name, "error": str(exc)})
@@ -237,7 +107,7 @@ def inspect(clouds: tuple[str, ...], all_clouds: bool, os_names: tuple[str, ...]
             if "error" in report:
                 click.secho(f"cloud {report['cloud']}: error: {report['error']}", fg="red")
             else:
-                _print_report(report)
+                cli_inspect.print_report(report)
             click.echo("")
     sys.exit(1 if failed else 0)
 
@@ -263,8 +133,8 @@ def conformance(clouds: tuple[str, ...], os_name: str, min_ram: int, timeout: fl
     created is deleted again. Exit code 1 when a step fails through cloudnorm.
     """
     from cloudnorm import conformance as measure
-    from cloudnorm.cli_progress import Progress
-    from cloudnorm.cli_render import conformance_markdown, conformance_text
+    from cloudnorm.cli.progress import Progress
+    from cloudnorm.cli.render import conformance_markdown, conformance_text
 
     if as_json and markdown:
         raise click.UsageError("--json and --markdown exclude each other")
@@ -340,8 +210,9 @@ def create(name: str, cloud_name: str, os_name: str, image: str | None, flavor: 
     The public keys are installed for root and the login user, password logins are
     turned off, and cloudnorm's throw-away key is removed; each is checked.
     """
-    from cloudnorm.cli_progress import Progress
-    from cloudnorm.cli_render import server_json, server_text
+    from cloudnorm.cli.progress import Progress
+    from cloudnorm.cli.render import server_json, server_text
+    from cloudnorm.provision import CreateRequest
 
     paths = [Path(p).expanduser() for p in key_files] or _default_public_keys()
     if not paths:
@@ -352,10 +223,10 @@ def create(name: str, cloud_name: str, os_name: str, image: str | None, flavor: 
     except OSError as exc:
         raise click.UsageError(f"cannot read a public key: {exc}") from None
     with _connect(cloud_name) as cloud, Progress() as progress:
-        server = cloud.create_server(
+        server = cloud.create_server(CreateRequest(
             name, image=image or os_name, flavor=flavor, min_ram=min_ram,
-            min_vcpus=min_vcpus, network=network, authorized_keys=public_keys,
-            timeout=timeout, on_step=progress.step)
+            min_vcpus=min_vcpus, network=network, authorized_keys=tuple(public_keys),
+            timeout=timeout), on_step=progress.step)
     data = server_json(server)
     if as_json:
         _echo_json(data)
@@ -370,8 +241,8 @@ def create(name: str, cloud_name: str, os_name: str, image: str | None, flavor: 
 @_errors_exit_1
 def list_(cloud_name: str, as_json: bool) -> None:
     """List the servers of a cloud, with the address and user to log in as."""
-    from cloudnorm.cli_progress import Progress
-    from cloudnorm.cli_render import server_json, servers_table
+    from cloudnorm.cli.progress import Progress
+    from cloudnorm.cli.render import server_json, servers_table
 
     with _connect(cloud_name) as cloud, Progress(delay=1.0) as progress, \
             progress.waiting(f"listing the servers of {cloud_name}", "listed the servers"):
@@ -391,8 +262,8 @@ def list_(cloud_name: str, as_json: bool) -> None:
 @_errors_exit_1
 def show(name: str, cloud_name: str, as_json: bool) -> None:
     """Show server NAME (name or id): addresses with reasons, login, host keys."""
-    from cloudnorm.cli_progress import Progress
-    from cloudnorm.cli_render import server_json, server_text
+    from cloudnorm.cli.progress import Progress
+    from cloudnorm.cli.render import server_json, server_text
 
     with _connect(cloud_name) as cloud, Progress(delay=1.0) as progress, \
             progress.waiting(f"looking up {name}", f"found {name}"):
@@ -413,7 +284,7 @@ def delete(names: tuple[str, ...], cloud_name: str, no_wait: bool) -> None:
     a server does not exist."""
     import time
 
-    from cloudnorm.cli_progress import Progress
+    from cloudnorm.cli.progress import Progress
 
     missing = []
     with _connect(cloud_name) as cloud, Progress() as progress:
@@ -452,8 +323,8 @@ def ssh(name: str, command: tuple[str, ...], cloud_name: str, user: str | None,
     """
     import shlex
 
-    from cloudnorm.cli_progress import Progress
-    from cloudnorm.cli_ssh import ssh_argv, write_known_hosts
+    from cloudnorm.cli.progress import Progress
+    from cloudnorm.cli.ssh_access import ssh_argv, write_known_hosts
 
     with _connect(cloud_name) as cloud, Progress(delay=1.0) as progress, \
             progress.waiting(f"looking up {name}", f"found {name}"):
@@ -485,8 +356,8 @@ def cleanup(cloud_name: str, older_than: str, dry_run: bool, as_json: bool) -> N
     Elastic IPs, port forwardings, security groups and their rules, key pairs, servers in
     ERROR. Only resources carrying the cloudnorm:owner marker are touched."""
     from cloudnorm import cleanup as leftovers_of
-    from cloudnorm.cli_progress import Progress
-    from cloudnorm.cli_render import table
+    from cloudnorm.cli.progress import Progress
+    from cloudnorm.cli.render import table
 
     try:
         age = leftovers_of.parse_age(older_than)
@@ -542,7 +413,7 @@ def _state_dir_option(func: F) -> F:
 def _sandbox_errors(func: F) -> F:
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from cloudnorm.cli_sandbox import SandboxError
+        from cloudnorm.cli.sandbox_control import SandboxError
 
         try:
             return func(*args, **kwargs)
@@ -553,7 +424,7 @@ def _sandbox_errors(func: F) -> F:
 
 
 def _print_sandbox(info: dict[str, Any]) -> None:
-    from cloudnorm.cli_sandbox import usage
+    from cloudnorm.cli.sandbox_control import usage
 
     if not info["running"]:
         click.echo("sandbox is starting" if info.get("starting") else "no sandbox running")
@@ -579,8 +450,8 @@ def _print_sandbox(info: dict[str, Any]) -> None:
 def sandbox_up(profiles: tuple[str, ...], timeout: float, state_dir: Path | None,
                as_json: bool) -> None:
     """Start the local clouds in the background; prints how to use them."""
-    from cloudnorm import cli_sandbox
-    from cloudnorm.cli_progress import Progress
+    from cloudnorm.cli import sandbox_control as cli_sandbox
+    from cloudnorm.cli.progress import Progress
 
     directory = state_dir or cli_sandbox.default_dir()
     with Progress() as progress:
@@ -599,7 +470,7 @@ def sandbox_up(profiles: tuple[str, ...], timeout: float, state_dir: Path | None
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def sandbox_status(state_dir: Path | None, as_json: bool) -> None:
     """Show whether a sandbox runs and how to use it."""
-    from cloudnorm import cli_sandbox
+    from cloudnorm.cli import sandbox_control as cli_sandbox
 
     info = cli_sandbox.status(state_dir or cli_sandbox.default_dir())
     if as_json:
@@ -615,8 +486,8 @@ def sandbox_status(state_dir: Path | None, as_json: bool) -> None:
 @_sandbox_errors
 def sandbox_down(state_dir: Path | None, timeout: float) -> None:
     """Stop the sandbox and everything it started."""
-    from cloudnorm import cli_sandbox
-    from cloudnorm.cli_progress import Progress
+    from cloudnorm.cli import sandbox_control as cli_sandbox
+    from cloudnorm.cli.progress import Progress
 
     with Progress() as progress:
         result = cli_sandbox.down(state_dir or cli_sandbox.default_dir(), timeout=timeout,
@@ -637,7 +508,7 @@ def demo(clouds: tuple[str, ...]) -> None:
     import subprocess
     import time
 
-    from cloudnorm import cli_demo
+    from cloudnorm.cli import demo_run as cli_demo
 
     if os.environ.get(cli_demo.INSIDE):
         sys.exit(cli_demo.run_inside(list(clouds) or None))

@@ -57,7 +57,7 @@ def login_with_system_ssh(cloud: Any, server: Any, operator: Any) -> list[str]:
     """Log in to ``server`` the way ``cloudnorm ssh`` does, with what get_server() gives
     back; returns a note for the report (raises when the login fails)."""
     from cloudnorm import errors
-    from cloudnorm.cli_ssh import ssh_argv, write_known_hosts
+    from cloudnorm.cli.ssh_access import ssh_argv, write_known_hosts
 
     stored = cloud.get_server(server.id)
     with tempfile.TemporaryDirectory(prefix="cloudnorm-demo-") as tmp:
@@ -84,8 +84,8 @@ def run_inside(clouds: list[str] | None = None, *, timeout: float = 240.0,
     """Measure every sandbox cloud; prints the tables; 0 when every cloud conforms."""
     import cloudnorm
     from cloudnorm import conformance
-    from cloudnorm.cli_progress import Progress
-    from cloudnorm.cli_render import conformance_text, summary_table
+    from cloudnorm.cli.progress import Progress
+    from cloudnorm.cli.render import conformance_text, summary_table
 
     out = out or sys.stdout
     began = time.monotonic()
@@ -98,7 +98,7 @@ def run_inside(clouds: list[str] | None = None, *, timeout: float = 240.0,
             with cloudnorm.connect(name) as cloud:
                 # Local clouds answer at once; polling them every half second instead of
                 # every two (what real clouds get) takes seconds off every wait.
-                cloud._watcher.interval = LOCAL_POLL_INTERVAL
+                cloud.watcher.interval = LOCAL_POLL_INTERVAL
                 report = conformance.run(
                     cloud, timeout=timeout, on_step=progress.step,
                     progress=lambda what, detail: progress.status(f"{what}: {detail}"),

@@ -33,7 +33,7 @@ class SandboxError(Exception):
 
 
 def default_dir() -> Path:
-    from cloudnorm.cli_ssh import cache_dir
+    from cloudnorm.cli.ssh_access import cache_dir
 
     return cache_dir() / "sandbox"
 
@@ -168,7 +168,7 @@ def up(directory: Path, profiles: Sequence[str], *, timeout: float = 900.0,
     argv = [sys.executable, "-m", "cloudnorm.testing", "run", "--workdir", str(workdir)]
     for profile in profiles:
         argv += ["--profile", profile]
-    argv += ["--", sys.executable, "-m", "cloudnorm.cli_sandbox", "wait",
+    argv += ["--", sys.executable, "-m", "cloudnorm.cli.sandbox_control", "wait",
              str(directory / READY)]
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log,
@@ -269,7 +269,8 @@ def _wait(ready_path: Path) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 2 or args[0] != "wait":
-        print("usage: python -m cloudnorm.cli_sandbox wait READY_FILE", file=sys.stderr)
+        print("usage: python -m cloudnorm.cli.sandbox_control wait READY_FILE",
+              file=sys.stderr)
         return 2
     return _wait(Path(args[1]))
 

@@ -1,0 +1,197 @@
+"""Steps 6 to 8 of a create: login with a verified host key, bootstrap, node key removal."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+
+import attrs
+
+from cloudnorm import errors, hostkeys, keys, ssh
+from cloudnorm.drivers.base import Driver
+from cloudnorm.models import Decision, Server
+from cloudnorm.provision.context import Run
+from cloudnorm.provision.ledger import STEPS, Reporter
+
+LOG = logging.getLogger(__name__)
+
+
+def log_in(run: Run) -> None:
+    """6: wait for SSH, read the announced host keys, log in as the right user."""
+    run.step = STEPS[5]
+    report, request, driver = run.report, run.request, run.driver
+    assert run.interface is not None and run.server is not None and run.node_key is not None
+    assert run.image is not None
+    address = run.interface.ip
+    report.emit(run.step, "started", f"waiting for SSH on {address}")
+    ssh.wait_for_port(address, run.ssh_port, timeout=run.left(),
+                      on_attempt=lambda last: report.emit(STEPS[5], "waiting", last))
+    announced, console = announced_host_keys(driver, run.server.id, run.deadline,
+                                             request.verify_host_keys, report)
+    users, users_why = run.users, run.users_why
+    if len(users) > 1:
+        named = hostkeys.console_login_users(console, run.node_key.public_key)
+        if named:
+            users = [named[0]]
+            users_why = (f"the console lists the node key among the authorized keys of "
+                         f"{named[0]} (cloud-init's ssh-authkey-fingerprints)")
+    run.target = ssh.Target(address, run.ssh_port, run.node_key.private_key,
+                            announced if request.verify_host_keys else None)
+    login = ssh.wait_for_login(run.target, users, timeout=run.left(),
+                               on_attempt=lambda last: report.emit(STEPS[5], "waiting", last))
+    run.cloud.remember_login_user(run.image, login.user)
+    report.decide(Decision("login_user", login.user, users_why))
+    run.login_user = login.user
+    run.host_keys = tuple(announced.keys or (login.host_key,))
+    stored = _store_login(driver, run.server.id, login.user, address, run.ssh_port,
+                          run.host_keys, report)
+    run.server = attrs.evolve(run.server, tags={**run.server.tags, **stored})
+    report.emit(run.step, "done",
+                f"logged in as {login.user} after {login.attempts} attempt(s)")
+
+
+def bootstrap(run: Run) -> None:
+    """7: operator keys for root and the login user, password logins off, both checked."""
+    run.step = STEPS[6]
+    if not run.request.bootstrap:
+        run.report.emit(run.step, "skipped", "bootstrap=False")
+        return
+    assert run.target is not None
+    run.report.emit(run.step, "started", "installing operator keys, turning password logins off")
+    _harden(run.target, run.login_user, run.request.authorized_keys, run.report)
+    run.report.emit(run.step, "done", "operator keys installed; password logins refused")
+
+
+def remove_key(run: Run) -> None:
+    """8: the node key goes away: from the node first, while it still logs in; then
+    from the cloud, whose guest agents (GCE's) would otherwise put a key still listed
+    back on the node."""
+    run.step = STEPS[7]
+    run.report.emit(run.step, "started", "removing the node key")
+    if not run.request.keep_node_key and run.request.bootstrap:
+        assert run.target is not None and run.node_key is not None
+        _remove_node_key(run.target, run.login_user, run.node_key)
+        detail = "removed from the node and from the cloud"
+    else:
+        detail = "removed from the cloud; kept on the node as asked"
+    run.cloud.delete_keypair(run.key_name)
+    run.ledger.forget("keypair")
+    run.report.emit(run.step, "done", detail)
+
+
+def result(run: Run) -> Server:
+    """The created server with how to log in to it and every decision made."""
+    assert run.server is not None and run.interface is not None
+    return attrs.evolve(run.server, interface_ip=run.interface.ip, ssh_user=run.login_user,
+                        ssh_port=run.ssh_port, host_keys=run.host_keys, key_name=None,
+                        decisions=tuple(run.report.decisions))
+
+
+def announced_host_keys(driver: Driver, server_id: str, deadline: float, verify: bool,
+                        report: Reporter) -> tuple[hostkeys.HostKeys, str]:
+    """Host keys the server's guest environment published through the cloud's API (GCE's
+    guest attributes), else those cloud-init printed on the console, waiting (bounded) for
+    either; and the console text (its login-user table is read either way)."""
+    if not verify:
+        report.decide(Decision("host_keys", "not verified",
+                               "verify_host_keys=False was passed: any host key is accepted"))
+        return hostkeys.HostKeys(), ""
+    has_channel = driver.capabilities.published_host_keys
+    published = driver.published_host_keys if has_channel else None
+    # Asked once sshd answers: cloud-init prints the keys about then, sometimes a little
+    # later. Ask often at first, then back off, so a slow print costs few console reads.
+    interval = 0.5
+    while True:
+        keys: tuple[str, ...] = ()
+        if published is not None:
+            try:
+                keys = tuple(published(server_id))
+            except errors.CloudnormError as exc:
+                # The console can still tell; the published copy is the better channel,
+                # not the only one.
+                LOG.warning("server %s: cannot read the host keys published for it (%s); "
+                            "reading the console instead", server_id, exc)
+                published = None
+        console = driver.console_output(server_id)
+        if keys:
+            report.decide(Decision(
+                "host_keys", f"{len(keys)} published",
+                "the server's guest environment published them through the cloud's API "
+                "(GCE: guest attributes, hostkeys/) and they were read back over that API, "
+                "not from the network"))
+            return hostkeys.HostKeys(keys=keys), console
+        found = hostkeys.parse_console(console)
+        if found:
+            report.decide(Decision("host_keys", f"{len(found.keys) or len(found.fingerprints)}"
+                                   " announced", "read from the console output cloud-init "
+                                   "printed at first boot"))
+            return found, console
+        if time.monotonic() + interval >= deadline:
+            raise errors.Timeout(
+                f"server {server_id} never printed its SSH host keys on the console"
+                + (" nor published them through the cloud's API" if has_channel else "")
+                + "; cannot verify whom cloudnorm would log in to. Pass "
+                "verify_host_keys=False to accept any key (not recommended)")
+        time.sleep(interval)
+        interval = min(interval * 1.3, 5.0)
+
+
+def _store_login(driver: Driver, server_id: str, user: str, address: str, port: int,
+                 host_keys: tuple[str, ...], report: Reporter) -> dict[str, str]:
+    """Write how to log in (user, address, port, host keys) on the server itself, so
+    get_server() gives it back to any later caller; returns the items written."""
+    if not driver.capabilities.server_metadata:
+        report.decide(Decision("login_record", "not stored", f"{driver.provider} servers "
+                               "carry no metadata cloudnorm can write"))
+        return {}
+    items = hostkeys.login_metadata(user, address, port, host_keys)
+    try:
+        driver.set_server_metadata(server_id, items)
+    except errors.CloudnormError as exc:
+        # The server works; only a later get_server() lacks the login. Not worth undoing it.
+        LOG.warning("could not store the login on server %s: %s", server_id, exc)
+        report.decide(Decision("login_record", "not stored", exc.message))
+        return {}
+    report.decide(Decision("login_record", f"{len(items)} metadata items",
+                           f"user, address, port and {len(items) - 1} host key(s) stored on "
+                           "the server, so get_server() can give them back"))
+    return items
+
+
+def _harden(target: ssh.Target, user: str, authorized_keys: Sequence[str],
+            report: Reporter) -> None:
+    status, _, err = ssh.run(target, user, ssh.hardening_script(user, authorized_keys, None))
+    if status != 0:
+        raise errors.NotReachable(f"bootstrap failed on {target.address} (exit {status}): "
+                                  f"{err.strip()[-300:]}")
+    check = ("SUDO=; [ \"$(id -u)\" = 0 ] || SUDO='sudo -n'; "
+             "$SUDO cat /root/.ssh/authorized_keys; echo ---; "
+             "$SUDO /usr/sbin/sshd -T 2>/dev/null | grep -i '^passwordauthentication'")
+    status, out, err = ssh.run(target, user, check)
+    root_keys, _, effective = out.partition("---")
+    missing = [k for k in authorized_keys if k.strip() and k.strip() not in root_keys]
+    if status != 0 or missing or "passwordauthentication no" not in effective.lower():
+        raise errors.NotReachable(
+            f"bootstrap on {target.address} did not take: "
+            + (f"{len(missing)} operator key(s) missing for root; " if missing else "")
+            + f"sshd reports '{effective.strip() or err.strip()}'")
+    if not ssh.password_login_refused(target.address, target.port):
+        raise errors.NotReachable(f"{target.address} still accepts password logins after "
+                                  "bootstrap")
+    report.decide(Decision("bootstrap", "hardened", "root and the login user have the "
+                           "operator keys; sshd refuses passwords (checked by trying)"))
+
+
+def _remove_node_key(target: ssh.Target, user: str, node_key: keys.NodeKey) -> None:
+    blob = node_key.public_key.split()[1]
+    script = ("SUDO=; [ \"$(id -u)\" = 0 ] || SUDO='sudo -n'; for home in /root \"$HOME\"; do "
+              f"$SUDO sed -i '\\|{blob}|d' \"$home/.ssh/authorized_keys\" 2>/dev/null || true;"
+              " done")
+    status, _, err = ssh.run(target, user, script)
+    if status != 0:
+        raise errors.NotReachable(f"could not remove the node key from {target.address}: "
+                                  f"{err.strip()}")
+    if not ssh.key_refused(target, user):
+        raise errors.NotReachable(f"{target.address} still accepts the node key after its "
+                                  "removal")

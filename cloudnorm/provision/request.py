@@ -1,0 +1,52 @@
+"""What a caller asks of create_server: one record, built alike by every front end."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING
+
+import attrs
+
+if TYPE_CHECKING:
+    from cloudnorm.keys import NodeKey
+    from cloudnorm.models import Flavor, Image
+
+
+def _strings(value: Mapping[str, str] | None) -> dict[str, str]:
+    return {str(k): str(v) for k, v in (value or {}).items()}
+
+
+def _texts(value: Iterable[str]) -> tuple[str, ...]:
+    return tuple(value)
+
+
+@attrs.frozen
+class CreateRequest:
+    """A server to create, as :meth:`cloudnorm.cloud.Cloud.create_server` documents it.
+
+    ``Cloud.create_server``, the ``cloudnorm`` command, the conformance check and the
+    Ansible modules all build this one record, so an option means the same everywhere.
+    """
+
+    name: str
+    #: An OS name (``"ubuntu-22.04"``), an image name or id, or an Image.
+    image: str | Image = "ubuntu-22.04"
+    #: A flavor name or id, or a Flavor; None: the smallest that fits.
+    flavor: str | Flavor | None = None
+    min_ram: int | None = None
+    min_vcpus: int | None = None
+    #: A network name or id; None: the network cloudnorm's discovery picks.
+    network: str | None = None
+    #: The node key; None: a throw-away ed25519 key.
+    key: NodeKey | None = None
+    #: Operator keys installed for root and the login user by the bootstrap.
+    authorized_keys: tuple[str, ...] = attrs.field(default=(), converter=_texts)
+    bootstrap: bool = True
+    #: False: return as soon as the cloud accepted the request.
+    wait: bool = True
+    timeout: float = 600.0
+    tags: dict[str, str] = attrs.field(factory=dict, converter=_strings)
+    verify_host_keys: bool = True
+    #: The user to log in as; None: learned from the image, the profile or a probe.
+    ssh_user: str | None = None
+    keep_node_key: bool = False

@@ -1,0 +1,48 @@
+"""What cloudnorm knows about one cloud before talking to it.
+
+Plain data, read from clouds.yaml by :mod:`cloudnorm.config` and handed to a driver.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+if TYPE_CHECKING:  # pragma: no cover - imported lazily: openstack costs ~1 s at import
+    from openstack.config.cloud_region import CloudRegion
+
+
+@attrs.frozen
+class CacheSettings:
+    """How discovery results are cached (the ``cache:`` section of clouds.yaml).
+
+    ``backend`` is any dogpile.cache backend name (``dogpile.cache.memory``,
+    ``dogpile.cache.redis``, ...); ``expirations`` maps a resource kind
+    (``image``, ``flavor``, ``network``, ``server``, ...) to seconds.
+    """
+
+    backend: str = "dogpile.cache.memory"
+    expiration_time: float = 300.0
+    expirations: dict[str, float] = attrs.field(factory=dict)
+    arguments: dict[str, Any] = attrs.field(factory=dict)
+
+    def expiration_for(self, kind: str) -> float:
+        return float(self.expirations.get(kind, self.expiration_time))
+
+
+@attrs.frozen
+class CloudSettings:
+    """Everything cloudnorm knows about one cloud before talking to it."""
+
+    name: str
+    provider: str
+    region: str | None
+    profile: str | None
+    options: dict[str, Any]
+    cache: CacheSettings
+    source: str | None = None
+    #: ``networks:`` entries exactly as written in clouds.yaml (no defaults filled in).
+    networks: tuple[dict[str, Any], ...] = ()
+    #: The openstack.config view of the same entry (None for non-OpenStack providers).
+    openstack: CloudRegion | None = attrs.field(default=None, eq=False, repr=False)
