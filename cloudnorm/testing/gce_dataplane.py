@@ -171,6 +171,10 @@ class GceDataPlaneSync:
                 with urllib.request.urlopen(request, timeout=10):
                     pass
             except urllib.error.HTTPError as exc:
+                if exc.code == 404:
+                    # The instance was deleted while its agent started (a boot without
+                    # waiting, deleted at once): there is nothing left to publish to.
+                    return
                 if exc.code != 403:
                     raise
                 # Guest attributes are off: the agent logs the refusal and goes on.

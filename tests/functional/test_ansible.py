@@ -49,28 +49,6 @@ pytestmark.append(pytest.mark.skipif(not ANSIBLE_PLAYBOOK.exists(),
                                      reason="ansible-core is not installed (scripts/setup-env)"))
 
 
-@pytest.fixture(scope="module")
-def aws_sandbox(tmp_path_factory):
-    from cloudnorm.testing.aws import MotoSandbox
-
-    with MotoSandbox(tmp_path_factory.mktemp("ansible-aws")) as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-def aws_dataplane(aws_sandbox, tmp_path_factory):
-    from cloudnorm.testing.aws_dataplane import AwsDataPlaneSync
-    from cloudnorm.testing.dataplane import Fleet
-
-    with Fleet(tmp_path_factory.mktemp("ansible-aws-fleet")) as fleet:
-        sync = AwsDataPlaneSync(aws_sandbox, fleet).start()
-        try:
-            yield fleet
-        finally:
-            sync.stop()
-            assert sync.errors == []
-
-
 @pytest.fixture
 def workdir(tmp_path, openstack_sandbox, openstack_dataplane, aws_sandbox, aws_dataplane):
     """The example playbook and inventory, with a clouds.yaml naming both sandboxes'

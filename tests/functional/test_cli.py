@@ -247,24 +247,9 @@ def test_cleanup_after_a_port_forwarded_server_went(os_env, operator_key):
 
 
 # -- the local EC2 ----------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def aws_sandbox(tmp_path_factory):
-    from cloudnorm.testing.aws import MotoSandbox
-    from cloudnorm.testing.aws_dataplane import AwsDataPlaneSync
-    from cloudnorm.testing.dataplane import Fleet, require_private_netns
-
-    require_private_netns()
-    with MotoSandbox(tmp_path_factory.mktemp("aws-cli")) as sandbox, \
-            Fleet(tmp_path_factory.mktemp("aws-cli-fleet")) as fleet:
-        sync = AwsDataPlaneSync(sandbox, fleet).start()
-        try:
-            yield sandbox
-        finally:
-            sync.stop()
-
-
 @pytest.fixture
-def aws_env(aws_sandbox, tmp_path):
+def aws_env(aws_sandbox, aws_dataplane, tmp_path):
+    """The local EC2 (the run's one: moto's account is process-wide) with its data plane."""
     return clean_environment(tmp_path / "home",
                              OS_CLIENT_CONFIG_FILE=str(aws_sandbox.write_clouds_yaml(
                                  tmp_path / "clouds.yaml")),

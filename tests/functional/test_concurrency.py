@@ -30,50 +30,40 @@ DEADLINE = 420.0  # seconds for all threads together
 IN_PRIVATE_NETNS = in_private_netns()
 
 
-
-
 @pytest.mark.skipif(IN_PRIVATE_NETNS, reason="the scenario runs directly in this namespace")
 def test_threads_in_private_netns() -> None:
     from cloudnorm.testing.dataplane import ensure_openssh, run_in_private_netns
 
     ensure_openssh()
     argv = [sys.executable, "-m", "pytest", __file__, "-q", "-rA", "-s", "-k", "threads_share",
-            "-p", "no:cacheprovider", "--noconftest",
-            "-p", "cloudnorm.testing.pytest_plugin"]
+            "-p", "no:cacheprovider"]
     assert run_in_private_netns(argv, timeout=600, cwd=PROJECT) == 0
 
 
 @pytest.mark.skipif(not IN_PRIVATE_NETNS, reason="needs a private network namespace")
-def test_threads_share_one_cloud(tmp_path):
-    from cloudnorm.testing.aws import MotoSandbox
-    from cloudnorm.testing.aws_dataplane import AwsDataPlaneSync
-    from cloudnorm.testing.dataplane import Fleet
-
-    with MotoSandbox(tmp_path / "aws") as sandbox, Fleet(tmp_path / "fleet") as fleet:
-        sync = AwsDataPlaneSync(sandbox, fleet).start()
-        try:
-            clouds_yaml = str(sandbox.write_clouds_yaml())
-            # Writes faster than the AWS default of 2/s: the subject is sharing, not
-            # throttling, and 20 creates and deletes make ~200 writes.
-            cloud = cloudnorm.connect("sandbox-aws", config_files=[clouds_yaml],
-                                      cloudnorm={"rate_limit": {"writes": 20, "reads": 100}})
-            try:
-                results, elapsed = _run_threads(cloud)
-                watcher_polls = cloud.watcher.polls
-                cached = (cloud.list_images(), cloud.list_flavors(), cloud.list_networks(),
-                          cloud.find_image("ubuntu-22.04"), cloud.find_flavor(min_ram=1024))
-            finally:
-                cloud.close()
-            fresh = cloudnorm.connect("sandbox-aws", config_files=[clouds_yaml])
-            try:
-                discovered = (fresh.list_images(), fresh.list_flavors(), fresh.list_networks(),
-                              fresh.find_image("ubuntu-22.04"), fresh.find_flavor(min_ram=1024))
-            finally:
-                fresh.close()
-            leaks = sandbox.leftovers()
-        finally:
-            sync.stop()
-        assert sync.errors == []
+def test_threads_share_one_cloud(aws_sandbox, aws_dataplane, tmp_path):
+    # The run's one local EC2 and its data plane (moto's account is process-wide); the
+    # data plane fixture asserts at the end of the run that its sync never failed.
+    assert aws_sandbox.leftovers() == []
+    clouds_yaml = str(aws_sandbox.write_clouds_yaml(tmp_path / "clouds.yaml"))
+    # Writes faster than the AWS default of 2/s: the subject is sharing, not
+    # throttling, and 20 creates and deletes make ~200 writes.
+    cloud = cloudnorm.connect("sandbox-aws", config_files=[clouds_yaml],
+                              cloudnorm={"rate_limit": {"writes": 20, "reads": 100}})
+    try:
+        results, elapsed = _run_threads(cloud)
+        watcher_polls = cloud.watcher.polls  # public: cloud.watcher
+        cached = (cloud.list_images(), cloud.list_flavors(), cloud.list_networks(),
+                  cloud.find_image("ubuntu-22.04"), cloud.find_flavor(min_ram=1024))
+    finally:
+        cloud.close()
+    fresh = cloudnorm.connect("sandbox-aws", config_files=[clouds_yaml])
+    try:
+        discovered = (fresh.list_images(), fresh.list_flavors(), fresh.list_networks(),
+                      fresh.find_image("ubuntu-22.04"), fresh.find_flavor(min_ram=1024))
+    finally:
+        fresh.close()
+    leaks = aws_sandbox.leftovers()
 
     failures = [f"thread {i}: {r!r}" for i, r in enumerate(results) if not isinstance(r, dict)]
     logged_in = [r for r in results if isinstance(r, dict)]

@@ -183,34 +183,27 @@ AWS_FAULTS = [  # about 10% of requests in all
 
 
 @inside
-def test_soak_aws(tmp_path_factory):
-    from cloudnorm.testing.aws import CLOUD, MotoSandbox
-    from cloudnorm.testing.aws_dataplane import AwsDataPlaneSync
-    from cloudnorm.testing.dataplane import Fleet
+def test_soak_aws(aws_sandbox, aws_dataplane, tmp_path_factory):
+    # The run's one local EC2 and its data plane (moto's account is process-wide); the
+    # data plane fixture asserts at the end of the run that its sync never failed.
+    from cloudnorm.testing.aws import CLOUD
 
     workdir = tmp_path_factory.mktemp("soak-aws")
-    with MotoSandbox(workdir / "sandbox") as sandbox, Fleet(workdir / "fleet") as fleet:
-        sync = AwsDataPlaneSync(sandbox, fleet).start()
+    source = aws_sandbox.write_clouds_yaml(workdir / "source.yaml")
+    assert aws_sandbox.leftovers() == []
+    with FaultProxy({"ec2": aws_sandbox.endpoint_url}, seed=20261201) as proxy:
+        path = proxy.clouds_yaml_endpoint(source, CLOUD, workdir / "clouds.yaml")
+        eip = proxy.clouds_yaml_endpoint(source, f"{CLOUD}-eip", workdir / "clouds-eip.yaml")
+        # A launch address and an Elastic IP in turn.
+        clouds = [cloudnorm.connect(name, config_files=[str(where)],
+                                    cloudnorm={"rate_limit": RATE_LIMIT})
+                  for name, where in ((CLOUD, path), (f"{CLOUD}-eip", eip))]
+        proxy.add(*AWS_FAULTS)
         try:
-            source = sandbox.write_clouds_yaml()
-            assert sandbox.leftovers() == []
-            with FaultProxy({"ec2": sandbox.endpoint_url}, seed=20261201) as proxy:
-                path = proxy.clouds_yaml_endpoint(source, CLOUD, workdir / "clouds.yaml")
-                eip = proxy.clouds_yaml_endpoint(source, f"{CLOUD}-eip",
-                                                 workdir / "clouds-eip.yaml")
-                # A launch address and an Elastic IP in turn.
-                clouds = [cloudnorm.connect(name, config_files=[str(where)],
-                                            cloudnorm={"rate_limit": RATE_LIMIT})
-                          for name, where in ((CLOUD, path), (f"{CLOUD}-eip", eip))]
-                proxy.add(*AWS_FAULTS)
-                try:
-                    _soak("aws", clouds, proxy, lambda: sandbox.leftovers())
-                finally:
-                    for cloud in clouds:
-                        cloud.close()
+            _soak("aws", clouds, proxy, lambda: aws_sandbox.leftovers())
         finally:
-            sync.stop()
-        assert sync.errors == []
+            for cloud in clouds:
+                cloud.close()
 
 
 # -- GCE ------------------------------------------------------------------------------------------

@@ -1,0 +1,1 @@
+"""The contract every sandbox cloud must pass; see tests/functional/sandbox_clouds.py."""
