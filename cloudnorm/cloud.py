@@ -16,6 +16,7 @@ from cloudnorm.drivers.base import Created, Driver
 from cloudnorm.models import Decision, Flavor, Image, KeyPair, Location, Network, Server
 from cloudnorm.provision import CreateRequest, ServerWatcher, StepCallback
 from cloudnorm.state import Capabilities, ServerState
+from cloudnorm.userdata import UserData
 
 if TYPE_CHECKING:
     from cloudnorm.keys import NodeKey
@@ -212,7 +213,9 @@ class Cloud:
                       bootstrap: bool = True, wait: bool = True, timeout: float = 600.0,
                       tags: dict[str, str] | None = None, on_step: StepCallback | None = None,
                       verify_host_keys: bool = True, ssh_user: str | None = None,
-                      keep_node_key: bool = False) -> Server:
+                      keep_node_key: bool = False, userdata: UserData | None = None,
+                      availability_zone: str | None = None,
+                      security_groups: Sequence[str] = ()) -> Server:
         """Create a server and return it once it is reachable over SSH.
 
         ``image`` is an OS name (``"ubuntu-22.04"``), an image name or id, or an
@@ -224,6 +227,14 @@ class Cloud:
         user and password logins are turned off, both verified. Anything
         created is removed again if a step fails.
 
+        ``userdata`` is what the server's first boot runs (cloud-init): a mapping is
+        sent as a cloud-config, text or bytes exactly as given (a script, a
+        cloud-config, a MIME multi-part archive, gzip); one larger than the cloud
+        takes raises :class:`~cloudnorm.errors.InvalidRequest` before anything is
+        created. ``availability_zone`` picks the zone to boot in.
+        ``security_groups`` (names or ids; on GCE, network tags) are added to the
+        group cloudnorm opens for SSH, never in its place.
+
         ``name`` may instead be a whole :class:`~cloudnorm.provision.CreateRequest`
         (what the CLI and the Ansible modules build); the other arguments but
         ``on_step`` are then not used.
@@ -232,7 +243,9 @@ class Cloud:
             name=name, image=image, flavor=flavor, min_ram=min_ram, min_vcpus=min_vcpus,
             network=network, key=key, authorized_keys=tuple(authorized_keys),
             bootstrap=bootstrap, wait=wait, timeout=timeout, tags=dict(tags or {}),
-            verify_host_keys=verify_host_keys, ssh_user=ssh_user, keep_node_key=keep_node_key)
+            verify_host_keys=verify_host_keys, ssh_user=ssh_user, keep_node_key=keep_node_key,
+            userdata=userdata, availability_zone=availability_zone,
+            security_groups=tuple(security_groups))
         return provision.create_server(self, request, on_step)
 
     def delete_server(self, server: Server | str, *, wait: bool = True,

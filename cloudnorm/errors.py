@@ -53,6 +53,15 @@ class Ambiguous(CloudnormError):
         self.candidates = list(candidates or [])
 
 
+class InvalidRequest(CloudnormError, ValueError):
+    """What was asked cannot be done as asked (checked before anything is created);
+    ``field`` names the argument to change."""
+
+    def __init__(self, message: str, *, field: str = "", cloud: str | None = None) -> None:
+        super().__init__(message, cloud=cloud)
+        self.field = field
+
+
 class QuotaExceeded(CloudnormError):
     """A quota or capacity limit was hit; ``resource`` names what ran out."""
 

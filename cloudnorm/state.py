@@ -12,6 +12,8 @@ from typing import Any, Literal
 
 import attrs
 
+from cloudnorm.userdata import SizeLimit
+
 #: Where a server is in its life, in EC2's words (the yardstick) plus ``deleting``:
 #: asked to go and not gone yet. A server that no longer exists has no state at all.
 Phase = Literal["pending", "running", "stopping", "stopped", "deleting", "terminated",
@@ -97,3 +99,5 @@ class Capabilities:
     #: (:meth:`~cloudnorm.drivers.base.Driver.published_host_keys`), a better channel
     #: than the console.
     published_host_keys: bool = False
+    #: How much user data a server takes (None: the cloud takes none).
+    user_data_limit: SizeLimit | None = None

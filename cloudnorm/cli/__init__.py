@@ -14,7 +14,7 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, BinaryIO, TypeVar
 
 import click
 
@@ -199,12 +199,21 @@ def _default_public_keys() -> list[Path]:
 @click.option("--authorized-key", "key_files", multiple=True, type=click.Path(dir_okay=False),
               help="Public key file to install for root and the login user (repeatable; "
                    "default: ~/.ssh/id_ed25519.pub, id_ecdsa.pub or id_rsa.pub).")
+@click.option("--user-data", "user_data_file", type=click.File("rb"),
+              help="File the first boot runs (a cloud-config, a script, MIME or gzip; "
+                   "sent as it is; '-' reads standard input).")
+@click.option("--availability-zone", help="Zone to boot in (default: the cloud's choice).")
+@click.option("--security-group", "security_groups", multiple=True,
+              help="Security group (GCE: network tag) to add to cloudnorm's SSH access "
+                   "(repeatable).")
 @click.option("--timeout", default=600.0, show_default=True, help="Seconds for all steps.")
 @click.option("--json", "as_json", is_flag=True, help="Print the server as JSON.")
 @_errors_exit_1
 def create(name: str, cloud_name: str, os_name: str, image: str | None, flavor: str | None,
            min_ram: int, min_vcpus: int | None, network: str | None,
-           key_files: tuple[str, ...], timeout: float, as_json: bool) -> None:
+           key_files: tuple[str, ...], user_data_file: BinaryIO | None,
+           availability_zone: str | None, security_groups: tuple[str, ...],
+           timeout: float, as_json: bool) -> None:
     """Create server NAME and wait until it is reachable over SSH.
 
     The public keys are installed for root and the login user, password logins are
@@ -226,6 +235,8 @@ def create(name: str, cloud_name: str, os_name: str, image: str | None, flavor: 
         server = cloud.create_server(CreateRequest(
             name, image=image or os_name, flavor=flavor, min_ram=min_ram,
             min_vcpus=min_vcpus, network=network, authorized_keys=tuple(public_keys),
+            userdata=user_data_file.read() if user_data_file else None,
+            availability_zone=availability_zone, security_groups=security_groups,
             timeout=timeout), on_step=progress.step)
     data = server_json(server)
     if as_json:

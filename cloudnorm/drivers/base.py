@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import abc
 import datetime
+from collections.abc import Sequence
 from typing import ClassVar
 
 import attrs
@@ -43,6 +44,12 @@ class BootSpec:
     #: Boot as the vendor's own examples do, adding nothing of cloudnorm's (no public
     #: address option, no group): what the conformance check measures the raw cloud by.
     plain: bool = False
+    #: The user data, as the server receives it (checked against the cloud's limit).
+    user_data: bytes | None = None
+    availability_zone: str | None = None
+    #: The caller's security groups (names or ids; GCE: network tags), in addition to
+    #: ``security_group``.
+    security_groups: tuple[str, ...] = ()
 
 
 @attrs.frozen
@@ -165,10 +172,18 @@ class Driver(abc.ABC):
         () while nothing was published yet. The console is the fallback."""
         raise _lacks(self, "published_host_keys")
 
-    def make_port(self, attach: Network, owner: str, security_group: str | None) -> Created:
+    def check_options(self, availability_zone: str | None,
+                      security_groups: Sequence[str]) -> None:
+        """Raise :class:`~cloudnorm.errors.InvalidRequest` for create options this cloud
+        cannot honour, before anything is created; the cloud itself judges the rest."""
+        return None
+
+    def make_port(self, attach: Network, owner: str,
+                  security_groups: Sequence[str] = ()) -> Created:
         """The new server's interface on ``attach``, made before the server
         (``capabilities.prebuilt_ports``), so that its public address can be attached
-        while it boots instead of after."""
+        while it boots instead of after. It carries ``security_groups`` (ids, or names
+        the driver looks up)."""
         raise _lacks(self, "prebuilt_ports")
 
     @abc.abstractmethod

@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING
 
 import attrs
 
+from cloudnorm.userdata import UserData, encode
+
 if TYPE_CHECKING:
     from cloudnorm.keys import NodeKey
     from cloudnorm.models import Flavor, Image
@@ -17,7 +19,13 @@ def _strings(value: Mapping[str, str] | None) -> dict[str, str]:
 
 
 def _texts(value: Iterable[str]) -> tuple[str, ...]:
+    if isinstance(value, str):  # one name, not its letters
+        return (value,)
     return tuple(value)
+
+
+def _user_data(value: UserData | None) -> bytes | None:
+    return None if value is None else encode(value)
 
 
 @attrs.frozen
@@ -50,3 +58,10 @@ class CreateRequest:
     #: The user to log in as; None: learned from the image, the profile or a probe.
     ssh_user: str | None = None
     keep_node_key: bool = False
+    #: What the server's first boot runs (cloud-init): a mapping is written as a
+    #: cloud-config, text and bytes go as given; held as the bytes the cloud receives.
+    userdata: bytes | None = attrs.field(default=None, converter=_user_data)
+    #: The availability zone (GCE: the zone) to boot in; None: the cloud's choice.
+    availability_zone: str | None = None
+    #: Security groups (GCE: network tags) added to the one cloudnorm opens for SSH.
+    security_groups: tuple[str, ...] = attrs.field(default=(), converter=_texts)

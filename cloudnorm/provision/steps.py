@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import attrs
 
-from cloudnorm import errors, keys, networks, parallel, profiles
+from cloudnorm import errors, keys, networks, parallel, profiles, userdata
 from cloudnorm.drivers.base import BootSpec, Created
 from cloudnorm.models import Address, Decision, Flavor, Image, Server
 from cloudnorm.provision.context import Run
@@ -17,8 +17,10 @@ from cloudnorm.state import ServerState, booted
 
 
 def register_node_key(run: Run) -> None:
-    """1: the node key, registered the cloud's way."""
+    """1: the node key, registered the cloud's way; first the request is checked
+    against what the cloud takes, so nothing is made for a request it would refuse."""
     run.step = STEPS[0]
+    check_request(run)
     key = run.request.key
     run.report.emit(run.step, "started", "creating a throw-away ed25519 key" if key is None
                     else f"using the caller's key {key.name}")
@@ -26,6 +28,18 @@ def register_node_key(run: Run) -> None:
     run.cloud.create_keypair(run.key_name, run.node_key.public_key)
     run.ledger.add(Created("keypair", run.key_name, run.key_name))
     run.report.emit(run.step, "done", f"key pair {run.key_name} registered")
+
+
+def check_request(run: Run) -> None:
+    """Refuse what the cloud would refuse later, after resources exist."""
+    request = run.request
+    run.driver.check_options(request.availability_zone, request.security_groups)
+    data, limit = request.userdata, run.driver.capabilities.user_data_limit
+    if data is not None:
+        if limit is None:
+            raise errors.InvalidRequest("this cloud passes no user data to its servers",
+                                        cloud=run.cloud.name, field="userdata")
+        userdata.check_size(data, limit, run.cloud.name)
 
 
 def discover(run: Run) -> None:
@@ -86,13 +100,16 @@ def boot(run: Run) -> None:
     group_id = run.group.id if run.group else None
     if run.plan.floating_ip and request.wait and driver.capabilities.prebuilt_ports:
         assert run.attach is not None
-        run.port = run.ledger.add(driver.make_port(run.attach, run.owner, group_id))
+        groups = ((group_id,) if group_id else ()) + request.security_groups
+        run.port = run.ledger.add(driver.make_port(run.attach, run.owner, groups))
     run.server_id = run.ledger.add(driver.boot(BootSpec(
         name=request.name, image=run.image, flavor=run.flavor, network=run.attach,
         key_name=run.key_name, owner=run.owner, security_group=group_id,
         config_drive=cloud.profile.config_drive, metadata=dict(request.tags),
         login_user=run.users[0] if len(run.users) == 1 else None,
-        port=run.port.id if run.port else None))).id
+        port=run.port.id if run.port else None, user_data=request.userdata,
+        availability_zone=request.availability_zone,
+        security_groups=request.security_groups))).id
     cloud.refresh("server")
     if run.port is not None:
         # The server's interface exists already: its floating IP goes on while it

@@ -15,6 +15,7 @@ every cloud that states what the test checks (:func:`clouds_with`).
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import dataclasses
 import http.client
@@ -269,6 +270,10 @@ class SandboxCloud:
     def check_boot(self, server: cloudnorm.Server, owner: str) -> None:
         """What the provider's own API shows of a server booted without waiting."""
 
+    def user_data(self, server: cloudnorm.Server) -> bytes | None:
+        """The user data the cloud holds for ``server``, read the provider's own way."""
+        raise NotImplementedError
+
     @contextlib.contextmanager
     def public_address_refused(self) -> Iterator[str]:
         """Make step 5 fail as this cloud refuses a public address; yields the quota's
@@ -309,6 +314,18 @@ class OpenStackCloud(SandboxCloud):
                  "security group")
         return {next(k for k in kinds if line.startswith(k + " "))
                 for line in leftovers(self.sandbox, self.profile, owner=owner)}
+
+    def user_data(self, server: cloudnorm.Server) -> bytes | None:
+        # Nova shows a server's user_data to an admin, from microversion 2.3 on
+        # (compute API reference, "Show Server Details": OS-EXT-SRV-ATTR:user_data).
+        admin = self.sandbox.connect_admin()
+        try:
+            reply = admin.compute.get(f"/servers/{server.id}", microversion="2.3")
+            reply.raise_for_status()
+            value = reply.json()["server"].get("OS-EXT-SRV-ATTR:user_data")
+        finally:
+            admin.close()
+        return None if value is None else base64.b64decode(value)
 
     def requests(self, since: float) -> list[str]:
         # Everything done in the profile's project; where cloudnorm boots servers, Nova's
@@ -352,6 +369,12 @@ class AwsCloud(SandboxCloud):
         if any(mine(a) for a in ec2.describe_addresses()["Addresses"]):
             kinds.add("address")
         return kinds
+
+    def user_data(self, server: cloudnorm.Server) -> bytes | None:
+        reply = self.sandbox.client("ec2").describe_instance_attribute(
+            InstanceId=server.id, Attribute="userData")
+        value = (reply.get("UserData") or {}).get("Value")
+        return None if value is None else base64.b64decode(value)
 
     def requests(self, since: float) -> list[str]:
         assert self.recorder is not None, "AWS clouds are measured through the recorder"
@@ -452,6 +475,18 @@ class GceCloud(SandboxCloud):
 
     def node_id(self, server: cloudnorm.Server) -> str:
         return str(server.raw["id"])  # the instance's number, not its name
+
+    def user_data(self, server: cloudnorm.Server) -> bytes | None:
+        from cloudnorm.testing.gce import PROJECT, ZONE
+
+        instance = self.sandbox.client("InstancesClient").get(project=PROJECT, zone=ZONE,
+                                                              instance=server.name)
+        items = {i.key: i.value for i in instance.metadata.items}
+        if "user-data" not in items:
+            return None
+        if items.get("user-data-encoding") == "base64":
+            return base64.b64decode(items["user-data"])
+        return items["user-data"].encode("utf-8")
 
     def check_boot(self, server: cloudnorm.Server, owner: str) -> None:
         from cloudnorm.testing.gce import CUSTOM_NETWORK, PROJECT, ZONE

@@ -161,3 +161,32 @@ def test_sandbox_reset_seeds_the_account_again(sandbox, clean):
         {k: r.get(k) for k in ("DestinationCidrBlock", "GatewayId")} for r in default_routes]
     assert sandbox.client("ssm").get_parameter(Name=UBUNTU_22_04_PARAMETER)["Parameter"][
         "Value"] == "ami-0ab2204000000002"
+
+
+# -- what automation passes to create_server ----------------------------------------------------
+def test_zone_and_extra_groups_reach_ec2_and_ssh_stays_open(connect, sandbox, clean):
+    """A group named by the caller is looked up in the server's VPC (a name is unique
+    only there) and goes on next to cloudnorm's; the zone is EC2's Placement."""
+    ec2 = sandbox.client("ec2", REGION)
+    subnet_id = sandbox.layout[REGION]["custom-public"]
+    subnet = ec2.describe_subnets(SubnetIds=[subnet_id])["Subnets"][0]
+    extra = ec2.create_security_group(GroupName="cn-extra-web", Description="test",
+                                      VpcId=subnet["VpcId"])["GroupId"]
+    cloud = connect()
+    server = None
+    try:
+        server = cloud.create_server("cn-zone-groups", wait=False, network=subnet_id,
+                                     availability_zone=subnet["AvailabilityZone"],
+                                     security_groups=["cn-extra-web"])
+        instance = ec2.describe_instances(InstanceIds=[server.id])["Reservations"][0][
+            "Instances"][0]
+        assert instance["Placement"]["AvailabilityZone"] == subnet["AvailabilityZone"]
+        groups = {g["GroupId"] for g in instance["NetworkInterfaces"][0]["Groups"]}
+        assert extra in groups
+        names = {g["GroupName"] for g in ec2.describe_security_groups(
+            GroupIds=sorted(groups))["SecurityGroups"]}
+        assert any(name.startswith("cloudnorm-") for name in names)  # SSH still let in
+    finally:
+        if server is not None:
+            assert cloud.delete_server(server.id) is True
+        ec2.delete_security_group(GroupId=extra)

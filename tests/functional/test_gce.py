@@ -204,3 +204,23 @@ def test_ssh_guest_attributes_refused_and_no_console_keys_rolls_back(connect, sa
             pytest.raises(errors.Timeout, match="on the console nor published them"):
         cloud.create_server("ga-refused", image="debian-12", timeout=25)
     assert fault.failed >= 1
+
+
+# -- what automation passes to create_server ----------------------------------------------------
+def test_zone_and_extra_tags_reach_gce_and_ssh_stays_open(connect, sandbox, clean):
+    """On GCE a "security group" is a network tag firewall rules target: the caller's
+    tags go on next to cloudnorm's. A cloud is bound to its zone: another one is
+    refused before anything is created."""
+    cloud = connect("sandbox-gce-custom")
+    server = cloud.create_server("cn-zone-tags", wait=False, availability_zone=ZONE,
+                                 security_groups=["web", "db"])
+    try:
+        instance = sandbox.client("InstancesClient").get(project=PROJECT, zone=ZONE,
+                                                         instance=server.name)
+        tags = list(instance.tags.items)
+        assert tags[1:] == ["web", "db"] and tags[0].startswith("cloudnorm-")
+    finally:
+        assert cloud.delete_server(server.id) is True
+    with pytest.raises(errors.InvalidRequest, match=f"boots in zone {ZONE}") as info:
+        cloud.create_server("cn-other-zone", wait=False, availability_zone="asia-east1-a")
+    assert info.value.field == "availability_zone"

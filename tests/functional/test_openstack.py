@@ -151,3 +151,36 @@ def test_unknown_login_user_comes_from_the_console_or_a_probe(openstack_sandbox,
         cloud.close()
         sdk.image.delete_image(image)
         sdk.close()
+
+
+# -- what automation passes to create_server ----------------------------------------------------
+def test_zone_and_extra_groups_reach_nova_and_ssh_stays_open(connect, openstack_sandbox):
+    """The caller's group goes on next to cloudnorm's, and the zone is Nova's
+    availability_zone, both read back with openstacksdk."""
+    sdk = sdk_connection(openstack_sandbox, "fip-required")
+    extra = sdk.network.create_security_group(name="cn-extra-web", description="test")
+    cloud = connect("fip-required")
+    server = None
+    try:
+        server = cloud.create_server("cn-zone-groups", wait=False, availability_zone="nova",
+                                     security_groups=["cn-extra-web"])
+        seen = sdk.compute.wait_for_server(sdk.compute.get_server(server.id), wait=120)
+        assert seen.availability_zone == "nova"
+        groups = {g["name"] for g in seen.security_groups or ()}
+        assert "cn-extra-web" in groups
+        assert any(g.startswith("cloudnorm-") for g in groups)  # SSH is still let in
+    finally:
+        if server is not None:
+            cloud.delete_server(server.id)
+        sdk.network.delete_security_group(extra)
+        sdk.close()
+
+
+def test_an_unknown_zone_is_the_clouds_refusal_typed_and_rolled_back(connect,
+                                                                     openstack_sandbox):
+    from cloudnorm.testing.openstack.leftovers import leftovers
+
+    cloud = connect("fip-required")
+    with pytest.raises(errors.CloudnormError, match="(?i)availability zone"):
+        cloud.create_server("cn-no-zone", wait=False, availability_zone="no-such-zone")
+    assert leftovers(openstack_sandbox, "fip-required", servers_named="cn-") == []

@@ -93,6 +93,19 @@ def test_present_creates_when_the_name_is_unknown(cloud, capsys):
     cloud.close.assert_called_once_with()
 
 
+@pytest.mark.parametrize("given", [{"runcmd": ["touch /root/ran"]}, "#!/bin/sh\ntrue\n"],
+                         ids=["cloud-config", "script"])
+def test_present_passes_user_data_zone_and_groups(cloud, capsys, given):
+    cloud.get_server.side_effect = cloudnorm.NotFound("no server 'web1'")
+    cloud.create_server.return_value = make_server()
+    result = run(server, dict(cloud="mycloud", name="web1", userdata=given,
+                              availability_zone="az-2", security_groups=["web"]), capsys)
+    assert result["rc"] == 0
+    (request,), _ = cloud.create_server.call_args
+    assert request.userdata == cloudnorm.userdata.encode(given)
+    assert (request.availability_zone, request.security_groups) == ("az-2", ("web",))
+
+
 def test_present_is_no_change_when_the_server_exists(cloud, capsys):
     cloud.get_server.return_value = make_server(ssh_port=2222)
     result = run(server, dict(cloud="mycloud", name="web1"), capsys)

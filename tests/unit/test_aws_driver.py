@@ -29,6 +29,7 @@ from cloudnorm.drivers.aws.normalize import (
 from cloudnorm.drivers.base import BootSpec, Created
 from cloudnorm.models import OWNER_KEY, Flavor, Image, Location, Network
 from cloudnorm.state import Capabilities, ServerState
+from cloudnorm.userdata import SizeLimit
 
 ENDPOINT = "http://127.0.0.1:9"
 CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
@@ -803,9 +804,10 @@ def test_plain_boot_is_ec2s_own_example(stubbed, mode):
 def test_capabilities_say_what_ec2_offers():
     assert make_driver().capabilities == Capabilities(
         security_groups=True, server_metadata=True, prebuilt_ports=False,
-        port_forwarding=False, published_host_keys=False)
+        port_forwarding=False, published_host_keys=False,
+        user_data_limit=SizeLimit(16384, "raw", "EC2's limit on UserData"))
     with pytest.raises(TypeError, match="prebuilt_ports"):
-        make_driver().make_port(subnet_network("s", "v", None), "abc", None)
+        make_driver().make_port(subnet_network("s", "v", None), "abc")
 
 
 def test_security_group_follows_the_server_to_another_vpc(stubbed, monkeypatch):
@@ -932,3 +934,30 @@ def test_clients_retry_the_standard_way():
     client = make_driver().transport.client("ec2")
     assert client.meta.config.retries["mode"] == "standard"
     assert client.meta.endpoint_url == ENDPOINT
+
+
+def test_boot_passes_user_data_zone_and_the_callers_groups(stubbed):
+    # RunInstances: UserData (botocore base64-encodes it), Placement.AvailabilityZone,
+    # and group ids; a group name is looked up in the subnet's VPC (EC2 API reference,
+    # RunInstances and DescribeSecurityGroups).
+    drv, ec2, _ = stubbed()
+    ec2.add_response("describe_security_groups", {"SecurityGroups": [
+        {"GroupName": "web", "GroupId": "sg-web", "VpcId": "vpc-1"}]}, {"Filters": [
+            {"Name": "group-name", "Values": ["web"]}, {"Name": "vpc-id", "Values": ["vpc-1"]}]})
+    nic = {"DeviceIndex": 0, "SubnetId": "subnet-1", "DeleteOnTermination": True,
+           "Groups": ["sg-1", "sg-db", "sg-web"], "AssociatePublicIpAddress": True}
+    ec2.add_response("run_instances", launched(), run_params(
+        nic, UserData=ANY, Placement={"AvailabilityZone": "us-east-1b"}))
+    drv.boot(attrs.evolve(spec(subnet_network("subnet-1", "vpc-1", "igw-1")),
+                          user_data=b"#!/bin/sh\ntrue\n", availability_zone="us-east-1b",
+                          security_groups=("sg-db", "web")))
+    ec2.assert_no_pending_responses()
+
+
+def test_an_unknown_group_name_is_not_found_before_launch(stubbed):
+    drv, ec2, _ = stubbed()
+    ec2.add_response("describe_security_groups", {"SecurityGroups": []}, {"Filters": [
+        {"Name": "group-name", "Values": ["nope"]}, {"Name": "vpc-id", "Values": ["vpc-1"]}]})
+    with pytest.raises(errors.NotFound, match="no security group 'nope' in vpc-1"):
+        drv.boot(attrs.evolve(spec(subnet_network("subnet-1", "vpc-1", "igw-1")),
+                              security_groups=("nope",)))

@@ -438,3 +438,29 @@ def test_help_loads_no_provider_sdk():
                           timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_create_sends_the_user_data_file_as_it_is(tmp_path, monkeypatch):
+    import contextlib
+
+    from cloudnorm import errors
+
+    asked = []
+
+    class Cloud:
+        def create_server(self, request, on_step=None):
+            asked.append(request)
+            raise errors.InvalidRequest("stop here", field="userdata")
+
+    monkeypatch.setattr(cli, "_connect", lambda name: contextlib.nullcontext(Cloud()))
+    key = tmp_path / "op.pub"
+    key.write_text("ssh-ed25519 AAAA op\n")
+    data = tmp_path / "init.sh"
+    data.write_bytes(b"#!/bin/sh\necho \xc3\xa9 > /root/ran\n")
+    result = CliRunner().invoke(cli.main, [
+        "create", "web1", "-c", "c", "--authorized-key", str(key), "--user-data", str(data),
+        "--availability-zone", "az-2", "--security-group", "web", "--security-group", "db"])
+    assert result.exit_code == 1 and "stop here" in result.output
+    (request,) = asked
+    assert request.userdata == data.read_bytes()
+    assert (request.availability_zone, request.security_groups) == ("az-2", ("web", "db"))

@@ -42,6 +42,7 @@ from cloudnorm.state import Capabilities, ServerState
 from cloudnorm.testing.gce import GceSandbox
 from cloudnorm.testing.gce.api import ApiError, compile_filter
 from cloudnorm.testing.gce_dataplane import login_from_metadata, ssh_open
+from cloudnorm.userdata import SizeLimit
 
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIK0wmN/Cr3JXqmLW7u+g9pTh+wyqDHpSQEIQczXkVx9q node"
 
@@ -310,7 +311,8 @@ def test_the_status_message_of_an_error_is_its_fault():
 def test_capabilities():
     assert make_driver().capabilities == Capabilities(
         security_groups=True, server_metadata=True, prebuilt_ports=False,
-        port_forwarding=False, published_host_keys=True)
+        port_forwarding=False, published_host_keys=True,
+        user_data_limit=SizeLimit(262144, "text", "GCE's limit on a metadata value"))
 
 
 def test_metadata_keys_and_ssh_keys_line():
@@ -925,3 +927,58 @@ def test_neither_channel_times_out_naming_both():
     with pytest.raises(errors.Timeout, match="never printed its SSH host keys on the console "
                                              "nor published them"):
         announced(driver, deadline=0.2)
+
+
+def _debian_boot(**extra: Any):
+    from cloudnorm.drivers.base import BootSpec
+    from cloudnorm.models import Flavor
+
+    image = normalize_image({"name": "debian-12-bookworm-v20240415", "selfLink":
+                             "https://x/compute/v1/projects/debian-cloud/global/images/x"},
+                            {"distro": "debian", "version": "12", "owner": "debian-cloud"})
+    flavor = Flavor(id="e2-micro", name="e2-micro", ram=1024, vcpus=2, disk=0,
+                    is_public=True, disabled=False, raw={})
+    return BootSpec(image=image, flavor=flavor, network=None, key_name="cloudnorm-0ddba13",
+                    owner="0ddba13", **extra)
+
+
+def test_boot_passes_user_data_as_metadata_and_the_callers_tags(sandbox):
+    # cloud-init's GCE datasource reads the user-data metadata key, base64-decoded where
+    # user-data-encoding says base64 (cloud-init docs, datasource GCE).
+    import gzip
+
+    driver = sandbox_driver(sandbox)
+    driver.create_keypair("cloudnorm-0ddba13", KEY)
+    packed = gzip.compress(b"#cloud-config\nruncmd: [true]\n")
+    made = []
+    try:
+        for name, data in (("ud-text", b"#!/bin/sh\ntrue\n"), ("ud-gzip", packed)):
+            made.append(driver.boot(_debian_boot(name=name, user_data=data,
+                                                 security_groups=("web", "db"))))
+            (state,) = driver.get_server(name)
+            items = instance_metadata(dict(state.raw))
+            if data == packed:
+                assert items["user-data-encoding"] == "base64"
+                assert base64.b64decode(items["user-data"]) == packed
+            else:
+                assert items["user-data"] == "#!/bin/sh\ntrue\n"
+                assert "user-data-encoding" not in items
+            assert (state.raw.get("tags") or {}).get("items", []) == ["web", "db"]
+    finally:
+        for created in made:
+            driver.delete(created)
+
+
+@pytest.mark.parametrize("extra, field", [
+    ({"availability_zone": "europe-west1-b"}, "availability_zone"),
+    ({"security_groups": ("Not_A_Tag",)}, "security_groups"),
+])
+def test_what_gce_cannot_do_is_refused_before_insert(sandbox, extra, field):
+    driver = sandbox_driver(sandbox)
+    driver.create_keypair("cloudnorm-0ddba13", KEY)
+    with pytest.raises(errors.InvalidRequest) as info:
+        driver.check_options(extra.get("availability_zone"), extra.get("security_groups", ()))
+    assert info.value.field == field
+    with pytest.raises(errors.InvalidRequest):
+        driver.boot(_debian_boot(name="refused", **extra))
+    assert driver.get_server("refused") == []

@@ -6,6 +6,8 @@ openstacksdk → ``OpenStackDriver`` path; only the HTTP replies are fake.
 
 from __future__ import annotations
 
+import base64
+
 import pytest
 
 import cloudnorm
@@ -680,3 +682,44 @@ def test_plain_boot_adds_no_group_and_no_config_drive(connect, fake_os, plain):
     else:
         assert sent["security_groups"] == [{"name": "g-1"}] and sent["config_drive"] is True
     assert posted.call_count == 1
+
+
+def test_boot_passes_user_data_zone_and_the_callers_groups(connect, fake_os):
+    # Nova's create server request: user_data base64-encoded, availability_zone, and
+    # security_groups by name (compute API reference, "Create Server").
+    posted = fake_os.nova("/servers", method="POST", status_code=202,
+                          json={"server": {"id": "srv-new"}})
+    connect().driver.boot(_boot_spec(user_data=b"#cloud-config\nruncmd: [true]\n",
+                                      availability_zone="az-2", security_groups=("web",)))
+    sent = posted.last_request.json()["server"]
+    assert base64.b64decode(sent["user_data"]) == b"#cloud-config\nruncmd: [true]\n"
+    assert sent["availability_zone"] == "az-2"
+    assert sent["security_groups"] == [{"name": "g-1"}, {"name": "web"}]
+
+
+def test_a_port_made_first_carries_the_callers_groups_by_id(connect, fake_os):
+    # A port takes group ids only (Networking API, "Create port"); a name is looked up.
+    fake_os.services = ["compute", "image", "network"]
+    fake_os.neutron("/security-groups?name=web&fields=id",
+                    json={"security_groups": [{"id": "5e0c1b7e-0000-4000-8000-000000000001"}]})
+    posted = fake_os.neutron("/ports", method="POST", status_code=201,
+                             json={"port": {"id": "port-1", "name": "cloudnorm-abc"}})
+    attach = Network(id="net-1", name="tenant-net", public=False, reason="private")
+    group = "0f1e2d3c-0000-4000-8000-00000000000a"
+    connect().driver.make_port(attach, "abc", (group, "web"))
+    assert posted.last_request.json()["port"]["security_groups"] == [
+        group, "5e0c1b7e-0000-4000-8000-000000000001"]
+
+
+def test_an_unknown_group_name_is_not_found(connect, fake_os):
+    fake_os.services = ["compute", "image", "network"]
+    fake_os.neutron("/security-groups?name=nope&fields=id", json={"security_groups": []})
+    attach = Network(id="net-1", name="tenant-net", public=False, reason="private")
+    with pytest.raises(errors.NotFound, match="no security group 'nope'"):
+        connect().driver.make_port(attach, "abc", ("nope",))
+
+
+def test_nova_takes_user_data_up_to_its_limit():
+    from cloudnorm.drivers.openstack.driver import USER_DATA_LIMIT
+
+    assert (USER_DATA_LIMIT.limit, USER_DATA_LIMIT.measured) == (65535, "base64")

@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import attrs
@@ -45,10 +46,14 @@ from cloudnorm.models import (
 from cloudnorm.profiles import Profile
 from cloudnorm.settings import CloudSettings
 from cloudnorm.state import Capabilities, ServerState
+from cloudnorm.userdata import SizeLimit
 
 _KEY_PREFIX = "cloudnorm-"
 _IP_MODES = ("public", "elastic")
 _LIVE_STATES = ["pending", "running", "stopping", "stopped", "shutting-down"]
+#: "User data is limited to 16 KB, in raw form, before it is base64-encoded" (EC2 user
+#: guide, "Work with instance user data").
+USER_DATA_LIMIT = SizeLimit(16384, "raw", "EC2's limit on UserData")
 _FILTER_VALUES = 200  # EC2 accepts at most this many values per filter
 
 
@@ -92,7 +97,8 @@ class AwsDriver(Driver):
     def capabilities(self) -> Capabilities:
         # EC2 filters traffic by security group and tags servers after launch; interfaces
         # are made with the server, and Elastic IPs are whole addresses, never ports.
-        return Capabilities(security_groups=True, server_metadata=True)
+        return Capabilities(security_groups=True, server_metadata=True,
+                            user_data_limit=USER_DATA_LIMIT)
 
     @property
     def region(self) -> str:
@@ -284,18 +290,24 @@ class AwsDriver(Driver):
         subnet = spec.network.raw if spec.network is not None else {}
         if group and subnet.get("VpcId"):
             group = self._group_in_vpc(group, str(subnet["VpcId"]), spec.owner)
+        groups = [*([group] if group else []),
+                  *self._group_ids(spec.security_groups, subnet.get("VpcId"))]
+        if spec.user_data is not None:
+            params["UserData"] = spec.user_data  # botocore base64-encodes it
+        if spec.availability_zone:
+            params["Placement"] = {"AvailabilityZone": spec.availability_zone}
         if spec.network is not None and spec.network.id != POOL_ID:
             nic: dict[str, Any] = {"DeviceIndex": 0, "SubnetId": spec.network.id,
                                    "DeleteOnTermination": True}
-            if group:
-                nic["Groups"] = [group]
+            if groups:
+                nic["Groups"] = groups
             if self._ip_mode == "elastic":
                 nic["AssociatePublicIpAddress"] = False  # the Elastic IP replaces it
             elif subnet.get("cloudnorm:internet_gateway"):
                 nic["AssociatePublicIpAddress"] = True
             params["NetworkInterfaces"] = [nic]
-        elif group:
-            params["SecurityGroupIds"] = [group]
+        elif groups:
+            params["SecurityGroupIds"] = groups
         reply = self.transport.call("ec2", "run_instances", **params)
         instance = reply["Instances"][0]
         return Created("server", instance["InstanceId"], spec.name)
@@ -312,6 +324,33 @@ class AwsDriver(Driver):
             params["SubnetId"] = spec.network.id
         reply = self.transport.call("ec2", "run_instances", **params)
         return Created("server", reply["Instances"][0]["InstanceId"], spec.name)
+
+    def _group_ids(self, names: Sequence[str], vpc_id: Any) -> list[str]:
+        """The ids of the caller's groups (``sg-`` ids, or names looked up in the
+        server's VPC, since a name is unique only within one VPC)."""
+        ids = [n for n in names if n.startswith("sg-")]
+        wanted = [n for n in names if not n.startswith("sg-")]
+        if not wanted:
+            return ids
+        filters = [{"Name": "group-name", "Values": wanted}]
+        if vpc_id:
+            filters.append({"Name": "vpc-id", "Values": [str(vpc_id)]})
+        found: dict[str, list[str]] = {}
+        for g in self.transport.pages("ec2", "describe_security_groups", "SecurityGroups",
+                                      Filters=filters):
+            found.setdefault(str(g.get("GroupName")), []).append(str(g.get("GroupId")))
+        for name in wanted:
+            matches = found.get(name, [])
+            if not matches:
+                raise errors.NotFound(f"no security group '{name}'"
+                                      + (f" in {vpc_id}" if vpc_id else ""),
+                                      cloud=self.settings.name)
+            if len(matches) > 1:
+                raise errors.Ambiguous(
+                    f"{len(matches)} security groups are named '{name}'; use an id",
+                    candidates=sorted(matches), cloud=self.settings.name)
+            ids.append(matches[0])
+        return ids
 
     def _group_in_vpc(self, group: str, vpc_id: str, owner: str) -> str:
         """``group``, or a like one in ``vpc_id`` when the server goes to another VPC.

@@ -36,6 +36,7 @@ transport.py for the rate limit, retries and operations):
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import datetime
 import json
@@ -44,6 +45,7 @@ import re
 import threading
 import time
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 from cloudnorm import errors, networks, profiles
@@ -76,8 +78,27 @@ from cloudnorm.models import Address, Decision, Flavor, Image, KeyPair, Location
 from cloudnorm.profiles import Profile
 from cloudnorm.settings import CloudSettings
 from cloudnorm.state import Capabilities, ServerState
+from cloudnorm.userdata import SizeLimit
 
 LOG = logging.getLogger(__name__)
+
+
+#: A metadata value "must be less than or equal to 262144 bytes (256 KiB)" (the
+#: compute v1 API reference, Metadata items).
+USER_DATA_LIMIT = SizeLimit(262144, "text", "GCE's limit on a metadata value")
+
+
+def user_data_items(data: bytes | None) -> list[dict[str, str]]:
+    """The metadata items that carry user data: ``user-data`` as text, or base64 with
+    ``user-data-encoding`` where it is not text (gzip), as cloud-init's GCE datasource
+    reads them."""
+    if data is None:
+        return []
+    try:
+        return [{"key": "user-data", "value": data.decode("utf-8")}]
+    except UnicodeDecodeError:
+        return [{"key": "user-data", "value": base64.b64encode(data).decode("ascii")},
+                {"key": "user-data-encoding", "value": "base64"}]
 
 
 class GceDriver(Driver):
@@ -121,7 +142,7 @@ class GceDriver(Driver):
         # attributes.
         return Capabilities(security_groups=True, server_metadata=True,
                             prebuilt_ports=False, port_forwarding=False,
-                            published_host_keys=True)
+                            published_host_keys=True, user_data_limit=USER_DATA_LIMIT)
 
     @property
     def project(self) -> str:
@@ -362,6 +383,22 @@ class GceDriver(Driver):
         return next(iter([*self.profile.login_users.values(),
                           *(d.login_user for d in profiles.distros().values())]))
 
+    def check_options(self, availability_zone: str | None,
+                      security_groups: Sequence[str]) -> None:
+        # One cloud is one zone (every later call names it); a "security group" is a
+        # network tag, which has the shape of a resource name.
+        if availability_zone and availability_zone != self._zone:
+            raise errors.InvalidRequest(
+                f"this cloud boots in zone {self._zone}, not {availability_zone}: "
+                "name another cloud (its zone: in clouds.yaml) for another zone",
+                cloud=self.settings.name, field="availability_zone")
+        for tag in security_groups:
+            if not NAME_PATTERN.fullmatch(tag):
+                raise errors.InvalidRequest(
+                    f"'{tag}' cannot be a GCE network tag: use 1 to 63 lowercase letters, "
+                    "digits and dashes, starting with a letter", cloud=self.settings.name,
+                    field="security_groups")
+
     def boot(self, spec: BootSpec) -> Created:
         """Create the instance and wait for its insert operation. ``spec.plain`` leaves
         out cloudnorm's firewall tag: what remains is what gcloud sends (an external
@@ -372,6 +409,7 @@ class GceDriver(Driver):
                 f"'{name}' cannot name a GCE instance: use 1 to 63 lowercase letters, digits "
                 "and dashes, starting with a letter and not ending with a dash",
                 cloud=self.settings.name)
+        self.check_options(spec.availability_zone, spec.security_groups)
         with self._lock:
             keypair = self._keys.get(spec.key_name)
         if keypair is None:
@@ -389,6 +427,7 @@ class GceDriver(Driver):
         except errors.ConfigError as exc:
             exc.cloud = self.settings.name
             raise
+        items += user_data_items(spec.user_data)
         labels = {OWNER_LABEL: spec.owner}
         nic: dict[str, Any] = {"accessConfigs": [{"name": "External NAT",
                                                   "type": "ONE_TO_ONE_NAT"}]}
@@ -402,6 +441,7 @@ class GceDriver(Driver):
             access = self.ssh_rules.for_network(spec.owner, network_name)
             if access.created and access.tag:
                 tags.append(access.tag)
+        tags += [t for t in spec.security_groups if t not in tags]
         body = {
             "name": name, "machineType": f"zones/{self._zone}/machineTypes/{spec.flavor.id}",
             "labels": labels, "metadata": {"items": items}, "tags": {"items": tags},

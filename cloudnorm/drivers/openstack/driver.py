@@ -7,10 +7,12 @@ here are the verbs of :class:`~cloudnorm.drivers.base.Driver`.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import logging
 import re
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import attrs
@@ -34,8 +36,14 @@ from cloudnorm.models import (
 from cloudnorm.profiles import Profile
 from cloudnorm.settings import CloudSettings
 from cloudnorm.state import Capabilities, ServerState
+from cloudnorm.userdata import SizeLimit
 
 LOG = logging.getLogger(__name__)
+
+
+#: "The provided user data must be base64 encoded and is restricted to 65535 bytes"
+#: (Nova's user guide, "Provide user data to instances").
+USER_DATA_LIMIT = SizeLimit(65535, "base64", "Nova's limit on user_data")
 
 
 class OpenStackDriver(Driver):
@@ -72,7 +80,8 @@ class OpenStackDriver(Driver):
         network = self._network_service()
         return Capabilities(
             security_groups=self.profile.secgroup_source == "neutron" and network,
-            server_metadata=True, prebuilt_ports=network, port_forwarding=network)
+            server_metadata=True, prebuilt_ports=network, port_forwarding=network,
+            user_data_limit=USER_DATA_LIMIT)
 
     # -- Driver ---------------------------------------------------------------
     def identity(self) -> str:
@@ -211,8 +220,9 @@ class OpenStackDriver(Driver):
     def create_ssh_access(self, owner: str) -> Created:
         return self.neutron.create_ssh_access(owner)
 
-    def make_port(self, attach: Network, owner: str, security_group: str | None) -> Created:
-        return self.neutron.make_port(attach, owner, security_group)
+    def make_port(self, attach: Network, owner: str,
+                  security_groups: Sequence[str] = ()) -> Created:
+        return self.neutron.make_port(attach, owner, security_groups)
 
     def boot(self, spec: BootSpec) -> Created:
         server: dict[str, Any] = {
@@ -223,8 +233,15 @@ class OpenStackDriver(Driver):
         }
         # Nova's plain request has neither: both are cloudnorm's (the group it opened,
         # the config drive the profile asks for).
-        if spec.security_group and not spec.port and not spec.plain:
-            server["security_groups"] = [{"name": spec.security_group}]
+        # A port made beforehand carries the groups (Nova leaves its groups alone).
+        groups = [*([spec.security_group] if spec.security_group and not spec.plain else []),
+                  *spec.security_groups]
+        if groups and not spec.port:
+            server["security_groups"] = [{"name": g} for g in groups]
+        if spec.user_data is not None:
+            server["user_data"] = base64.b64encode(spec.user_data).decode("ascii")
+        if spec.availability_zone:
+            server["availability_zone"] = spec.availability_zone
         if spec.config_drive and not spec.plain:
             server["config_drive"] = True
         for attempt in range(3):

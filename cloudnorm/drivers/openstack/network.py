@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import re
+from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlencode
 
@@ -18,6 +19,7 @@ from cloudnorm.drivers.openstack.transport import Transport
 from cloudnorm.models import OWNER_KEY, Address, Decision, Network
 from cloudnorm.networks import NetworkFacts, Router
 
+_UUID = re.compile(r"[0-9a-fA-F]{8}-?(?:[0-9a-fA-F]{4}-?){3}[0-9a-fA-F]{12}")
 ROUTER_PORT_OWNERS = ("network:router_interface", "network:router_interface_distributed",
                       "network:ha_router_replicated_interface")
 
@@ -106,12 +108,27 @@ class Neutron:
             raise
         return created
 
-    def make_port(self, attach: Network, owner: str, security_group: str | None) -> Created:
+    def group_id(self, name_or_id: str) -> str:
+        """The id of the security group ``name_or_id`` of this project."""
+        if _UUID.fullmatch(name_or_id):
+            return name_or_id
+        found = self.transport.request("network", "GET", "/security-groups?" + urlencode(
+            {"name": name_or_id, "fields": "id"})).get("security_groups", [])
+        if not found:
+            raise errors.NotFound(f"no security group '{name_or_id}'", cloud=self.cloud)
+        if len(found) > 1:
+            raise errors.Ambiguous(
+                f"{len(found)} security groups are named '{name_or_id}'; use an id",
+                candidates=sorted(g["id"] for g in found), cloud=self.cloud)
+        return str(found[0]["id"])
+
+    def make_port(self, attach: Network, owner: str, security_groups: Sequence[str]) -> Created:
         request: dict[str, Any] = {"network_id": attach.id, "name": f"cloudnorm-{owner}",
                                    "description": f"{OWNER_KEY}={owner}"}
-        if security_group:
-            # Nova leaves the groups of a port it is given alone: the port carries them.
-            request["security_groups"] = [security_group]
+        if security_groups:
+            # Nova leaves the groups of a port it is given alone: the port carries them,
+            # and a port takes group ids only.
+            request["security_groups"] = [self.group_id(g) for g in security_groups]
         port = self.transport.request("network", "POST", "/ports",
                                       json={"port": request})["port"]
         self.made_ports[port["id"]] = port

@@ -90,6 +90,24 @@ options:
       - Tags (metadata) to set on a new server. The inventory plugin
         M(cloudnorm.cloud.servers) groups servers by them.
     type: dict
+  userdata:
+    description:
+      - What the server's first boot runs (cloud-init). A dict is sent as a cloud-config;
+        a string is sent exactly as given (a cloud-config, a shell script, a MIME
+        multi-part archive). One larger than the cloud takes fails before anything is
+        created.
+    type: raw
+  availability_zone:
+    description:
+      - Availability zone (on GCE, the zone) to boot in. Without it, the cloud chooses.
+    type: str
+  security_groups:
+    description:
+      - Security groups (names or ids; on GCE, network tags) added to the one cloudnorm
+        opens for SSH, never in its place.
+    type: list
+    elements: str
+    default: []
 seealso:
   - module: cloudnorm.cloud.server_info
   - module: cloudnorm.cloud.cloud_info
@@ -269,6 +287,13 @@ def tags_option(tags):
     return dict((str(key), str(value)) for key, value in tags.items())
 
 
+def userdata_option(value):
+    """A dict is a cloud-config; anything else goes as text."""
+    if value is None or isinstance(value, dict):
+        return value
+    return str(value)
+
+
 def present(module, cloud):
     params = module.params
     existing = find_server(cloud, params["name"])
@@ -281,7 +306,9 @@ def present(module, cloud):
         min_ram=params["min_ram"], min_vcpus=params["min_vcpus"], network=params["network"],
         authorized_keys=tuple(params["authorized_keys"] or ()),
         bootstrap=params["bootstrap"], wait=params["wait"], timeout=params["timeout"],
-        tags=tags_option(params["tags"])))
+        tags=tags_option(params["tags"]), userdata=userdata_option(params["userdata"]),
+        availability_zone=params["availability_zone"],
+        security_groups=tuple(params["security_groups"] or ())))
     return True, created
 
 
@@ -311,6 +338,9 @@ def main():
             wait=dict(type="bool", default=True),
             timeout=dict(type="float", default=600),
             tags=dict(type="dict"),
+            userdata=dict(type="raw"),
+            availability_zone=dict(type="str"),
+            security_groups=dict(type="list", elements="str", default=[]),
         ),
         mutually_exclusive=[("flavor", "min_ram"), ("flavor", "min_vcpus")],
         supports_check_mode=True,
