@@ -215,7 +215,8 @@ class Cloud:
                       verify_host_keys: bool = True, ssh_user: str | None = None,
                       keep_node_key: bool = False, userdata: UserData | None = None,
                       availability_zone: str | None = None,
-                      security_groups: Sequence[str] = ()) -> Server:
+                      security_groups: Sequence[str] = (),
+                      public: bool | None = None) -> Server:
         """Create a server and return it once it is reachable over SSH.
 
         ``image`` is an OS name (``"ubuntu-22.04"``), an image name or id, or an
@@ -235,6 +236,12 @@ class Cloud:
         ``security_groups`` (names or ids; on GCE, network tags) are added to the
         group cloudnorm opens for SSH, never in its place.
 
+        ``public=False`` is private access, for automation inside the cloud's network: no
+        public address is made (no floating IP, public IP at launch, Elastic IP or
+        access config) and the server is reached on its private address; every other
+        step is unchanged. None follows the cloud's configuration (clouds.yaml
+        ``private: true`` or ``cloudnorm: access: private``), else public.
+
         ``name`` may instead be a whole :class:`~cloudnorm.provision.CreateRequest`
         (what the CLI and the Ansible modules build); the other arguments but
         ``on_step`` are then not used.
@@ -245,7 +252,7 @@ class Cloud:
             bootstrap=bootstrap, wait=wait, timeout=timeout, tags=dict(tags or {}),
             verify_host_keys=verify_host_keys, ssh_user=ssh_user, keep_node_key=keep_node_key,
             userdata=userdata, availability_zone=availability_zone,
-            security_groups=tuple(security_groups))
+            security_groups=tuple(security_groups), public=public)
         return provision.create_server(self, request, on_step)
 
     def delete_server(self, server: Server | str, *, wait: bool = True,

@@ -120,6 +120,7 @@ def load(cloud: str | None = None, *, config_files: list[str] | None = None,
                                   if resolve is not None else None)
     cache = _cache_settings(raw_region, options.get("cache"),
                             explicit=config.cloud_config.get("cache"))
+    access, access_source = _access(name, source, options.get("access"), written.get("private"))
     return CloudSettings(
         name=name,
         provider=provider,
@@ -129,8 +130,33 @@ def load(cloud: str | None = None, *, config_files: list[str] | None = None,
         cache=cache,
         source=source,
         networks=tuple(dict(n) for n in written.get("networks") or ()),
+        access=access,
+        access_source=access_source,
         openstack=region,
     )
+
+
+def _access(name: str, source: str | None, own: Any, private: Any) -> tuple[str, str]:
+    """``cloudnorm: access:`` or openstacksdk's ``private:`` flag (which every
+    openstacksdk user's clouds.yaml may already carry); when both are set they must
+    agree."""
+    if own is not None and own not in ("public", "private"):
+        raise errors.ConfigError(
+            f"cloud '{name}' ({source}): cloudnorm: access: must be public or private, "
+            f"not {own!r}", cloud=name)
+    if private is not None and not isinstance(private, bool):
+        raise errors.ConfigError(
+            f"cloud '{name}' ({source}): private: must be true or false, not {private!r}",
+            cloud=name)
+    if own is not None and private is not None and (own == "private") != private:
+        raise errors.ConfigError(
+            f"cloud '{name}' ({source}) says both private: {str(private).lower()} and "
+            f"cloudnorm: access: {own}; keep one", cloud=name)
+    if own is not None:
+        return own, f"cloudnorm: access: {own}"
+    if private is not None:
+        return ("private" if private else "public"), f"private: {str(private).lower()}"
+    return "public", ""
 
 
 def _check_yaml(paths: list[str]) -> None:

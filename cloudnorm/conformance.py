@@ -92,6 +92,8 @@ class Report:
     error: str = ""
     leftovers: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
+    #: How the node was reached: ``public`` or ``private`` (private access).
+    access: str = "public"
 
     @property
     def ok(self) -> bool:
@@ -412,8 +414,12 @@ def _gap(step: str, detail: str, decisions: dict[str, list[Decision]],
 def run(cloud: Cloud, *, os: str = "ubuntu-22.04", min_ram: int = 2048,
         timeout: float = 300.0, progress: Progress | None = None,
         on_step: Callable[[StepEvent], None] | None = None,
-        after_create: Callable[[Server, keys.NodeKey], list[str]] | None = None) -> Report:
+        after_create: Callable[[Server, keys.NodeKey], list[str]] | None = None,
+        public: bool | None = None) -> Report:
     """Measure ``cloud`` raw and through cloudnorm; leaves nothing behind.
+
+    ``public`` is create_server's: False measures private access (the node is reached
+    on its private address); None follows the cloud's configuration.
 
     ``after_create(server, operator_key)`` runs while the node exists (e.g. a login
     with the system ``ssh``) and returns notes for the report.
@@ -431,13 +437,14 @@ def run(cloud: Cloud, *, os: str = "ubuntu-22.04", min_ram: int = 2048,
             on_step(event)
 
     operator = keys.generate("cloudnorm-conformance-operator")
+    access = cloud.settings.access if public is None else ("public" if public else "private")
     server: Server | None = None
     error = ""
     notes: list[str] = []
     try:
         server = cloud.create_server(CreateRequest(
             name, image=os, min_ram=min_ram, authorized_keys=(operator.public_key,),
-            timeout=timeout), on_step=collect)
+            timeout=timeout, public=public), on_step=collect)
         if after_create is not None:
             notes += after_create(server, operator)
     except errors.CloudnormError as exc:
@@ -456,7 +463,7 @@ def run(cloud: Cloud, *, os: str = "ubuntu-22.04", min_ram: int = 2048,
     return Report(cloud=cloud.name, provider=cloud.provider, profile=cloud.profile.name,
                   started=started, elapsed=round(time.monotonic() - began, 1),
                   steps=tuple(rows), node=node, error=error, leftovers=tuple(leftovers),
-                  notes=tuple(notes))
+                  notes=tuple(notes), access=access)
 
 
 def _delete(cloud: Cloud, server: Server) -> list[str]:

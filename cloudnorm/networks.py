@@ -509,13 +509,30 @@ def choose_interface(addresses: Sequence[Address]) -> tuple[Address | None, str]
     return None, "the server has no address"
 
 
+def choose_private_interface(addresses: Sequence[Address]) -> tuple[Address | None, str]:
+    """The address to SSH to from inside the cloud: private IPv4, then private IPv6,
+    then the server's own address on a routed network (as openstacksdk's
+    ``private: true`` falls back to it), never a translated one."""
+    for version, words in ((4, "private IPv4"), (6, "private IPv6")):
+        addr = best_address(addresses, False, version)
+        if addr is not None:
+            return addr, f"{addr.ip} is the {words} address ({addr.reason}); private access"
+    own = [a for a in addresses if a.kind == "fixed"]
+    if own:
+        addr = sorted(own, key=lambda a: a.version)[0]
+        return addr, (f"{addr.ip} is the server's own address ({addr.reason}): it has no "
+                      "private one, and inside the cloud this one reaches it too")
+    return None, "the server has no address of its own"
+
+
 @attrs.frozen
 class PublicPlan:
     """How a server on the chosen network gets a public address.
 
     ``method`` is ``none`` (it needs none, or the cloud assigns it),
-    ``floating_ip`` (from ``pools``, best first) or ``port_forwarding`` (a port
-    of a floating IP the project shares, forwarded to the server's port 22).
+    ``floating_ip`` (from ``pools``, best first), ``port_forwarding`` (a port
+    of a floating IP the project shares, forwarded to the server's port 22) or
+    ``private`` (none is made: the server is reached on its private address).
     """
 
     method: str
@@ -525,6 +542,16 @@ class PublicPlan:
     @property
     def floating_ip(self) -> bool:
         return self.method == "floating_ip"
+
+    @property
+    def private(self) -> bool:
+        return self.method == "private"
+
+
+def private_access(why: str) -> PublicPlan:
+    """No public address at all: no floating IP, no public IP at launch, no Elastic IP,
+    no access config."""
+    return PublicPlan("private", (), Decision("public_address", "none (private access)", why))
 
 
 def plan_public_address(attach: Network | None, networks: Sequence[Network],

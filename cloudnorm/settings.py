@@ -44,5 +44,11 @@ class CloudSettings:
     source: str | None = None
     #: ``networks:`` entries exactly as written in clouds.yaml (no defaults filled in).
     networks: tuple[dict[str, Any], ...] = ()
+    #: How new servers are reached: ``"public"`` (a public address, made if needed) or
+    #: ``"private"`` (their private address only: automation inside the cloud).
+    access: str = "public"
+    #: Where ``access`` was set (``"cloudnorm: access: private"``, ``"private: true"``),
+    #: or ``""`` for the default.
+    access_source: str = ""
     #: The openstack.config view of the same entry (None for non-OpenStack providers).
     openstack: CloudRegion | None = attrs.field(default=None, eq=False, repr=False)

@@ -122,8 +122,12 @@ def inspect(clouds: tuple[str, ...], all_clouds: bool, os_names: tuple[str, ...]
               help="Seconds each walk (raw, then cloudnorm) may take.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.option("--markdown", is_flag=True, help="Print a Markdown table.")
+@click.option("--private/--public", "private", default=None,
+              help="--private: measure private access, the node reached on its private "
+                   "address with no public one made (run from inside the cloud's network); "
+                   "default: the cloud's configuration.")
 def conformance(clouds: tuple[str, ...], os_name: str, min_ram: int, timeout: float,
-                as_json: bool, markdown: bool) -> None:
+                as_json: bool, markdown: bool, private: bool | None) -> None:
     """Create one node on each of CLOUDS and compare the eight steps with AWS.
 
     The raw cloud is measured by registering a key pair and booting a server the plain
@@ -149,7 +153,8 @@ def conformance(clouds: tuple[str, ...], os_name: str, min_ram: int, timeout: fl
         try:
             with _connect(name) as cloud:
                 result = measure.run(cloud, os=os_name, min_ram=min_ram, timeout=timeout,
-                                     on_step=progress.step, progress=show)
+                                     on_step=progress.step, progress=show,
+                                     public=None if private is None else not private)
             reports.append(measure.as_dict(result))
             failed = failed or not result.ok
         except errors.CloudnormError as exc:
@@ -206,6 +211,10 @@ def _default_public_keys() -> list[Path]:
 @click.option("--security-group", "security_groups", multiple=True,
               help="Security group (GCE: network tag) to add to cloudnorm's SSH access "
                    "(repeatable).")
+@click.option("--private/--public", "private", default=None,
+              help="--private: make no public address and reach the server on its private "
+                   "one (from inside the cloud's network); default: the cloud's "
+                   "configuration (clouds.yaml private: true), else public.")
 @click.option("--timeout", default=600.0, show_default=True, help="Seconds for all steps.")
 @click.option("--json", "as_json", is_flag=True, help="Print the server as JSON.")
 @_errors_exit_1
@@ -213,7 +222,7 @@ def create(name: str, cloud_name: str, os_name: str, image: str | None, flavor: 
            min_ram: int, min_vcpus: int | None, network: str | None,
            key_files: tuple[str, ...], user_data_file: BinaryIO | None,
            availability_zone: str | None, security_groups: tuple[str, ...],
-           timeout: float, as_json: bool) -> None:
+           private: bool | None, timeout: float, as_json: bool) -> None:
     """Create server NAME and wait until it is reachable over SSH.
 
     The public keys are installed for root and the login user, password logins are
@@ -237,6 +246,7 @@ def create(name: str, cloud_name: str, os_name: str, image: str | None, flavor: 
             min_vcpus=min_vcpus, network=network, authorized_keys=tuple(public_keys),
             userdata=user_data_file.read() if user_data_file else None,
             availability_zone=availability_zone, security_groups=security_groups,
+            public=None if private is None else not private,
             timeout=timeout), on_step=progress.step)
     data = server_json(server)
     if as_json:
@@ -453,20 +463,24 @@ def _print_sandbox(info: dict[str, Any]) -> None:
 @click.option("--profile", "profiles", multiple=True, metavar="NAME",
               help="An OpenStack quirk profile, or 'aws' for the local EC2 (repeatable; "
                    "default: all).")
+@click.option("--inside", multiple=True, metavar="NETWORK",
+              help="Be inside this network (OpenStack network, AWS VPC or subnet id, GCE "
+                   "network): its servers also answer SSH on their private addresses, for "
+                   "trying private access (repeatable).")
 @click.option("--timeout", default=900.0, show_default=True,
               help="Seconds to wait for the start (the first one installs the services).")
 @_state_dir_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @_sandbox_errors
-def sandbox_up(profiles: tuple[str, ...], timeout: float, state_dir: Path | None,
-               as_json: bool) -> None:
+def sandbox_up(profiles: tuple[str, ...], inside: tuple[str, ...], timeout: float,
+               state_dir: Path | None, as_json: bool) -> None:
     """Start the local clouds in the background; prints how to use them."""
     from cloudnorm.cli import sandbox_control as cli_sandbox
     from cloudnorm.cli.progress import Progress
 
     directory = state_dir or cli_sandbox.default_dir()
     with Progress() as progress:
-        info = cli_sandbox.up(directory, profiles, timeout=timeout,
+        info = cli_sandbox.up(directory, profiles, timeout=timeout, inside=inside,
                               on_progress=lambda text: progress.status(f"sandbox: {text}"))
     if as_json:
         _echo_json(info)

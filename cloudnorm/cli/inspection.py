@@ -78,6 +78,8 @@ def quirks(cloud: Any, networks: Any) -> dict[str, Any]:
         "key_delivery": ("config drive (the cloud has no metadata service)"
                          if profile.config_drive else "metadata service"),
     }
+    quirks["access"] = {"mode": cloud.settings.access,
+                        "source": cloud.settings.access_source or "the default"}
     try:
         plan = cloud.plan_public_address(cloud.default_network())
         quirks["public_access"] = {"method": plan.method, "choice": plan.decision.choice,
@@ -93,6 +95,8 @@ def print_report(report: dict[str, Any]) -> None:
     q = report["quirks"]
     access = q["public_access"]
     click.echo(f"  profile: {q['profile']}  ({q['profile_description']})")
+    mode = q.get("access") or {"mode": "public", "source": "the default"}
+    click.echo(f"  access: {mode['mode']}  ({mode['source']})")
     click.echo(f"  public access: {access.get('choice') or 'none possible'}  "
                f"({access.get('reason') or access.get('error')})")
     click.echo(f"  network service: {'yes' if q['network_service'] else 'no'}; security "

@@ -63,7 +63,8 @@ def split_widths(total: int, fixed: Sequence[int | None]) -> list[int]:
 # -- conformance ----------------------------------------------------------------------------
 def conformance_text(report: dict[str, Any], width: int = 120) -> str:
     """One cloud's conformance (the :func:`cloudnorm.conformance.as_dict` shape) as text."""
-    head = (f"cloud {report['cloud']} ({report['provider']}, profile {report['profile']}): "
+    head = (f"cloud {report['cloud']} ({report['provider']}, profile {report['profile']}, "
+            f"{report.get('access', 'public')} access): "
             f"{'conforms' if report['ok'] else 'does NOT conform'} through cloudnorm; "
             f"measured in {report['elapsed']:.0f}s")
     lines = [head]
@@ -107,7 +108,7 @@ def conformance_markdown(reports: Sequence[dict[str, Any]]) -> str:
     out = []
     for report in reports:
         out.append(f"### {report['cloud']} ({report['provider']}, profile "
-                   f"{report['profile']})\n")
+                   f"{report['profile']}, {report.get('access', 'public')} access)\n")
         if report.get("node"):
             out.append(f"Node: `{report['node']}`, deleted again. Measured in "
                        f"{report['elapsed']:.0f} s.\n")

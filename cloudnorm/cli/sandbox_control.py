@@ -146,8 +146,12 @@ def usage(info: dict[str, Any]) -> list[str]:
 
 # -- up -------------------------------------------------------------------------------------
 def up(directory: Path, profiles: Sequence[str], *, timeout: float = 900.0,
-       on_progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+       on_progress: Callable[[str], None] | None = None,
+       inside: Sequence[str] = ()) -> dict[str, Any]:
     """Start the sandbox in the background and return :func:`status` once it is ready.
+
+    Servers on the ``inside`` networks also answer on their private addresses, as
+    for a client running inside the cloud.
 
     Returns at once when one already runs. ``timeout`` bounds the start (the first one
     installs the OpenStack services, which takes minutes).
@@ -168,6 +172,8 @@ def up(directory: Path, profiles: Sequence[str], *, timeout: float = 900.0,
     argv = [sys.executable, "-m", "cloudnorm.testing", "run", "--workdir", str(workdir)]
     for profile in profiles:
         argv += ["--profile", profile]
+    for network in inside:
+        argv += ["--inside", network]
     argv += ["--", sys.executable, "-m", "cloudnorm.cli.sandbox_control", "wait",
              str(directory / READY)]
     with open(log_path, "wb") as log:

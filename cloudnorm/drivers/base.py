@@ -50,6 +50,9 @@ class BootSpec:
     #: The caller's security groups (names or ids; GCE: network tags), in addition to
     #: ``security_group``.
     security_groups: tuple[str, ...] = ()
+    #: False: ask for no public address at launch (private access), even where the
+    #: network would give one by default.
+    public_address: bool = True
 
 
 @attrs.frozen

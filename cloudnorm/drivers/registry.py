@@ -67,6 +67,8 @@ COMMON_OPTIONS = {
     "login_user": "the user new servers let in, where images do not say",
     "sandbox_profile": "the local sandbox profile the entry was written for",
     "rate_limit": "requests per second for reads and writes (cloudnorm.ratelimit)",
+    "access": "public (default) or private: reach new servers on their private address"
+              " and make no public one (as openstacksdk's private: true)",
 }
 
 

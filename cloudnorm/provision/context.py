@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from cloudnorm.networks import NetworkHints, PublicPlan, Router
     from cloudnorm.profiles import Profile
     from cloudnorm.provision.watcher import ServerWatcher
+    from cloudnorm.settings import CloudSettings
 
 
 class CloudView(Protocol):
@@ -27,6 +28,7 @@ class CloudView(Protocol):
 
     name: str
     profile: Profile
+    settings: CloudSettings
     watcher: ServerWatcher
 
     @property
@@ -65,6 +67,8 @@ class Run:
     flavor: Flavor | None = None
     attach: Network | None = None
     plan: PublicPlan | None = None
+    #: Reached on a public address (True) or on its private one.
+    public: bool = True
     users: list[str] = attrs.field(factory=list)
     users_why: str = ""
     group: Created | None = None

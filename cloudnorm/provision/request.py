@@ -65,3 +65,7 @@ class CreateRequest:
     availability_zone: str | None = None
     #: Security groups (GCE: network tags) added to the one cloudnorm opens for SSH.
     security_groups: tuple[str, ...] = attrs.field(default=(), converter=_texts)
+    #: False: no public address is made and the server is reached on its private
+    #: address (automation inside the cloud's network); None: the cloud's
+    #: configuration decides (clouds.yaml ``private: true`` or ``cloudnorm: access:``).
+    public: bool | None = None

@@ -74,7 +74,9 @@ def choose(run: Run) -> None:
             run.attach, decision = networks.choose_attach_network(nets, view[1],
                                                                   cloud.network_hints())
             report.decide(decision)
-    run.plan = cloud.plan_public_address(run.attach)
+    run.public, access_why = access_mode(run)
+    run.plan = (cloud.plan_public_address(run.attach) if run.public
+                else networks.private_access(access_why))
     report.decide(run.plan.decision)
     # Decided before booting: some clouds install the node key for one named user.
     run.users, run.users_why = login_candidates(run)
@@ -109,7 +111,7 @@ def boot(run: Run) -> None:
         login_user=run.users[0] if len(run.users) == 1 else None,
         port=run.port.id if run.port else None, user_data=request.userdata,
         availability_zone=request.availability_zone,
-        security_groups=request.security_groups))).id
+        security_groups=request.security_groups, public_address=run.public))).id
     cloud.refresh("server")
     if run.port is not None:
         # The server's interface exists already: its floating IP goes on while it
@@ -172,8 +174,15 @@ def public_address(run: Run) -> None:
         # The network view stays cached: a new floating IP only confirms the pool
         # it came from, and re-listing five kinds of records per create is not free.
         server = _with_address(server, address, notes, report)
-    interface, why = networks.choose_interface(server.addresses)
-    if interface is None or not interface.public:
+    if plan.private:
+        interface, why = networks.choose_private_interface(server.addresses)
+        if interface is None:
+            raise errors.NotReachable(
+                f"server {run.request.name} has no address of its own ({why}); private "
+                "access reaches a server on its private address", cloud=run.cloud.name)
+    else:
+        interface, why = networks.choose_interface(server.addresses)
+    if interface is None or not (interface.public or plan.private):
         raise errors.NotReachable(
             f"server {run.request.name} has no public address ({why}); its addresses: "
             + (", ".join(f"{a.ip} ({a.reason})" for a in server.addresses) or "none"),
@@ -182,6 +191,16 @@ def public_address(run: Run) -> None:
     report.emit(run.step, "done", f"{interface.ip} port {run.ssh_port} ({interface.reason}"
                 + ("; attached while the server booted)" if run.port is not None else ")"))
     run.server, run.interface = server, interface
+
+
+def access_mode(run: Run) -> tuple[bool, str]:
+    """Public or private access, and who said so: the caller, then clouds.yaml."""
+    public, settings = run.request.public, run.cloud.settings
+    if public is not None:
+        return public, f"asked for by the caller (public={public})"
+    if settings.access == "private":
+        return False, f"clouds.yaml says {settings.access_source}"
+    return True, "the default"
 
 
 def _placeholder(run: Run) -> ServerState:

@@ -5,7 +5,8 @@ the VPC: for every running instance it keeps a node (a real sshd with the image'
 user and the instance's key pair) answering on exactly what EC2 would make
 reachable from the internet -- the instance's public IPv4 (launch address or
 Elastic IP) when its subnet's route table sends 0.0.0.0/0 to an internet gateway,
-never a private address -- and with sshd running only while one of its security
+and its private address only for a client inside its VPC (``Fleet.inside``) --
+and with sshd running only while one of its security
 groups lets TCP 22 in from anywhere. It publishes each node's console, with
 cloud-init's host key blocks, as the instance's GetConsoleOutput.
 
@@ -118,12 +119,15 @@ class AwsDataPlaneSync(Watcher):
         return self._keys[iid]
 
     def _reachable(self, instance: dict[str, Any], tables: list[dict[str, Any]]) -> list[str]:
+        subnet, vpc = instance.get("SubnetId"), instance.get("VpcId")
+        # A client inside the VPC (or the subnet) reaches the private address too.
+        found = ([instance["PrivateIpAddress"]] if instance.get("PrivateIpAddress")
+                 and {subnet, vpc, "*"} & set(self._fleet.inside) else [])
         public = instance.get("PublicIpAddress")
         if not public:
-            return []
-        subnet, vpc = instance.get("SubnetId"), instance.get("VpcId")
+            return found
         explicit = next((t for t in tables for a in t.get("Associations") or ()
                          if a.get("SubnetId") == subnet), None)
         main = next((t for t in tables if t.get("VpcId") == vpc
                      and any(a.get("Main") for a in t.get("Associations") or ())), None)
-        return [public] if _internet_routed(explicit or main) else []
+        return [public, *found] if _internet_routed(explicit or main) else found

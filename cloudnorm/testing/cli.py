@@ -1,10 +1,12 @@
 """Command line of the local sandbox clouds.
 
-``python -m cloudnorm.testing run [--profile NAME]... [--workdir DIR] -- COMMAND...`` starts a
-local OpenStack shaped by the profiles (all when none is named), runs COMMAND with
-``OS_CLIENT_CONFIG_FILE`` pointing at its clouds.yaml, stops everything and exits with
-COMMAND's status. ``python -m cloudnorm.testing install`` only builds the services'
-environment (cached), e.g. in a CI image.
+``python -m cloudnorm.testing run [--profile NAME]... [--inside NETWORK]... [--workdir DIR]
+-- COMMAND...`` starts a local OpenStack shaped by the profiles (all when none is named),
+runs COMMAND with ``OS_CLIENT_CONFIG_FILE`` pointing at its clouds.yaml, stops everything
+and exits with COMMAND's status. With ``--inside`` COMMAND runs as from a machine on
+those networks: their servers answer on their private addresses too.
+``python -m cloudnorm.testing install`` only builds the services' environment (cached),
+e.g. in a CI image.
 """
 
 from __future__ import annotations
@@ -28,22 +30,27 @@ PROVIDER_PROFILES = (AWS_PROFILE, GCE_PROFILE)
 
 
 def _start_dataplanes(teardown: contextlib.ExitStack, workdir: Path, stack: object,
-                      aws: object, gce: Any) -> None:
-    """SSH nodes for every cloud that runs: each cloud's watcher steers its own fleet."""
+                      aws: object, gce: Any, inside: frozenset[str] = frozenset()) -> None:
+    """SSH nodes for every cloud that runs: each cloud's watcher steers its own fleet.
+    Servers on the ``inside`` networks also answer on their private addresses."""
     if stack is not None:
         from cloudnorm.testing.openstack.dataplane_sync import DataPlane
 
-        teardown.enter_context(DataPlane(stack, workdir / "nodes"))
+        plane = DataPlane(stack, workdir / "nodes")
+        plane.fleet.inside = inside
+        teardown.enter_context(plane)
     if aws is not None:
         from cloudnorm.testing.aws_dataplane import AwsDataPlaneSync
         from cloudnorm.testing.dataplane import Fleet
 
         fleet = teardown.enter_context(Fleet(workdir / "aws-nodes"))
+        fleet.inside = inside
         teardown.callback(AwsDataPlaneSync(aws, fleet).start().stop)
     if gce is not None:
         from cloudnorm.testing.dataplane import Fleet
 
         fleet = teardown.enter_context(Fleet(workdir / "gce-nodes"))
+        fleet.inside = inside
         teardown.callback(gce.dataplane(fleet).start().stop)
 
 
@@ -92,10 +99,16 @@ def _parser() -> argparse.ArgumentParser:
     actions.add_parser("install", help="build the OpenStack services' environment (cached)")
     run = actions.add_parser(
         "run", help="start the sandbox, run COMMAND against it, stop the sandbox",
-        usage="%(prog)s [--profile NAME]... [--workdir DIR] -- COMMAND...")
+        usage="%(prog)s [--profile NAME]... [--inside NETWORK]... [--workdir DIR] "
+              "-- COMMAND...")
     run.add_argument("--profile", action="append", dest="profiles", metavar="NAME",
                      help="quirk profile to seed, 'aws' for the local EC2 or 'gce' for the "
                           "local compute engine (repeatable; default: all)")
+    run.add_argument("--inside", action="append", default=[], metavar="NETWORK",
+                     help="run COMMAND as from inside this network (an OpenStack network "
+                          "name or id, an AWS VPC or subnet id, a GCE network name): "
+                          "servers on it also answer SSH on their private addresses "
+                          "(repeatable)")
     run.add_argument("--workdir", type=Path, metavar="DIR",
                      help="where state and logs go (kept afterwards; default: a temporary "
                           "directory, removed afterwards)")
@@ -181,7 +194,7 @@ def _run(args: argparse.Namespace) -> int:
             progress.say(f"local compute engine up: {', '.join(gce.clouds())}")
         dataplane = os.environ.get(_INSIDE)
         if dataplane:
-            _start_dataplanes(teardown, workdir, stack, aws, gce)
+            _start_dataplanes(teardown, workdir, stack, aws, gce, frozenset(args.inside))
             progress.say("SSH data plane up: servers answer on their reachable addresses")
         else:
             progress.say("not root: no SSH data plane (servers boot but answer no SSH)")

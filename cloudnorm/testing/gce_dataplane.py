@@ -5,7 +5,8 @@ hypervisor, of the guest environment and of the VPC firewall: for every RUNNING 
 it keeps a node (a real sshd) whose user and key are the first valid entry of the
 instance's ``ssh-keys`` metadata -- what Google's guest agent creates -- answering on
 exactly what GCE makes reachable from the internet: the external IPv4 of the instance's
-``ONE_TO_ONE_NAT`` access config, never its internal address, with sshd running only while
+``ONE_TO_ONE_NAT`` access config, and its internal address only for a client inside its
+network (``Fleet.inside``), with sshd running only while
 the network's firewall lets TCP 22 in from 0.0.0.0/0 to the instance. It writes each
 node's console where the serial port output is read: with cloud-init's host key blocks for
 images whose keys reach the console, or a guest agent's lines and no keys for images whose
@@ -25,7 +26,6 @@ from __future__ import annotations
 import json
 import logging
 import re
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -33,6 +33,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from cloudnorm.testing.dataplane.watch import Watcher
 from cloudnorm.testing.gce import catalog
 
 LOG = logging.getLogger(__name__)
@@ -130,24 +131,22 @@ def ssh_open(rules: list[dict[str, Any]], network_link: str, tags: set[str]) -> 
     return best is not None and best[1] == 1
 
 
-class GceDataPlaneSync:
+class GceDataPlaneSync(Watcher):
     """A background thread reconciling ``fleet`` with the local Compute Engine at
     ``endpoint_url`` (instances of ``projects``) every ``interval`` seconds."""
 
+    name = "gce-dataplane-sync"
+
     def __init__(self, endpoint_url: str, projects: Sequence[str], console_dir: Path,
                  fleet: Any, interval: float = 0.2) -> None:
+        super().__init__(interval)
         self._base = endpoint_url.rstrip("/") + "/compute/v1/projects/"
         self._projects = tuple(projects)
         self._console_dir = Path(console_dir)
         self._fleet = fleet
-        self._interval = interval
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         self._logins: dict[str, tuple[str, str]] = {}  # instance id -> (user, key)
         self._published: set[str] = set()  # instances whose agent published its keys
         self._known: set[str] = set()
-        self.errors: list[str] = []
-        self.rounds = 0
 
     def _get(self, path: str) -> dict[str, Any]:
         request = urllib.request.Request(self._base + path,
@@ -184,31 +183,14 @@ class GceDataPlaneSync:
 
     def start(self) -> GceDataPlaneSync:
         self._console_dir.mkdir(parents=True, exist_ok=True)
-        self._thread = threading.Thread(target=self._run, name="gce-dataplane-sync",
-                                        daemon=True)
-        self._thread.start()
+        super().start()
         return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=30)
 
     def __enter__(self) -> GceDataPlaneSync:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.sync_once()
-            except Exception as exc:  # keep watching: a passing error must not kill the plane
-                LOG.warning("GCE data plane sync failed: %s", exc)
-                self.errors.append(str(exc))
-                del self.errors[:-20]
-            self._stop.wait(self._interval)
 
     def sync_once(self) -> None:
         running: dict[str, tuple[str, dict[str, Any]]] = {}
@@ -244,6 +226,10 @@ class GceDataPlaneSync:
         nics = instance.get("networkInterfaces") or []
         addresses = [a["natIP"] for nic in nics[:1] for a in nic.get("accessConfigs") or ()
                      if a.get("natIP")]
+        # A client inside the VPC reaches the internal address too.
+        inside = self._fleet.inside
+        addresses += [nic["networkIP"] for nic in nics if nic.get("networkIP")
+                      and {str(nic.get("network", "")).rsplit("/", 1)[-1], "*"} & inside]
         if not addresses:
             # Nothing reaches it from outside: no node to answer (and no console).
             if iid in self._known:

@@ -274,6 +274,11 @@ class SandboxCloud:
         """The user data the cloud holds for ``server``, read the provider's own way."""
         raise NotImplementedError
 
+    def public_addresses(self, server_id: str) -> list[str]:
+        """Every public address the provider's own API shows on the server (floating IP,
+        public IP at launch, Elastic IP, access config); [] while it has none."""
+        raise NotImplementedError
+
     @contextlib.contextmanager
     def public_address_refused(self) -> Iterator[str]:
         """Make step 5 fail as this cloud refuses a public address; yields the quota's
@@ -327,6 +332,22 @@ class OpenStackCloud(SandboxCloud):
             admin.close()
         return None if value is None else base64.b64decode(value)
 
+    def public_addresses(self, server_id: str) -> list[str]:
+        # Neutron's own view: floating IPs on the server's ports, and fixed IPs on
+        # subnets the sandbox routes (a provider network's).
+        from cloudnorm.testing.openstack.dataplane_sync import _routed
+
+        admin = self.sandbox.connect_admin()
+        try:
+            ports = list(admin.network.ports(device_id=server_id))
+            found = [ip.floating_ip_address for port in ports
+                     for ip in admin.network.ips(port_id=port.id)]
+            found += [fixed["ip_address"] for port in ports for fixed in port.fixed_ips
+                      if _routed(admin.network.get_subnet(fixed["subnet_id"]).cidr)]
+        finally:
+            admin.close()
+        return found
+
     def requests(self, since: float) -> list[str]:
         # Everything done in the profile's project; where cloudnorm boots servers, Nova's
         # own calls to Glance and Neutron count too.
@@ -375,6 +396,20 @@ class AwsCloud(SandboxCloud):
             InstanceId=server.id, Attribute="userData")
         value = (reply.get("UserData") or {}).get("Value")
         return None if value is None else base64.b64decode(value)
+
+    @property
+    def region(self) -> str:
+        from cloudnorm.testing.aws import REGION
+
+        return str(self.expect.get("lifecycle", {}).get("region") or REGION)
+
+    def public_addresses(self, server_id: str) -> list[str]:
+        ec2 = self.sandbox.client("ec2", self.region)
+        found = [i.get("PublicIpAddress") for r in ec2.describe_instances(
+            InstanceIds=[server_id])["Reservations"] for i in r["Instances"]]
+        found += [a["PublicIp"] for a in ec2.describe_addresses(
+            Filters=[{"Name": "instance-id", "Values": [server_id]}])["Addresses"]]
+        return sorted({a for a in found if a})
 
     def requests(self, since: float) -> list[str]:
         assert self.recorder is not None, "AWS clouds are measured through the recorder"
@@ -487,6 +522,14 @@ class GceCloud(SandboxCloud):
         if items.get("user-data-encoding") == "base64":
             return base64.b64decode(items["user-data"])
         return items["user-data"].encode("utf-8")
+
+    def public_addresses(self, server_id: str) -> list[str]:
+        from cloudnorm.testing.gce import PROJECT, ZONE
+
+        found = [i for i in self.sandbox.client("InstancesClient").list(
+            project=PROJECT, zone=ZONE) if str(i.id) == server_id or i.name == server_id]
+        return [a.nat_i_p or "(an access config)" for i in found
+                for nic in i.network_interfaces for a in nic.access_configs]
 
     def check_boot(self, server: cloudnorm.Server, owner: str) -> None:
         from cloudnorm.testing.gce import CUSTOM_NETWORK, PROJECT, ZONE

@@ -106,6 +106,19 @@ def test_present_passes_user_data_zone_and_groups(cloud, capsys, given):
     assert (request.availability_zone, request.security_groups) == ("az-2", ("web",))
 
 
+@pytest.mark.parametrize("given, expected", [(True, True), (False, False), ("no", False),
+                                             (None, None)])
+def test_present_passes_the_access_mode(cloud, capsys, given, expected):
+    cloud.get_server.side_effect = cloudnorm.NotFound("no server 'web1'")
+    cloud.create_server.return_value = make_server()
+    args = dict(cloud="mycloud", name="web1")
+    if given is not None:
+        args["public"] = given
+    assert run(server, args, capsys)["changed"] is True
+    (request,), _ = cloud.create_server.call_args
+    assert request.public is expected
+
+
 def test_present_is_no_change_when_the_server_exists(cloud, capsys):
     cloud.get_server.return_value = make_server(ssh_port=2222)
     result = run(server, dict(cloud="mycloud", name="web1"), capsys)

@@ -777,6 +777,23 @@ def test_boot_asks_for_a_public_address_as_the_subnet_needs(stubbed, igw, mode, 
         "server", "i-new", "web-1")
 
 
+@pytest.mark.parametrize("mode", ["public", "elastic"])
+def test_private_access_asks_for_no_public_address(stubbed, mode):
+    # RunInstances: AssociatePublicIpAddress=false overrides the subnet's
+    # MapPublicIpOnLaunch (EC2 API reference, InstanceNetworkInterfaceSpecification).
+    drv, ec2, _ = stubbed(ip=mode)
+    nic = {"DeviceIndex": 0, "SubnetId": "subnet-1", "DeleteOnTermination": True,
+           "Groups": ["sg-1"], "AssociatePublicIpAddress": False}
+    ec2.add_response("run_instances", launched(), run_params(nic))
+    drv.boot(attrs.evolve(spec(subnet_network("subnet-1", "vpc-1", "igw-1")),
+                          public_address=False))
+    nic = {"DeviceIndex": 0, "DeleteOnTermination": True, "Groups": ["sg-1"],
+           "AssociatePublicIpAddress": False}
+    ec2.add_response("run_instances", launched(), run_params(nic))
+    drv.boot(attrs.evolve(spec(None), public_address=False))
+    ec2.assert_no_pending_responses()
+
+
 def test_boot_without_a_network_uses_group_ids(stubbed):
     drv, ec2, _ = stubbed()
     ec2.add_response("run_instances", launched(), run_params(SecurityGroupIds=["sg-1"]))

@@ -9,6 +9,7 @@ import json
 import subprocess
 import sys
 
+import attrs
 import pytest
 from click.testing import CliRunner
 
@@ -169,7 +170,8 @@ def test_report_json_shape():
     assert json.loads(json.dumps(data)) == data
     assert data["ok"] is True
     assert set(data) == {"cloud", "provider", "profile", "started", "elapsed", "steps", "node",
-                         "error", "leftovers", "notes", "ok"}
+                         "error", "leftovers", "notes", "access", "ok"}
+    assert data["access"] == "public"
     assert data["steps"][4] == {
         "step": "public_address", "title": "5 public address", "raw": "NO",
         "raw_detail": "no public address after boot", "cloudnorm": "YES",
@@ -180,12 +182,15 @@ def test_report_json_shape():
 def test_conformance_text_and_markdown():
     data = conformance.as_dict(report(notes=("logged in",)))
     text = cli_render.conformance_text(data, width=100)
-    assert text.startswith("cloud c1 (openstack, profile openstack): conforms through cloudnorm")
+    assert text.startswith("cloud c1 (openstack, profile openstack, public access): conforms "
+                           "through cloudnorm")
     assert "5 public address  NO: no public address" in text
     assert "note: logged in" in text
     assert all(len(line) <= 100 for line in text.splitlines()[2:])
     md = cli_render.conformance_markdown([data])
-    assert md.startswith("### c1 (openstack, profile openstack)")
+    assert md.startswith("### c1 (openstack, profile openstack, public access)")
+    private = conformance.as_dict(attrs.evolve(report(), access="private"))
+    assert "profile openstack, private access)" in cli_render.conformance_text(private)
     assert ("| 5 public address | **NO**: no public address after boot | **YES**: "
             "public_address ok | 1.2.3.4: floating IP |") in md
     summary = cli_render.summary_table([data])
@@ -464,3 +469,8 @@ def test_create_sends_the_user_data_file_as_it_is(tmp_path, monkeypatch):
     (request,) = asked
     assert request.userdata == data.read_bytes()
     assert (request.availability_zone, request.security_groups) == ("az-2", ("web", "db"))
+    assert request.public is None  # the cloud's configuration decides
+    for flag, public in (("--private", False), ("--public", True)):
+        CliRunner().invoke(cli.main, ["create", "web1", "-c", "c", "--authorized-key",
+                                      str(key), flag])
+        assert asked[-1].public is public

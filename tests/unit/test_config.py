@@ -131,6 +131,32 @@ def test_unknown_key_under_cloudnorm(write_clouds):
     assert "known keys:" in text and "defaults" in text
 
 
+@pytest.mark.parametrize("entry, access, source", [
+    ({}, "public", ""),
+    # openstacksdk's own flag (openstack.config docs, "private" in a cloud entry).
+    ({"private": True}, "private", "private: true"),
+    ({"private": False}, "public", "private: false"),
+    ({"cloudnorm": {"access": "private"}}, "private", "cloudnorm: access: private"),
+    ({"private": True, "cloudnorm": {"access": "private"}}, "private",
+     "cloudnorm: access: private"),
+])
+def test_access_mode_from_clouds_yaml(write_clouds, entry, access, source):
+    settings = load(write_clouds({CLOUD: cloud_entry(**entry)}))
+    assert (settings.access, settings.access_source) == (access, source)
+
+
+@pytest.mark.parametrize("entry, words", [
+    ({"cloudnorm": {"access": "inside"}}, "access: must be public or private"),
+    ({"private": "yes"}, "private: must be true or false"),
+    ({"private": False, "cloudnorm": {"access": "private"}}, "keep one"),
+])
+def test_a_wrong_access_mode_names_what_to_fix(write_clouds, entry, words):
+    path = write_clouds({CLOUD: cloud_entry(**entry)})
+    with pytest.raises(errors.ConfigError, match=words) as info:
+        load(path)
+    assert path in str(info.value)
+
+
 def test_unknown_key_in_cloudnorm_override(write_clouds):
     path = write_clouds({CLOUD: cloud_entry()})
     with pytest.raises(errors.ConfigError, match="bogus"):

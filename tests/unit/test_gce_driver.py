@@ -969,6 +969,22 @@ def test_boot_passes_user_data_as_metadata_and_the_callers_tags(sandbox):
             driver.delete(created)
 
 
+def test_private_access_boots_without_an_access_config(sandbox):
+    # An instance whose interface has no accessConfigs has no external IP (Compute
+    # Engine docs, "Create a VM without an external IP address").
+    driver = sandbox_driver(sandbox)
+    driver.create_keypair("cloudnorm-0ddba13", KEY)
+    made = driver.boot(_debian_boot(name="inside", public_address=False))
+    try:
+        (state,) = driver.get_server("inside")
+        (nic,) = state.raw["networkInterfaces"]
+        assert not nic.get("accessConfigs") and nic.get("networkIP")
+        server = driver.normalize_server(state, [])
+        assert [a.public for a in server.addresses] == [False]
+    finally:
+        driver.delete(made)
+
+
 @pytest.mark.parametrize("extra, field", [
     ({"availability_zone": "europe-west1-b"}, "availability_zone"),
     ({"security_groups": ("Not_A_Tag",)}, "security_groups"),

@@ -19,6 +19,7 @@ from cloudnorm.networks import (
     choose_attach_network,
     choose_floating_network,
     choose_interface,
+    choose_private_interface,
     classify_address,
     classify_network,
     classify_networks,
@@ -496,6 +497,25 @@ def test_choose_interface_preference(addresses, expected, words):
 def test_choose_interface_without_addresses():
     assert choose_interface([]) == (None, "the server has no address")
     assert choose_interface([_addr("fd00::1", False)])[0] is None
+
+
+@pytest.mark.parametrize("addresses, expected", [
+    # A translated public address is never the way in from inside.
+    ([_addr("203.0.113.9", True, "floating"), _addr("10.0.0.5", False)], "10.0.0.5"),
+    ([_addr("2001:db8::5", True), _addr("fd00::5", False)], "fd00::5"),
+    # On a provider network the server's own address is all it has; openstacksdk's
+    # private: true falls back to it too (openstack/cloud/meta.py, get_server_ip).
+    ([_addr("2001:db8::5", True), _addr("203.0.113.5", True)], "203.0.113.5"),
+])
+def test_choose_private_interface_prefers_private_then_the_servers_own(addresses, expected):
+    chosen, reason = choose_private_interface(addresses)
+    assert chosen is not None and chosen.ip == expected
+    assert reason.startswith(expected)
+
+
+def test_choose_private_interface_never_takes_a_translated_address():
+    chosen, reason = choose_private_interface([_addr("203.0.113.9", True, "floating")])
+    assert chosen is None and "no address of its own" in reason
 
 
 # -- is_global / classify_address: the fast paths agree with ipaddress ------------------------

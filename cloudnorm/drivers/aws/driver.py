@@ -296,13 +296,18 @@ class AwsDriver(Driver):
             params["UserData"] = spec.user_data  # botocore base64-encodes it
         if spec.availability_zone:
             params["Placement"] = {"AvailabilityZone": spec.availability_zone}
-        if spec.network is not None and spec.network.id != POOL_ID:
-            nic: dict[str, Any] = {"DeviceIndex": 0, "SubnetId": spec.network.id,
-                                   "DeleteOnTermination": True}
+        on_subnet = spec.network is not None and spec.network.id != POOL_ID
+        if on_subnet or not spec.public_address:
+            nic: dict[str, Any] = {"DeviceIndex": 0, "DeleteOnTermination": True}
+            if on_subnet:
+                assert spec.network is not None
+                nic["SubnetId"] = spec.network.id
             if groups:
                 nic["Groups"] = groups
-            if self._ip_mode == "elastic":
-                nic["AssociatePublicIpAddress"] = False  # the Elastic IP replaces it
+            if not spec.public_address or self._ip_mode == "elastic":
+                # Private access, or the Elastic IP replaces it; explicit, since a
+                # subnet's MapPublicIpOnLaunch would give one otherwise.
+                nic["AssociatePublicIpAddress"] = False
             elif subnet.get("cloudnorm:internet_gateway"):
                 nic["AssociatePublicIpAddress"] = True
             params["NetworkInterfaces"] = [nic]

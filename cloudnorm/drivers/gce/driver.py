@@ -429,8 +429,10 @@ class GceDriver(Driver):
             raise
         items += user_data_items(spec.user_data)
         labels = {OWNER_LABEL: spec.owner}
+        # No access config: an instance without one has no external address at all.
         nic: dict[str, Any] = {"accessConfigs": [{"name": "External NAT",
-                                                  "type": "ONE_TO_ONE_NAT"}]}
+                                                  "type": "ONE_TO_ONE_NAT"}]
+                               if spec.public_address else []}
         network_name = spec.network.name if spec.network is not None else None
         if spec.network is not None:
             nic["network"] = f"projects/{self.project}/global/networks/{network_name}"

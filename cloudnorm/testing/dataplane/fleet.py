@@ -29,6 +29,21 @@ class Fleet:
         self._owners: dict[str, str] = {}
         self._serial = 0
         self._closed = False
+        #: Networks (a cloud's own names or ids) whose clients this data plane plays:
+        #: servers on them also answer on their private addresses, as to a machine
+        #: inside the cloud; ``"*"`` stands for every network. The clouds' watchers
+        #: read it every round.
+        self.inside: frozenset[str] = frozenset()
+
+    @contextlib.contextmanager
+    def inside_networks(self, *networks: str) -> Iterator[Fleet]:
+        """Within the block, be inside ``networks`` too (see :attr:`inside`)."""
+        saved = self.inside
+        self.inside = saved | frozenset(networks)
+        try:
+            yield self
+        finally:
+            self.inside = saved
 
     @contextlib.contextmanager
     def options(self, **node_options: object) -> Iterator[Fleet]:

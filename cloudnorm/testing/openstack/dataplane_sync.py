@@ -4,8 +4,9 @@ The local cloud boots no machines, so this watcher plays the part of the
 hypervisor and the network: for every ACTIVE server it keeps a node (a real
 sshd with the image's user and the injected key) listening on exactly the
 addresses a real cloud of this shape would make reachable -- floating IPs
-attached to the server's ports, fixed IPs on globally routed subnets, never a
-private address -- and only while a security group rule lets TCP 22 in (or
+attached to the server's ports, fixed IPs on globally routed subnets, and private
+fixed IPs only on the networks a client sits inside (``Fleet.inside``) -- and
+only while a security group rule lets TCP 22 in (or
 port security is off). A server reached through floating IP port forwarding
 answers on the floating IP, on the external port that maps to its port 22.
 It writes each node's console, with cloud-init's host key blocks, where Nova's
@@ -109,12 +110,14 @@ class DataPlaneSync(Watcher):
         groups = {g["id"]: g for g in self._get("network", "/v2.0/security-groups")[
             "security_groups"]}
         forwardings = self._port_forwardings(fips)
+        inside = self._inside_network_ids()
         reachable: dict[str, tuple[list[dict[str, Any]], list[str], int]] = {}
         for sid, server in active.items():
             mine = [p for p in ports if p.get("device_id") == sid]
             if sid not in self._keys and not self._learn(sid, server):
                 continue
-            reachable[sid] = (mine, *self._reachable(mine, fips, subnets, forwardings))
+            reachable[sid] = (mine, *self._reachable(mine, fips, subnets, forwardings,
+                                                     inside))
         self._share_forwarded_addresses(reachable)
         for sid, (mine, addresses, port_number) in reachable.items():
             allow = any(not p.get("port_security_enabled", True)
@@ -215,16 +218,26 @@ class DataPlaneSync(Watcher):
                 mine, addresses, port_number = reachable[sid]
                 reachable[sid] = (mine, [a for a in addresses if a != address], port_number)
 
+    def _inside_network_ids(self) -> set[str]:
+        """The networks (named by name or id in ``Fleet.inside``) whose private addresses
+        a client of this data plane reaches, as from a machine inside the cloud."""
+        wanted = set(self._fleet.inside)
+        if not wanted:
+            return set()
+        nets = self._get("network", "/v2.0/networks")["networks"]
+        return {n["id"] for n in nets if {n["id"], n.get("name"), "*"} & wanted}
+
     def _reachable(self, ports: list[dict[str, Any]], fips: list[dict[str, Any]],
                    subnets: dict[str, dict[str, Any]],
-                   forwardings: dict[str, list[dict[str, Any]]]) -> tuple[list[str], int]:
+                   forwardings: dict[str, list[dict[str, Any]]],
+                   inside: set[str]) -> tuple[list[str], int]:
         port_ids = {p["id"] for p in ports}
         addresses = [f["floating_ip_address"] for f in fips
                      if f.get("port_id") in port_ids and f.get("floating_ip_address")]
         for port in ports:
             for fixed in port.get("fixed_ips", []):
                 subnet = subnets.get(fixed.get("subnet_id"), {})
-                if subnet and _routed(subnet["cidr"]):
+                if subnet and (_routed(subnet["cidr"]) or port.get("network_id") in inside):
                     addresses.append(fixed["ip_address"])
         for entries in forwardings.values():
             for pf in entries:

@@ -16,7 +16,8 @@ description:
   - Or removes a server and everything cloudnorm created for it (floating IP, security
     group, key pair).
   - A server is found by its exact I(name) in the cloud. An existing server is left as it
-    is (C(changed=false)); its image, flavor and tags are not compared with the options.
+    is (C(changed=false)); its image, flavor, tags and public address are not compared
+    with the options.
   - The result has what the next play needs to connect (C(interface_ip), C(ssh_port),
     C(ssh_user)) and the verified host keys as C(known_hosts) lines.
 version_added: 0.1.0
@@ -108,6 +109,16 @@ options:
     type: list
     elements: str
     default: []
+  public:
+    description:
+      - C(false) gives the server no public address; it is reached on its private
+        address, for automation running inside the cloud's network.
+      - C(true) gives it a public address even when the cloud's configuration says
+        private.
+      - "Without it, the cloud's configuration decides: C(private: true) or
+        C(cloudnorm: access: private) in its C(clouds.yaml) entry makes servers
+        private; otherwise they are public."
+    type: bool
 seealso:
   - module: cloudnorm.cloud.server_info
   - module: cloudnorm.cloud.cloud_info
@@ -137,6 +148,13 @@ EXAMPLES = r"""
     tags:
       role: web
   register: web1
+
+- name: A server with no public address, from automation inside the cloud's network
+  cloudnorm.cloud.server:
+    cloud: mycloud
+    name: worker1
+    public: false
+  register: worker1
 
 - name: Trust exactly the host keys cloudnorm verified
   ansible.builtin.known_hosts:
@@ -308,7 +326,7 @@ def present(module, cloud):
         bootstrap=params["bootstrap"], wait=params["wait"], timeout=params["timeout"],
         tags=tags_option(params["tags"]), userdata=userdata_option(params["userdata"]),
         availability_zone=params["availability_zone"],
-        security_groups=tuple(params["security_groups"] or ())))
+        security_groups=tuple(params["security_groups"] or ()), public=params["public"]))
     return True, created
 
 
@@ -341,6 +359,7 @@ def main():
             userdata=dict(type="raw"),
             availability_zone=dict(type="str"),
             security_groups=dict(type="list", elements="str", default=[]),
+            public=dict(type="bool"),
         ),
         mutually_exclusive=[("flavor", "min_ram"), ("flavor", "min_vcpus")],
         supports_check_mode=True,
