@@ -16,6 +16,7 @@ client: cloudnorm's request counts are unaffected.
 
 from __future__ import annotations
 
+import base64
 import logging
 from typing import Any
 
@@ -54,6 +55,7 @@ class AwsDataPlaneSync(Watcher):
         super().__init__(interval)
         self._clients = {region: sandbox.client("ec2", region) for region in sandbox.regions}
         self._keys: dict[str, str] = {}  # instance id -> public key of its key pair
+        self._user_data: dict[str, bytes | None] = {}  # instance id -> its UserData
         self._known: set[str] = set()
 
     def sync_once(self) -> None:
@@ -68,6 +70,7 @@ class AwsDataPlaneSync(Watcher):
             self._fleet.remove(gone)
             self._sandbox.set_console(gone, None)
             self._keys.pop(gone, None)
+            self._user_data.pop(gone, None)
         self._known &= set(running)
         if running:
             self._reconcile(running)
@@ -97,11 +100,20 @@ class AwsDataPlaneSync(Watcher):
             allow = any(_opens_ssh(p) for g in attached
                         for p in groups[region].get(g, {}).get("IpPermissions") or ())
             self._fleet.ensure(iid, addresses, user=user, authorized_key=key, port=22,
-                               allow_ssh=allow)
+                               allow_ssh=allow, userdata=self._read_user_data(region, iid))
             self._known.add(iid)
             text = self._fleet.console_text(iid)
             if text:
                 self._sandbox.set_console(iid, text)
+
+    def _read_user_data(self, region: str, iid: str) -> bytes | None:
+        """The instance's UserData, read once (EC2 fixes it while the instance runs)."""
+        if iid not in self._user_data:
+            reply = self._clients[region].describe_instance_attribute(
+                InstanceId=iid, Attribute="userData")
+            value = (reply.get("UserData") or {}).get("Value")
+            self._user_data[iid] = base64.b64decode(value) if value else None
+        return self._user_data[iid]
 
     def _key(self, region: str, iid: str, instance: dict[str, Any]) -> str | None:
         """The public key of the instance's key pair, read once (EC2 fixes it at launch)."""

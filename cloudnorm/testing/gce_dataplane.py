@@ -23,6 +23,7 @@ the data plane plays GCE and must not agree with the code under test by construc
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import re
@@ -61,6 +62,19 @@ def login_from_metadata(instance: dict[str, Any]) -> tuple[str, str] | None:
                 continue
         return user, f"{parts[0]} {parts[1]}"
     return None
+
+
+def user_data(instance: dict[str, Any]) -> bytes | None:
+    """The ``user-data`` metadata value as cloud-init's GCE datasource reads it: base64
+    when ``user-data-encoding`` says so, text otherwise."""
+    items = {i.get("key"): i.get("value") for i in
+             (instance.get("metadata") or {}).get("items") or []}
+    value = items.get("user-data")
+    if value is None:
+        return None
+    if items.get("user-data-encoding") == "base64":
+        return base64.b64decode(value)
+    return str(value).encode("utf-8")
 
 
 def host_key_channel(instance: dict[str, Any]) -> str:
@@ -243,13 +257,15 @@ class GceDataPlaneSync(Watcher):
         if channel == "guest-attributes" and iid not in self._published:
             # The agent publishes the keys it made before sshd serves them.
             node = self._fleet.ensure(iid, addresses, user=user, authorized_key=key, port=22,
-                                      allow_ssh=False, hostname=instance["name"])
+                                      allow_ssh=False, hostname=instance["name"],
+                                      userdata=user_data(instance))
             self._known.add(iid)
             self._publish_host_keys(project, instance,
                                     node.host_keys.keys if node.host_keys else ())
             self._published.add(iid)
         node = self._fleet.ensure(iid, addresses, user=user, authorized_key=key, port=22,
-                                  allow_ssh=allow, hostname=instance["name"])
+                                  allow_ssh=allow, hostname=instance["name"],
+                                  userdata=user_data(instance))
         self._known.add(iid)
         if channel == "guest-attributes":
             text = guest_agent_console(instance["name"], node.started_at or time.time())

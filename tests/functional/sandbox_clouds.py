@@ -613,6 +613,9 @@ def _openstack(profile: str) -> OpenStackCloud:
         })
     if profile == "direct-public":
         contract["host_key_mismatch"] = True
+    if profile in ("fip-required", "config-drive-only"):
+        # Through the metadata service, and through a config drive only.
+        contract["user_data_runs"] = True
     return OpenStackCloud(id=f"openstack-{profile}", cloud=f"sandbox-{profile}",
                           expect=contract)
 
@@ -656,6 +659,7 @@ CLOUDS: list[SandboxCloud] = [
         "no_host_keys": {"timeout": 15, "detail_prefix": "198.51.100.",
                          "detail_has": "public IPv4 AWS assigned at launch"},
         "host_key_mismatch": True,
+        "user_data_runs": True,
         "boot": {"marks": {"instance", "security group", "key pair"}},
         "refusals": {
             "request-limit-exhausted": {
@@ -748,6 +752,7 @@ CLOUDS: list[SandboxCloud] = [
             "decisions": [("ssh_access", "choice", "in", "default-allow-ssh"),
                           ("login_user", "choice", "==", "ubuntu")]},
         "host_key_mismatch": True,
+        "user_data_runs": True,
         "retried": {"boot_request": "POST cloudnorm-sandbox/zones/us-central1-a/instances"},
     }),
     GceCloud("gce-custom", "sandbox-gce-custom", {

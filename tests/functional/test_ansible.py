@@ -1,5 +1,6 @@
 """The Ansible collection end to end: ``ansible-playbook`` creates a server on an
-OpenStack cloud and on AWS with ``cloudnorm.cloud.server``, reaches both through the
+OpenStack cloud and on AWS with ``cloudnorm.cloud.server``, the same user data on both
+(cloud-init writes a file and runs a command there), reaches both through the
 ``cloudnorm.cloud.servers`` inventory over real SSH with host key checking on, runs again
 without changes, and removes them.
 
@@ -139,11 +140,12 @@ def test_playbook_creates_reaches_and_removes_servers_on_two_clouds(workdir):
     try:
         first, timings["create + reach"] = playbook(workdir)
         # Both servers created (plus known_hosts written), both reached over SSH: ping,
-        # id and the check that id names the login user all passed there.
+        # id and the check that id names the login user all passed there, and so did
+        # cloud-init's wait and the check that the user data wrote its file and ran.
         assert first["localhost"]["changed"] == 2  # the servers, the known_hosts lines
         for host in HOSTS:
             assert (first[host]["ok"], first[host]["unreachable"], first[host]["failed"]) == (
-                3, 0, 0), first
+                6, 0, 0), first
         servers = {}
         for cloud_name, host in zip(CLOUDS, HOSTS, strict=True):
             with cloudnorm.connect(cloud_name,

@@ -353,8 +353,9 @@ def test_demo_on_two_clouds(tmp_path):
     proc = run_cli("demo", "--cloud", "sandbox-fip-required", "--cloud", "sandbox-aws",
                    env=own_sandbox_env(tmp_path), timeout=600)
     out = proc.stdout
-    assert "cloud sandbox-fip-required (openstack, profile openstack): conforms" in out
-    assert "cloud sandbox-aws (aws, profile aws): conforms" in out
+    assert "cloud sandbox-fip-required (openstack, profile openstack, public access): conforms" \
+        in out
+    assert "cloud sandbox-aws (aws, profile aws, public access): conforms" in out
     assert "5 public address  NO: no public address after boot" in out
     assert out.count("note: system ssh ubuntu@") == 2
     assert "2 clouds measured" in out and "every one conforms through cloudnorm" in out

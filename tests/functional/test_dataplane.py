@@ -1,4 +1,5 @@
-"""The SSH data plane: real OpenSSH servers where the test clouds say servers are.
+"""The SSH data plane: real OpenSSH servers where the test clouds say servers are,
+set up by the real cloud-init, whose console the clients read the host keys from.
 
 Nodes must live in a private network namespace. When the session already
 runs in one, the scenarios below drive nodes directly; otherwise
@@ -27,6 +28,7 @@ from cloudnorm.testing.dataplane import (
     in_private_netns,
     run_in_private_netns,
 )
+from cloudnorm.testing.dataplane.install import ensure_cloud_init
 from cloudnorm.testing.dataplane.netns import local_addresses
 from cloudnorm.testing.dataplane.node import DEFAULT_PASSWORD, pids_in_pidns
 
@@ -57,6 +59,7 @@ inside = pytest.mark.skipif(
 def test_dataplane_in_private_netns() -> None:
     # Installing needs the network, which the private namespace does not have.
     ensure_openssh()
+    ensure_cloud_init()
     argv = [
         sys.executable, "-m", "pytest", __file__, "-q", "-rA",
         "-p", "no:cacheprovider", "--noconftest",
@@ -120,6 +123,13 @@ def password_login(address: str, password: str, known_hosts: Path, askpass_dir: 
     )
 
 
+def booted(node):
+    """The node once cloud-init's final stage is over: passwords set, the console's key
+    blocks printed (a client waits for them on a real cloud too)."""
+    node.wait_booted(timeout=60)
+    return node
+
+
 def keypair(directory: Path, name: str) -> tuple[Path, str]:
     path = directory / name
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", name, "-f", str(path)],
@@ -143,9 +153,13 @@ def tree_digest(path: Path) -> dict[str, str]:
 def machine_snapshot() -> dict[str, str]:
     snap: dict[str, str] = {}
     for path in ("/etc/passwd", "/etc/shadow", "/etc/group", "/etc/hostname", "/etc/hosts",
-                 "/etc/ssh", "/etc/sudoers.d", "/root/.ssh", "/home"):
+                 "/etc/ssh", "/etc/sudoers.d", "/root/.ssh", "/home", "/etc/default/ssh",
+                 "/etc/cloud", "/var/lib/cloud", "/var/log/cloud-init.log",
+                 "/var/log/cloud-init-output.log", "/usr/bin/cloud-init"):
         snap.update(tree_digest(Path(path)))
     snap["hostname"] = socket.gethostname()
+    console = os.lstat("/dev/console")
+    snap["/dev/console"] = f"{oct(console.st_mode)} {console.st_rdev}"
     return snap
 
 
@@ -190,6 +204,7 @@ def keys(tmp_path_factory):
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory, machine_before):
     ensure_openssh()
+    ensure_cloud_init()
     fleet = Fleet(tmp_path_factory.mktemp("fleet"))
     yield fleet
     fleet.close()
@@ -199,7 +214,10 @@ def fleet(tmp_path_factory, machine_before):
 def node_a(fleet, keys):
     started = time.perf_counter()
     node = fleet.ensure("server-a", [A_V4, A_V6], "ubuntu", keys["alice"][1])
-    print(f"TIMING node start (ed25519+ecdsa+rsa host keys): {time.perf_counter() - started:.3f}s")
+    print(f"TIMING node start to sshd (ed25519+ecdsa+rsa host keys): "
+          f"{time.perf_counter() - started:.3f}s")
+    booted(node)
+    print(f"TIMING node start to cloud-init's final stage: {time.perf_counter() - started:.3f}s")
     return node
 
 
@@ -214,9 +232,12 @@ def known_a(node_a, tmp_path):
 @inside
 def test_console_prints_host_keys_like_cloud_init(node_a, tmp_path):
     console = node_a.console_text()
+    assert re.search(r"^Cloud-init v\. 22\.4\.2 finished at .* Datasource DataSourceNoCloud ",
+                     console, re.M)
     fps, keys = console_blocks(console)
     assert [k.split()[0] for k in keys] == ["ecdsa-sha2-nistp256", "ssh-ed25519", "ssh-rsa"]
     assert all(k.endswith(" root@server-a") for k in keys)
+    assert keys == list(node_a.host_keys.keys)
     expected = []
     for i, key in enumerate(keys):
         pub = tmp_path / f"{i}.pub"
@@ -352,7 +373,7 @@ def test_blocked_ssh_refuses_connections_and_keeps_the_server(fleet, node_a, kno
 
 @inside
 def test_second_node_is_isolated(fleet, node_a, known_a, keys, tmp_path):
-    node_b = fleet.ensure("server-b", [B_V4], "ubuntu", keys["bob"][1])
+    node_b = booted(fleet.ensure("server-b", [B_V4], "ubuntu", keys["bob"][1]))
     known_b = write_known_hosts(tmp_path / "known_b", node_b.console_text(), [B_V4])
     assert console_blocks(node_b.console_text())[1] != console_blocks(node_a.console_text())[1]
 
@@ -388,25 +409,41 @@ def test_moved_address_moves_the_server(fleet, keys, tmp_path):
     assert "Network is unreachable" in gone.stderr
 
 
+def sighup_sshd(node, known_hosts: Path, key: Path) -> None:
+    """Reload sshd's configuration the way an admin without systemd would."""
+    pidfile = node.root / "run/sshd.pid"
+    written = pidfile.stat().st_mtime_ns
+    reload = ssh(A_V4, "sudo -n /usr/sbin/sshd -t "
+                       "&& sudo -n sh -c 'kill -HUP \"$(cat /run/sshd.pid)\"'",
+                 known_hosts=known_hosts, key=key)
+    assert reload.returncode == 0, reload.stderr
+    # sshd re-executes itself on SIGHUP and rewrites its PidFile once listening again.
+    wait_for(lambda: pidfile.exists() and pidfile.stat().st_mtime_ns != written, 10,
+             "sshd to come back after SIGHUP")
+
+
 @inside
 def test_hardened_sshd_refuses_passwords(node_a, known_a, keys, tmp_path):
     before = password_login(A_V4, DEFAULT_PASSWORD, known_a, tmp_path)
     assert before.returncode == 0, before.stderr
     assert before.stdout.strip() == "ubuntu"
 
-    pidfile = node_a.root / "run/sshd.pid"
-    written = pidfile.stat().st_mtime_ns
-    harden = ssh(
-        A_V4,
-        "sudo -n sed -i 's/^PasswordAuthentication yes$/PasswordAuthentication no/' "
-        "/etc/ssh/sshd_config && sudo -n /usr/sbin/sshd -t "
-        "&& sudo -n sh -c 'kill -HUP \"$(cat /run/sshd.pid)\"'",
-        known_hosts=known_a, key=keys["alice"][0],
-    )
+    # cloud-init's ssh_pwauth put its setting in a drop-in, which sshd_config includes
+    # before anything of its own: editing the main file alone changes nothing.
+    assert (node_a.root / "etc/ssh/sshd_config.d/50-cloud-init.conf").read_text() == (
+        "PasswordAuthentication yes\n")
+    edit = ssh(A_V4, "sudo -n sed -i 's/^PasswordAuthentication yes$/PasswordAuthentication no/' "
+                     "/etc/ssh/sshd_config", known_hosts=known_a, key=keys["alice"][0])
+    assert edit.returncode == 0, edit.stderr
+    sighup_sshd(node_a, known_a, keys["alice"][0])
+    assert password_login(A_V4, DEFAULT_PASSWORD, known_a, tmp_path).returncode == 0
+
+    # A drop-in sorted before cloud-init's wins (the first value sshd reads counts).
+    harden = ssh(A_V4, "echo 'PasswordAuthentication no' | "
+                       "sudo -n tee /etc/ssh/sshd_config.d/00-harden.conf",
+                 known_hosts=known_a, key=keys["alice"][0])
     assert harden.returncode == 0, harden.stderr
-    # sshd re-executes itself on SIGHUP and rewrites its PidFile once listening again.
-    wait_for(lambda: pidfile.exists() and pidfile.stat().st_mtime_ns != written, 10,
-             "sshd to come back after SIGHUP")
+    sighup_sshd(node_a, known_a, keys["alice"][0])
 
     after = password_login(A_V4, DEFAULT_PASSWORD, known_a, tmp_path)
     assert after.returncode == 255
@@ -415,6 +452,7 @@ def test_hardened_sshd_refuses_passwords(node_a, known_a, keys, tmp_path):
     assert still.returncode == 0, still.stderr
     assert "PasswordAuthentication no" in (node_a.root / "etc/ssh/sshd_config").read_text()
     assert "PasswordAuthentication no" not in Path("/etc/ssh/sshd_config").read_text()
+    assert not Path("/etc/ssh/sshd_config.d/00-harden.conf").exists()
 
 
 @inside
@@ -424,6 +462,9 @@ def test_address_moves_to_the_server_it_is_given_to(fleet, keys, tmp_path):
     # A server with only a private address: booted, but nothing to reach.
     second = fleet.ensure("server-f", [], "ubuntu", keys["bob"][1], allow_ssh=False)
     assert second.console_text() and second.sshd_pid() is None
+    # Booted with nothing listening: cloud-init's set-passwords saw no sshd to restart.
+    booted(second)
+    assert second.sshd_pid() is None
     fleet.ensure("server-f", [floating], "ubuntu", keys["bob"][1])
     try:
         assert first.addresses == () and first.running and first.sshd_pid() is None
@@ -455,7 +496,8 @@ def test_concurrent_reconcilers(fleet, keys, tmp_path):
     try:
         assert all(a is nodes[i % 3] for i, a in enumerate(again))
         for node, address in zip(nodes, wanted.values(), strict=True):
-            known = write_known_hosts(tmp_path / node.name, node.console_text(), [address])
+            known = write_known_hosts(tmp_path / node.name, booted(node).console_text(),
+                                      [address])
             result = ssh(address, "hostname", known_hosts=known, key=keys["alice"][0])
             assert result.returncode == 0, result.stderr
             assert result.stdout.strip() == node.name
@@ -463,6 +505,22 @@ def test_concurrent_reconcilers(fleet, keys, tmp_path):
         with ThreadPoolExecutor(max_workers=3) as pool:
             list(pool.map(fleet.remove, wanted))
     assert set(wanted.values()).isdisjoint(local_addresses())
+
+
+@inside
+def test_cloud_init_is_the_nodes_and_not_the_machines(node_a):
+    done = node_a.exec(["cloud-init", "status", "--long"])
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "status: done" in done.stdout
+    assert "DataSourceNoCloud [seed=/var/lib/cloud/seed/nocloud]" in done.stdout
+    # Its console is the node's own, and none of the machine's disks is there.
+    devices = node_a.exec(["sh", "-c", "test -p /dev/console && ls /dev"])
+    assert devices.returncode == 0, devices.stderr
+    assert not {"sda", "vda", "nvme0n1", "xvda", "loop0"} & set(devices.stdout.split())
+    assert not Path("/usr/bin/cloud-init").exists() and not Path("/etc/cloud").exists()
+    installed = subprocess.run(["dpkg-query", "-W", "-f", "${db:Status-Abbrev}", "cloud-init"],
+                               capture_output=True, text=True, timeout=30)
+    assert not installed.stdout.startswith("ii")
 
 
 @inside
@@ -477,7 +535,7 @@ def test_close_leaves_no_process_address_or_file(fleet, keys, machine_before, tm
     other = Fleet(tmp_path / "fleet")
     nodes = []
     try:
-        c = other.ensure("server-c", ["203.0.113.20"], "ubuntu", keys["alice"][1])
+        c = booted(other.ensure("server-c", ["203.0.113.20"], "ubuntu", keys["alice"][1]))
         d = other.ensure("server-d", ["2001:db8:9::20"], "admin", keys["bob"][1],
                          allow_ssh=False)
         known = write_known_hosts(tmp_path / "known", c.console_text(), ["203.0.113.20"])

@@ -456,21 +456,45 @@ def test_a_table_wrapped_at_80_columns_is_read():
     assert hostkeys.console_login_users(_wrap(_table("rocky", mine), 80), mine) == ("rocky",)
 
 
-# -- the sandbox's emulation of cloud-init --------------------------------------------------------
-def test_the_sandbox_console_parses():
-    from cloudnorm.testing.dataplane import cloudinit
+# -- the sandbox's nodes: the real cloud-init 22.4.2 ---------------------------------------------
+# Consoles captured from data plane nodes running Debian's cloud-init 22.4.2 (see
+# corpus/consoles/cloud-init-22.4.2-debian-console.md): what the sandbox clouds publish.
+SANDBOX = "cloud-init-22.4.2-debian-console.txt"
+SANDBOX_QUIET = "cloud-init-22.4.2-debian-console-no-host-keys.txt"
+SANDBOX_OPERATOR = ("ssh-ed25519 "
+                    "AAAAC3NzaC1lZDI1NTE5AAAAILCD33rzUi4Ul0v7yBurFVjKkHK/uZSId65tflkjsTF2 "
+                    "operator@cloudnorm-tests")
 
-    pubs = [_fresh(kind, "root@node-1")[0] for kind in ("ecdsa", "ed25519", "rsa")]
-    announced = cloudinit.HostKeys(tuple(_keygen_l(p) for p in pubs), tuple(pubs))
-    user_key = keys.generate("node").public_key
-    text = cloudinit.console_text(announced, 1_700_000_000.0, 1_700_000_012.5,
-                                  cloudinit.authorized_keys_table("rocky", user_key))
+
+def test_the_sandbox_console_parses():
+    text = _real(SANDBOX)
     found = hostkeys.parse_console(text)
-    assert found.keys == tuple(" ".join(p.split()[:2]) for p in pubs)
-    assert found.fingerprints == tuple(hostkeys.fingerprint(p.split()[1]) for p in pubs)
-    assert hostkeys.console_login_users(text, user_key) == ("rocky",)
-    silent = cloudinit.console_text(announced, 1_700_000_000.0, 1_700_000_012.5, emit_keys=False)
-    assert not hostkeys.parse_console(silent)
+    printed = re.findall(r"^((?:ssh|ecdsa)-\S+ \S+) root@node-1$", text, re.M)
+    assert [k.split()[0] for k in printed] == ["ecdsa-sha2-nistp256", "ssh-ed25519", "ssh-rsa"]
+    assert found.keys == tuple(printed)
+    assert found.fingerprints == tuple(hostkeys.fingerprint(k.split()[1]) for k in printed)
+    _check_whole(found)
+    assert hostkeys.console_login_users(text, SANDBOX_OPERATOR) == ("debian",)
+    assert hostkeys.console_login_users(text, keys.generate("other").public_key) == ()
+    assert hostkeys.parse_console(_wrap(text, 80)) == found
+
+
+def test_the_sandbox_console_without_key_blocks_announces_nothing():
+    """ssh-keygen's own "The key fingerprint is:" lines are on it, but they are no
+    announcement: only cloud-init's blocks are."""
+    text = _real(SANDBOX_QUIET)
+    assert "The key fingerprint is:" in text and "finished at" in text
+    assert not hostkeys.parse_console(text)
+    assert hostkeys.console_login_users(text, SANDBOX_OPERATOR) == ("debian",)
+
+
+def test_the_sandbox_console_before_its_final_stage_is_undecided():
+    """sshd answers before cloud-init's final stage has printed the keys (as on a real
+    cloud): a console cut there gives nothing yet, and nothing of an older boot."""
+    text = _real(SANDBOX)
+    cut = text[:text.index("Cloud-init v. 22.4.2 running 'modules:final'")]
+    assert not hostkeys.parse_console(cut)
+    assert not hostkeys.parse_console(_real(NOCLOUD) + cut)
 
 
 def test_table_digest_helper_matches_cloud_init():

@@ -1,25 +1,40 @@
-"""What a cloud image and cloud-init do at a node's first boot.
+"""A node's first boot: the image's own preparation, then the real cloud-init.
 
-The node's root starts as a copy of this machine; first boot turns it into a
-freshly launched cloud server: its own host keys, the image's sshd_config,
-the image's default user holding the injected key with passwordless sudo,
-and the console output from which a careful client learns the host keys.
+The node's root starts as a copy of this machine. Two things turn it into a
+freshly launched cloud server:
+
+* what the image was built with, which is not cloud-init's job: its sshd_config,
+  and none of the machine's keys in root's .ssh (:data:`PREPARE`);
+* Debian's cloud-init (unpacked for nodes only, see ``install.py``), fed through
+  the NoCloud datasource: a seed with the instance's metadata, the cloud's key and
+  the server's user data, and a cloud.cfg.d file with the image's settings
+  (:func:`image_config`). It makes the default user, the host keys, authorized
+  keys and passwords, runs the user data, and prints on the console what it
+  prints on every cloud, which is where a careful client learns the host keys.
+
+Why real cloud-init rather than an imitation: the console format, the users and
+keys it makes and the user data it runs are then what cloudnorm meets on a real
+cloud, version for version, and a change of cloud-init shows up in the tests.
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import time
+import grp
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import yaml
+
+from cloudnorm import hostkeys
+
 HOST_KEY_TYPES = ("ed25519", "ecdsa", "rsa")
-CLOUD_INIT_VERSION = "24.4"
 
 # Many cloud images ship password logins enabled until someone hardens them;
 # listen addresses and port are given on sshd's command line, as a real
-# machine's would come from its interfaces rather than from this file.
+# machine's would come from its interfaces rather than from this file. UsePAM
+# as in Debian's and Ubuntu's images: without PAM, sshd refuses even keys for an
+# account whose password is locked, as useradd leaves the default user until
+# cloud-init's set-passwords runs, after sshd has started.
 SSHD_CONFIG = """\
 Include /etc/ssh/sshd_config.d/*.conf
 
@@ -28,7 +43,7 @@ PermitRootLogin prohibit-password
 PubkeyAuthentication yes
 PasswordAuthentication yes
 KbdInteractiveAuthentication no
-UsePAM no
+UsePAM yes
 X11Forwarding no
 PrintMotd no
 AcceptEnv LANG LC_*
@@ -36,150 +51,136 @@ PidFile /run/sshd.pid
 Subsystem sftp /usr/lib/openssh/sftp-server
 """
 
-# cloud-init's disable_root: root's key answers with a hint, then exit 142.
-DISABLE_ROOT_OPTIONS = (
-    'no-port-forwarding,no-agent-forwarding,no-X11-forwarding,'
-    'command="echo \'Please login as the user \\"{user}\\" rather than the user '
-    '\\"root\\".\';echo;sleep 10;exit 142"'
+# cloud-init's default (ssh_util.DISABLE_USER_OPTS): root's key answers with a hint,
+# then exit 142. Written out so the image's setting is visible in one place.
+DISABLE_ROOT_OPTS = (
+    "no-port-forwarding,no-agent-forwarding,no-X11-forwarding,"
+    "command=\"echo 'Please login as the user \\\"$USER\\\" rather than the user "
+    "\\\"$DISABLE_USER\\\".';echo;sleep 10;exit 142\""
 )
 
-# Runs as root inside the node. Inputs arrive in the environment so that no
-# key or password needs shell quoting.
-FIRST_BOOT = r"""
-set -eu
-printf '%s\n' "$NODE_NAME" > /etc/hostname
-grep -qs "[[:space:]]$NODE_NAME\$" /etc/hosts || printf '127.0.1.1\t%s\n' "$NODE_NAME" >> /etc/hosts
+# Only modules that act inside the node. Debian's list also has growpart, resizefs,
+# disk_setup and mounts (the machine's disks: /dev is the machine's), apt-configure,
+# ntp, timezone, locale, keyboard, grub-dpkg, rsyslog, ca-certs, seed_random (the
+# machine's packages, clock, boot loader and devices), snap, lxd, puppet, chef,
+# phone-home, power-state-change and the like: none of them may touch this machine.
+INIT_MODULES = ("bootcmd", "write-files", "set_hostname", "update_hostname",
+                "update_etc_hosts", "users-groups", "ssh")
+CONFIG_MODULES = ("set-passwords", "runcmd")
+FINAL_MODULES = ("write-files-deferred", "scripts-vendor", "scripts-per-once",
+                 "scripts-per-boot", "scripts-per-instance", "scripts-user",
+                 "ssh-authkey-fingerprints", "keys-to-console", "final-message")
 
-# The image's host keys would be shared by every server launched from it.
-rm -f /etc/ssh/ssh_host_*
-for type in $HOST_KEY_TYPES; do
-    ssh-keygen -q -t "$type" -N '' -C "root@$NODE_NAME" -f "/etc/ssh/ssh_host_${type}_key"
-done
+SEED_DIR = "/var/lib/cloud/seed/nocloud"
+IMAGE_CONFIG = "/etc/cloud/cloud.cfg.d/90_cloudnorm_image.cfg"
+
+# Runs as root inside the node before cloud-init. Inputs arrive in the environment
+# so that nothing needs shell quoting; user data on stdin in base64, as it may be
+# binary and larger than an environment variable may be.
+PREPARE = r"""
+set -eu
 rm -rf /etc/ssh/sshd_config.d
 mkdir -p /etc/ssh/sshd_config.d
 printf '%s' "$SSHD_CONFIG" > /etc/ssh/sshd_config
-
 # Whatever the machine keeps in root's .ssh is not the server's.
 rm -rf /root/.ssh
-install -d -m 700 /root/.ssh
-if [ "$DEFAULT_USER" != root ]; then
-    if ! getent passwd "$DEFAULT_USER" >/dev/null; then
-        groups=
-        for g in adm sudo; do
-            getent group "$g" >/dev/null && groups="${groups:+$groups,}$g"
-        done
-        useradd --create-home --shell /bin/bash ${groups:+--groups "$groups"} "$DEFAULT_USER"
-    fi
-    printf '%s' "$SUDOERS" > /etc/sudoers.d/90-cloud-init-users
-    chmod 440 /etc/sudoers.d/90-cloud-init-users
-    printf '%s\n' "$ROOT_KEYS" > /root/.ssh/authorized_keys
-    chmod 600 /root/.ssh/authorized_keys
-fi
-home=$(getent passwd "$DEFAULT_USER" | cut -d: -f6)
-group=$(id -gn "$DEFAULT_USER")
-install -d -m 700 -o "$DEFAULT_USER" -g "$group" "$home/.ssh"
-printf '%s\n' "$AUTHORIZED_KEY" > "$home/.ssh/authorized_keys"
-chown "$DEFAULT_USER:$group" "$home/.ssh/authorized_keys"
-chmod 600 "$home/.ssh/authorized_keys"
-
-if [ "$DEFAULT_USER" = root ]; then
-    printf 'root:%s\n' "$PASSWORD" | chpasswd
-else
-    printf 'root:%s\n%s:%s\n' "$PASSWORD" "$DEFAULT_USER" "$PASSWORD" | chpasswd
-fi
-
-for f in /etc/ssh/ssh_host_*key.pub; do
-    printf 'FP %s\n' "$(ssh-keygen -l -f "$f")"
-    printf 'KEY %s\n' "$(cat "$f")"
-done
+mkdir -p "$SEED_DIR" "$(dirname "$IMAGE_CONFIG")"
+printf '%s' "$META_DATA" > "$SEED_DIR/meta-data"
+base64 -d > "$SEED_DIR/user-data"
+: > "$SEED_DIR/vendor-data"
+chmod 600 "$SEED_DIR/user-data"
+printf '%s' "$IMAGE_CFG" > "$IMAGE_CONFIG"
 """
 
 
 @dataclass(frozen=True)
 class HostKeys:
-    """Host keys as cloud-init prints them: ``ssh-keygen -l`` lines and .pub lines."""
+    """A node's host keys: ``keys`` as their .pub lines, ``fingerprints`` as OpenSSH's
+    SHA256 fingerprints, in the same order."""
 
     fingerprints: tuple[str, ...]
     keys: tuple[str, ...]
 
     @classmethod
-    def parse(cls, output: str) -> HostKeys:
-        fps = [line[3:] for line in output.splitlines() if line.startswith("FP ")]
-        keys = [line[4:] for line in output.splitlines() if line.startswith("KEY ")]
-        return cls(tuple(fps), tuple(keys))
+    def from_pub_lines(cls, text: str) -> HostKeys:
+        keys = tuple(line.strip() for line in text.splitlines() if line.strip())
+        return cls(tuple(hostkeys.fingerprint(k.split()[1]) for k in keys), keys)
 
 
-def first_boot_env(
-    *, name: str, user: str, authorized_key: str, password: str,
-    host_key_types: Sequence[str], disable_root: bool,
-) -> dict[str, str]:
-    host_keys = "\n".join(f"HostKey /etc/ssh/ssh_host_{t}_key" for t in host_key_types)
-    if disable_root:
-        root_keys = f"{DISABLE_ROOT_OPTIONS.format(user=user)} {authorized_key}"
+def meta_data(name: str, authorized_key: str) -> str:
+    return yaml.safe_dump({"instance-id": name, "local-hostname": name,
+                           "public-keys": [authorized_key]}, sort_keys=False)
+
+
+def image_config(
+    *, user: str, password: str, host_key_types: Sequence[str], disable_root: bool,
+    print_authorized_keys: bool, print_host_keys: bool,
+) -> str:
+    """The image's cloud.cfg.d file: what an image builder sets for cloud-init."""
+    if user == "root":
+        # Images that log in as root have no default user to create, and root's key
+        # must work: cloud-init's disable_root would send root to itself.
+        default_user: dict[str, object] = {"name": "root", "lock_passwd": False, "sudo": None}
+        disable_root = False
+        passwords = [{"name": "root", "password": password, "type": "text"}]
     else:
-        root_keys = authorized_key
-    return {
-        "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-        "HOME": "/root",
-        "LANG": "C.UTF-8",
-        "NODE_NAME": name,
-        "DEFAULT_USER": user,
-        "AUTHORIZED_KEY": authorized_key,
-        "ROOT_KEYS": root_keys,
-        "PASSWORD": password,
-        "HOST_KEY_TYPES": " ".join(host_key_types),
-        "SSHD_CONFIG": SSHD_CONFIG.format(host_keys=host_keys),
-        "SUDOERS": f"# Created by cloud-init\n\n# User rules for {user}\n"
-                   f"{user} ALL=(ALL) NOPASSWD:ALL\n",
+        default_user = {
+            "name": user, "gecos": user, "lock_passwd": False, "shell": "/bin/bash",
+            "groups": [g for g in ("adm", "sudo") if _group_exists(g)],
+            "sudo": "ALL=(ALL) NOPASSWD:ALL",
+        }
+        passwords = [{"name": name, "password": password, "type": "text"}
+                     for name in ("root", user)]
+    config = {
+        "datasource_list": ["NoCloud", "None"],
+        # fs_label null: no looking for a seed disk labelled cidata, which would
+        # mean probing (and mounting) the machine's block devices.
+        "datasource": {"NoCloud": {"fs_label": None}},
+        # The data plane gives the node its addresses; cloud-init must not touch links.
+        "network": {"config": "disabled"},
+        "users": ["default"],
+        "system_info": {"default_user": default_user},
+        "preserve_hostname": False,
+        "manage_etc_hosts": True,
+        "disable_root": disable_root,
+        "disable_root_opts": DISABLE_ROOT_OPTS,
+        "ssh_genkeytypes": list(host_key_types),
+        "no_ssh_fingerprints": not print_authorized_keys,
+        "ssh": {"emit_keys_to_console": print_host_keys},
+        "ssh_pwauth": True,
+        "chpasswd": {"expire": False, "users": passwords},
+        "cloud_init_modules": list(INIT_MODULES),
+        "cloud_config_modules": list(CONFIG_MODULES),
+        "cloud_final_modules": list(FINAL_MODULES),
     }
+    header = (
+        "# The image's cloud-init settings, written by cloudnorm's data plane.\n"
+        "# The module lists leave out every module that could act on the machine the\n"
+        "# node runs on (disks, packages, clock, network): see cloudinit.py.\n"
+    )
+    return header + yaml.safe_dump(config, sort_keys=False, width=1000)
 
 
-def authorized_keys_table(user: str, authorized_key: str) -> list[str]:
-    """What cloud-init's ssh-authkey-fingerprints module (on by default) prints for the
-    default user: a ``ci-info:`` table of the user's authorized keys, SHA-256 in hex."""
-    key_type, blob, *comment = authorized_key.split()
-    digest = hashlib.sha256(base64.b64decode(blob)).hexdigest()
-    fingerprint = ":".join(digest[i:i + 2] for i in range(0, len(digest), 2))
-    header = ["Keytype", "Fingerprint (sha256)", "Options", "Comment"]
-    row = [key_type, fingerprint, "-", " ".join(comment) or "-"]
-    widths = [max(len(a), len(b)) + 2 for a, b in zip(header, row, strict=True)]
-    rule = "+" + "+".join("-" * w for w in widths) + "+"
-
-    def cells(values: list[str]) -> str:
-        return "|" + "|".join(v.center(w) for v, w in zip(values, widths, strict=True)) + "|"
-
-    path = "/root/.ssh/authorized_keys" if user == "root" else f"/home/{user}/.ssh/authorized_keys"
-    title = f"Authorized keys from {path} for user {user}".center(len(rule), "+")
-    return [f"ci-info: {line}" for line in (title, rule, cells(header), rule, cells(row), rule)]
+def _group_exists(name: str) -> bool:
+    # The node's /etc/group is the machine's at first boot.
+    try:
+        grp.getgrnam(name)
+    except KeyError:
+        return False
+    return True
 
 
-def console_text(host_keys: HostKeys, booted: float, finished: float,
-                 authorized: Sequence[str] = (), emit_keys: bool = True) -> str:
-    """Console output of a first boot, as cloud-init writes it; ``authorized`` are the
-    lines of the authorized keys table, when the image prints one; without
-    ``emit_keys`` the host keys are not printed (``emit_keys_to_console: false``)."""
-    stamp = time.strftime("%a, %d %b %Y %H:%M:%S +0000", time.gmtime(finished))
-    # cloud-init pipes the fingerprints through `logger -s -t ec2`, which
-    # puts a syslog header on each line; the keys themselves go out bare.
-    syslog = f"<14>{time.strftime('%b %e %H:%M:%S', time.gmtime(finished))} ec2: "
-    up = 5.0 + (finished - booted)
-    keys = [
-        syslog,
-        syslog + "#" * 61,
-        syslog + "-----BEGIN SSH HOST KEY FINGERPRINTS-----",
-        *(syslog + fp for fp in host_keys.fingerprints),
-        syslog + "-----END SSH HOST KEY FINGERPRINTS-----",
-        syslog + "#" * 61,
-        "-----BEGIN SSH HOST KEY KEYS-----",
-        *host_keys.keys,
-        "-----END SSH HOST KEY KEYS-----",
-    ]
-    lines = [
-        f"Cloud-init v. {CLOUD_INIT_VERSION} running 'modules:final' at {stamp}. "
-        f"Up {up:.2f} seconds.",
-        *authorized,
-        *(keys if emit_keys else ()),
-        f"Cloud-init v. {CLOUD_INIT_VERSION} finished at {stamp}. Datasource DataSourceNone.  "
-        f"Up {up + 0.01:.2f} seconds",
-    ]
-    return "\n".join(lines) + "\n"
+def sshd_config(host_key_types: Sequence[str]) -> str:
+    host_keys = "\n".join(f"HostKey /etc/ssh/ssh_host_{t}_key" for t in host_key_types)
+    return SSHD_CONFIG.format(host_keys=host_keys)
+
+
+def lying_console(console: str, real: HostKeys, decoy: HostKeys) -> str:
+    """The console with every key and fingerprint of ``real`` replaced by the ``decoy``'s
+    of the same type: a console showing other host keys than the server has."""
+    by_type = {k.split()[0]: (k, fp) for k, fp in zip(decoy.keys, decoy.fingerprints,
+                                                      strict=True)}
+    for key, fp in zip(real.keys, real.fingerprints, strict=True):
+        other_key, other_fp = by_type[key.split()[0]]
+        console = console.replace(key.split()[1], other_key.split()[1]).replace(fp, other_fp)
+    return console

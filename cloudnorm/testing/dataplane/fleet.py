@@ -68,23 +68,28 @@ class Fleet:
         *,
         hostname: str | None = None,
         console_lies: bool | None = None,
+        userdata: bytes | None = None,
     ) -> Node:
         """Make node ``node_id`` a running server answering as described.
 
         An address another node answers on moves to this one, as a floating
         IP does when it is associated elsewhere. ``console_lies=None`` keeps
-        the node's current setting.
+        the node's current setting. ``userdata`` is what the cloud passes the
+        server; cloud-init runs it at the node's first boot. ``None`` gives a new
+        node none and leaves a running node as it is.
         """
         wanted = check_addresses(addresses)
         with self._node_lock(node_id):
             self._take_over(node_id, wanted)
             node = self._nodes.get(node_id)
-            # A server's login is fixed at its first boot; a different one
-            # means the cloud replaced the server. A node that died is
+            # A server's login and user data are fixed at its first boot; other
+            # ones mean the cloud replaced (or rebuilt) the server. A node that died is
             # brought back, since the cloud still reports it running.
-            if node is not None and (not node.running or (node.user, node.authorized_key) != (
-                user, authorized_key.strip()
-            )):
+            if node is not None and (
+                not node.running
+                or (node.user, node.authorized_key) != (user, authorized_key.strip())
+                or (userdata is not None and userdata != node.userdata)
+            ):
                 self._drop(node_id, node, keep_claim=True)
                 node = None
             if node is None:
@@ -92,6 +97,7 @@ class Fleet:
                     hostname or _hostname(node_id), wanted, user=user,
                     authorized_key=authorized_key, port=port, allow_ssh=allow_ssh,
                     console_lies=bool(console_lies), workdir=self._new_workdir(node_id),
+                    userdata=userdata,
                     **self.node_options,  # type: ignore[arg-type]
                 )
                 # Listed before it starts, so that a node taking one of its

@@ -22,6 +22,7 @@ under the admin project and never count against a test's project.
 
 from __future__ import annotations
 
+import base64
 import ipaddress
 import logging
 import shutil
@@ -78,6 +79,7 @@ class DataPlaneSync(Watcher):
         self._orphan_key: str | None = None
         self._keys: dict[str, str] = {}  # server id -> public key injected at boot
         self._users: dict[str, str] = {}  # server id -> the image's login user
+        self._user_data: dict[str, bytes | None] = {}  # server id -> what cloud-init reads
         self._known: set[str] = set()
 
     def _get(self, service: str, path: str, **kwargs: Any) -> Any:
@@ -126,7 +128,8 @@ class DataPlaneSync(Watcher):
                         for p in mine)
             self._fleet.ensure(sid, addresses, user=self._users[sid],
                                authorized_key=self._keys[sid], port=port_number,
-                               allow_ssh=allow and bool(addresses))
+                               allow_ssh=allow and bool(addresses),
+                               userdata=self._user_data.get(sid))
             self._known.add(sid)
             console = self._console_dir / f"{sid}.log"
             text = self._fleet.console_text(sid)
@@ -139,9 +142,13 @@ class DataPlaneSync(Watcher):
     def _learn(self, sid: str, server: dict[str, Any]) -> bool:
         """Fetch, once, what the server was booted with: its key and its image's user."""
         if server.get("tenant_id") in self._without_metadata and not _has_config_drive(server):
-            # Nothing could carry the key into the server: it boots, and refuses logins.
+            # Nothing could carry the key (or the user data) into the server: it boots,
+            # and refuses logins.
             key = self._key_nobody_holds()
         else:
+            # Nova shows user_data to an admin from microversion 2.3 on, base64-encoded.
+            encoded = server.get("OS-EXT-SRV-ATTR:user_data")
+            self._user_data[sid] = base64.b64decode(encoded) if encoded else None
             key_name = server.get("key_name")
             if not key_name:
                 return False

@@ -1,13 +1,14 @@
 """User data on every sandbox cloud: what the caller passes is what the cloud holds for
-the server, read back through the provider's own API; one larger than the cloud takes
-is refused before anything is made."""
+the server, read back through the provider's own API; it runs on the server (the nodes
+run the real cloud-init, fed from what the cloud holds), proven by a root login; one
+larger than the cloud takes is refused before anything is made."""
 
 from __future__ import annotations
 
 import gzip
 
 import pytest
-from sandbox_clouds import clouds_with
+from sandbox_clouds import clouds_with, known_hosts_file, ssh_as
 
 from cloudnorm import errors, userdata
 
@@ -49,4 +50,35 @@ def test_user_data_over_the_limit_is_refused_before_anything_is_made(sandbox_clo
     assert info.value.field == "userdata" and str(limit.limit) in str(info.value)
     assert [(e.step, e.status) for e in steps] == [("node_key", "failed")]
     assert sandbox_cloud.requests(since=mark) == []
+    assert sandbox_cloud.leftovers() == []
+
+
+RUNS = {"write_files": [{"path": "/root/written", "content": "by cloud-init\n"}],
+        "runcmd": ["echo ran > /root/ran"]}
+SCRIPT_RUNS = "#!/bin/sh\necho by a script > /root/written\necho ran > /root/ran\n"
+
+
+@pytest.mark.parametrize("given, written", [(RUNS, "by cloud-init"),
+                                            (SCRIPT_RUNS, "by a script")],
+                         ids=["cloud-config", "script"])
+@pytest.mark.parametrize("sandbox_cloud", clouds_with("user_data_runs"), indirect=True)
+def test_user_data_runs_on_the_server(sandbox_cloud, sandbox_fleet, operator_key, tmp_path,
+                                      given, written):
+    key_path, operator_pub = operator_key
+    assert sandbox_cloud.leftovers() == []
+    cloud = sandbox_cloud.connect()
+    want = sandbox_cloud.expect.get("lifecycle", {})
+    server = cloud.create_server("cn-userdata-runs", authorized_keys=[operator_pub],
+                                 userdata=given, timeout=want.get("timeout", 120),
+                                 **want.get("create", {}))
+    try:
+        # Host keys verified from cloud-init's own console output; root's key was
+        # installed by cloudnorm's hardening, after cloud-init ran the user data.
+        known_hosts = known_hosts_file(tmp_path / "known_hosts", server)
+        found = ssh_as(server, "root", key_path, known_hosts,
+                       command="cat /root/written /root/ran")
+        assert (found.returncode, found.stdout.splitlines()) == (0, [written, "ran"]), \
+            found.stderr
+    finally:
+        assert cloud.delete_server(server.id) is True
     assert sandbox_cloud.leftovers() == []
