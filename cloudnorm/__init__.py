@@ -24,7 +24,17 @@ from cloudnorm.errors import (
     ServiceUnavailable,
     Timeout,
 )
-from cloudnorm.models import Address, Decision, Flavor, Image, KeyPair, Location, Network, Server
+from cloudnorm.models import (
+    Address,
+    Decision,
+    Flavor,
+    Image,
+    KeyPair,
+    Location,
+    Network,
+    Server,
+    Volume,
+)
 
 if TYPE_CHECKING:
     from cloudnorm.cloud import Cloud
@@ -38,7 +48,7 @@ __all__ = [
     "CreateRequest", "Decision", "Flavor", "HostKeyMismatch", "Image", "KeyPair", "Location",
     "Network", "NotFound",
     "NotReachable", "ProviderError", "QuotaExceeded", "Server", "ServiceUnavailable", "Timeout",
-    "connect", "describe_server",
+    "Volume", "connect", "describe_server",
 ]
 
 #: Names loaded on first use: each pulls in modules ``import cloudnorm`` need not pay for.

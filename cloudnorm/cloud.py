@@ -165,11 +165,24 @@ class Cloud:
         return self.choose_image(os, architecture=architecture)[0]
 
     def choose_flavor(self, *, min_ram: int | None = None, min_vcpus: int | None = None,
-                      min_disk: int | None = None) -> tuple[Flavor, Decision]:
-        """The smallest flavor that fits, with the reason."""
+                      min_disk: int | None = None, boot_from_volume: bool | None = None
+                      ) -> tuple[Flavor, Decision]:
+        """The smallest flavor that fits, with the reason. A flavor with disk 0 is for
+        servers booted from a volume only: it fits where the cloud has block storage
+        (unless ``boot_from_volume`` is False), and is passed over otherwise."""
+        caps = self.capabilities
+        if caps.root_is_volume or (boot_from_volume and caps.block_storage):
+            root, no_volume = "volume", ""
+        elif boot_from_volume is False:
+            root, no_volume = "local", "boot_from_volume=False"
+        elif not caps.block_storage:
+            root, no_volume = "local", "the cloud has no block storage"
+        else:
+            root, no_volume = "either", ""
         try:
             return flavors.choose_flavor(self.list_flavors(), min_ram=min_ram,
-                                         min_vcpus=min_vcpus, min_disk=min_disk)
+                                         min_vcpus=min_vcpus, min_disk=min_disk, root=root,
+                                         no_volume=no_volume)
         except errors.CloudnormError as exc:
             exc.cloud = exc.cloud or self.name
             raise
@@ -216,7 +229,8 @@ class Cloud:
                       keep_node_key: bool = False, userdata: UserData | None = None,
                       availability_zone: str | None = None,
                       security_groups: Sequence[str] = (),
-                      public: bool | None = None) -> Server:
+                      public: bool | None = None, boot_from_volume: bool | None = None,
+                      volume_size: int | None = None, volumes: Sequence[int] = ()) -> Server:
         """Create a server and return it once it is reachable over SSH.
 
         ``image`` is an OS name (``"ubuntu-22.04"``), an image name or id, or an
@@ -242,6 +256,12 @@ class Cloud:
         step is unchanged. None follows the cloud's configuration (clouds.yaml
         ``private: true`` or ``cloudnorm: access: private``), else public.
 
+        ``boot_from_volume=True`` makes the root disk a block storage volume of
+        ``volume_size`` GiB (default: what the image or flavor needs); on AWS and GCE it
+        always is one. None boots from a volume where the flavor has disk 0 and the
+        cloud has block storage. ``volumes`` are the sizes in GiB of data volumes made
+        with the server; every volume goes with the server when it is deleted.
+
         ``name`` may instead be a whole :class:`~cloudnorm.provision.CreateRequest`
         (what the CLI and the Ansible modules build); the other arguments but
         ``on_step`` are then not used.
@@ -252,7 +272,9 @@ class Cloud:
             bootstrap=bootstrap, wait=wait, timeout=timeout, tags=dict(tags or {}),
             verify_host_keys=verify_host_keys, ssh_user=ssh_user, keep_node_key=keep_node_key,
             userdata=userdata, availability_zone=availability_zone,
-            security_groups=tuple(security_groups), public=public)
+            security_groups=tuple(security_groups), public=public,
+            boot_from_volume=boot_from_volume, volume_size=volume_size,
+            volumes=tuple(volumes))
         return provision.create_server(self, request, on_step)
 
     def delete_server(self, server: Server | str, *, wait: bool = True,

@@ -142,6 +142,23 @@ class Decision:
 
 
 @attrs.frozen
+class Volume:
+    """A disk attached to a server: its root disk or a data volume.
+
+    ``size`` is in GiB (None where the server's record does not say, e.g. EC2's);
+    ``device`` is the name the cloud attached it under (``/dev/sdf``,
+    ``persistent-disk-1``), when it says; ``delete_on_termination`` whether it goes
+    with the server.
+    """
+
+    id: str
+    size: int | None
+    device: str | None
+    root: bool
+    delete_on_termination: bool | None = None
+
+
+@attrs.frozen
 class Server:
     """A server, normalized.
 
@@ -149,6 +166,8 @@ class Server:
     to SSH to (``ssh_port`` on it, as ``ssh_user``); ``host_keys`` are the
     verified host keys in ``known_hosts`` form (``"ssh-ed25519 AAAA..."``).
     ``decisions`` records what cloudnorm chose for this server and why.
+    ``volumes`` are its disks that are volumes of the cloud's block storage (root
+    first), as far as its record shows them.
     """
 
     id: str
@@ -169,4 +188,5 @@ class Server:
     tags: dict[str, str] = attrs.field(factory=dict, converter=_frozen_dict)
     created: datetime.datetime | None = None
     decisions: tuple[Decision, ...] = ()
+    volumes: tuple[Volume, ...] = ()
     raw: dict[str, Any] = attrs.field(factory=dict, eq=False, repr=False, converter=_frozen_dict)

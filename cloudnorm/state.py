@@ -101,3 +101,8 @@ class Capabilities:
     published_host_keys: bool = False
     #: How much user data a server takes (None: the cloud takes none).
     user_data_limit: SizeLimit | None = None
+    #: The cloud has block storage (volumes): servers can boot from a volume and have
+    #: data volumes (OpenStack: a volume service in the catalog).
+    block_storage: bool = False
+    #: A server's root disk is always a block storage volume (EBS, persistent disk).
+    root_is_volume: bool = False

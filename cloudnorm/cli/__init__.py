@@ -215,6 +215,13 @@ def _default_public_keys() -> list[Path]:
               help="--private: make no public address and reach the server on its private "
                    "one (from inside the cloud's network); default: the cloud's "
                    "configuration (clouds.yaml private: true), else public.")
+@click.option("--boot-from-volume/--no-boot-from-volume", default=None,
+              help="Root disk on a block storage volume (default: where the flavor has disk "
+                   "0; always on AWS and GCE).")
+@click.option("--volume-size", type=click.IntRange(min=1), metavar="GIB",
+              help="GiB of the root volume (default: what the image needs).")
+@click.option("--volume", "volumes", type=click.IntRange(min=1), multiple=True, metavar="GIB",
+              help="A data volume of GIB, deleted with the server (repeatable).")
 @click.option("--timeout", default=600.0, show_default=True, help="Seconds for all steps.")
 @click.option("--json", "as_json", is_flag=True, help="Print the server as JSON.")
 @_errors_exit_1
@@ -222,7 +229,8 @@ def create(name: str, cloud_name: str, os_name: str, image: str | None, flavor: 
            min_ram: int, min_vcpus: int | None, network: str | None,
            key_files: tuple[str, ...], user_data_file: BinaryIO | None,
            availability_zone: str | None, security_groups: tuple[str, ...],
-           private: bool | None, timeout: float, as_json: bool) -> None:
+           private: bool | None, boot_from_volume: bool | None, volume_size: int | None,
+           volumes: tuple[int, ...], timeout: float, as_json: bool) -> None:
     """Create server NAME and wait until it is reachable over SSH.
 
     The public keys are installed for root and the login user, password logins are
@@ -247,6 +255,7 @@ def create(name: str, cloud_name: str, os_name: str, image: str | None, flavor: 
             userdata=user_data_file.read() if user_data_file else None,
             availability_zone=availability_zone, security_groups=security_groups,
             public=None if private is None else not private,
+            boot_from_volume=boot_from_volume, volume_size=volume_size, volumes=volumes,
             timeout=timeout), on_step=progress.step)
     data = server_json(server)
     if as_json:

@@ -53,6 +53,13 @@ class BootSpec:
     #: False: ask for no public address at launch (private access), even where the
     #: network would give one by default.
     public_address: bool = True
+    #: The root disk is a block storage volume (OpenStack: boot from volume); always
+    #: the case on AWS and GCE.
+    boot_from_volume: bool = False
+    #: GiB of the root disk; None: the image's (or the flavor's) own size.
+    root_size: int | None = None
+    #: GiB of each data volume, attached at boot and deleted with the server.
+    data_volumes: tuple[int, ...] = ()
 
 
 @attrs.frozen

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 import attrs
 
+from cloudnorm import errors
 from cloudnorm.userdata import UserData, encode
 
 if TYPE_CHECKING:
@@ -22,6 +23,18 @@ def _texts(value: Iterable[str]) -> tuple[str, ...]:
     if isinstance(value, str):  # one name, not its letters
         return (value,)
     return tuple(value)
+
+
+def _sizes(value: Iterable[int]) -> tuple[int, ...]:
+    return tuple(value)
+
+
+def _positive(instance: object, attribute: attrs.Attribute, value: object) -> None:
+    sizes = value if isinstance(value, tuple) else (value,)
+    if any(size is not None and (type(size) is not int or size < 1) for size in sizes):
+        raise errors.InvalidRequest(
+            f"{attribute.name} must be whole GiB of at least 1, not {value!r}",
+            field=attribute.name)
 
 
 def _user_data(value: UserData | None) -> bytes | None:
@@ -69,3 +82,11 @@ class CreateRequest:
     #: address (automation inside the cloud's network); None: the cloud's
     #: configuration decides (clouds.yaml ``private: true`` or ``cloudnorm: access:``).
     public: bool | None = None
+    #: True: the root disk is a volume of the cloud's block storage (OpenStack: Cinder;
+    #: on AWS and GCE it always is); None: where a flavor needs it (disk 0) and the
+    #: cloud has block storage; False: never (a flavor with disk 0 is then passed over).
+    boot_from_volume: bool | None = None
+    #: GiB of the root disk (a volume); None: what the image asks for.
+    volume_size: int | None = attrs.field(default=None, validator=_positive)
+    #: GiB of each extra data volume, made with the server and deleted with it.
+    volumes: tuple[int, ...] = attrs.field(default=(), converter=_sizes, validator=_positive)

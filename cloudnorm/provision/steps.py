@@ -34,7 +34,16 @@ def check_request(run: Run) -> None:
     """Refuse what the cloud would refuse later, after resources exist."""
     request = run.request
     run.driver.check_options(request.availability_zone, request.security_groups)
-    data, limit = request.userdata, run.driver.capabilities.user_data_limit
+    caps = run.driver.capabilities
+    if not (caps.block_storage or caps.root_is_volume):
+        for field, value in (("boot_from_volume", request.boot_from_volume),
+                             ("volume_size", request.volume_size),
+                             ("volumes", request.volumes)):
+            if value:
+                raise errors.InvalidRequest(
+                    f"{field}: this cloud has no block storage (no volume service in its "
+                    "catalog), so it makes no volumes", cloud=run.cloud.name, field=field)
+    data, limit = request.userdata, caps.user_data_limit
     if data is not None:
         if limit is None:
             raise errors.InvalidRequest("this cloud passes no user data to its servers",
@@ -60,6 +69,8 @@ def choose(run: Run) -> None:
     report.emit(run.step, "started", "choosing image, flavor and network")
     run.image = choose_image(run)
     run.flavor = choose_flavor(run, run.image)
+    run.root = root_disk(run, run.image, run.flavor)
+    report.decide(run.root.decision)
     view = cloud.network_view()
     if view is not None:
         nets = view[0]
@@ -91,6 +102,7 @@ def boot(run: Run) -> None:
     run.step = STEPS[3]
     cloud, driver, report, request = run.cloud, run.driver, run.report, run.request
     assert run.image is not None and run.flavor is not None and run.plan is not None
+    assert run.root is not None
     if driver.capabilities.security_groups:
         run.group = run.ledger.add(driver.create_ssh_access(run.owner))
         report.decide(Decision("ssh_access", run.group.description,
@@ -111,7 +123,9 @@ def boot(run: Run) -> None:
         login_user=run.users[0] if len(run.users) == 1 else None,
         port=run.port.id if run.port else None, user_data=request.userdata,
         availability_zone=request.availability_zone,
-        security_groups=request.security_groups, public_address=run.public))).id
+        security_groups=request.security_groups, public_address=run.public,
+        boot_from_volume=run.root.volume, root_size=run.root.size,
+        data_volumes=request.volumes))).id
     cloud.refresh("server")
     if run.port is not None:
         # The server's interface exists already: its floating IP goes on while it
@@ -247,9 +261,55 @@ def choose_flavor(run: Run, image: Image) -> Flavor:
         return named[0]
     chosen, decision = run.cloud.choose_flavor(
         min_ram=max(request.min_ram or 0, image.min_ram) or None, min_vcpus=request.min_vcpus,
-        min_disk=image.min_disk or None)
+        min_disk=max(request.volume_size or 0, image.min_disk) or None,
+        boot_from_volume=request.boot_from_volume)
     report.decide(decision)
     return chosen
+
+
+#: GiB of a root volume when neither the caller, the image nor the flavor gives a size.
+DEFAULT_ROOT_VOLUME = 10
+
+
+def root_disk(run: Run, image: Image, flavor: Flavor) -> RootDisk:
+    """Where the root disk lives and how big it is, with the reason."""
+    request, caps = run.request, run.driver.capabilities
+    if caps.root_is_volume:
+        size = request.volume_size
+        return RootDisk(True, size, Decision(
+            "root_disk", f"{size} GiB volume" if size else "volume of the image's size",
+            "every root disk on this cloud is a block storage volume"
+            + (" (volume_size asked for by the caller)" if size else "")))
+    if request.boot_from_volume is False or not caps.block_storage:
+        return RootDisk(False, None, Decision(
+            "root_disk", f"the flavor's {flavor.disk} GiB disk",
+            "boot_from_volume=False" if request.boot_from_volume is False
+            else "the cloud has no block storage"))
+    if request.boot_from_volume or request.volume_size:
+        why = ("boot_from_volume=True" if request.boot_from_volume
+               else "volume_size asked for by the caller")
+    elif flavor.disk == 0:
+        why = (f"flavor '{flavor.name}' has disk 0: Nova lets only volume-backed servers "
+               "use it")
+    else:
+        return RootDisk(False, None, Decision(
+            "root_disk", f"the flavor's {flavor.disk} GiB disk", "no volume asked for"))
+    size = request.volume_size or max(image.min_disk, flavor.disk) or DEFAULT_ROOT_VOLUME
+    where = ("asked for" if request.volume_size else
+             "the image's min_disk" if image.min_disk >= flavor.disk and image.min_disk
+             else "the flavor's disk" if flavor.disk else "the default: nothing gave a size")
+    return RootDisk(True, size, Decision("root_disk", f"{size} GiB volume",
+                                         f"{why}; size: {where}"))
+
+
+@attrs.frozen
+class RootDisk:
+    """A server's root disk: a volume or the flavor's local disk, its size in GiB
+    (None: the image's), and the decision."""
+
+    volume: bool
+    size: int | None
+    decision: Decision
 
 
 def login_candidates(run: Run) -> tuple[list[str], str]:

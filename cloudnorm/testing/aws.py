@@ -98,6 +98,11 @@ class _AddressPool:
         raise RuntimeError("the sandbox's public address range is exhausted")
 
 
+#: GiB of an instance's root volume: the size of the sandbox AMIs' root snapshot (what moto
+#: gives a root volume it makes itself).
+ROOT_VOLUME_GIB = 8
+
+
 class MotoSandbox:
     """moto's EC2/SSM server on 127.0.0.1 with the account shape described above.
 
@@ -331,6 +336,27 @@ class MotoSandbox:
                                  "Output": Base64EncodedString.from_raw_string(text)})
 
         self._set_attr(General, "get_console_output", get_console_output)
+
+        # EC2 always makes an instance's root volume from its AMI, and BlockDeviceMappings
+        # only add to (or resize) the AMI's own mappings; moto makes the root volume only
+        # when no mappings are given, so an instance launched with data volumes would
+        # have none.
+        from moto.ec2.models.instances import InstanceBackend
+
+        run_instances = InstanceBackend.run_instances
+
+        def with_root_volume(backend: Any, image_id: str, *args: Any, **kwargs: Any) -> Any:
+            mappings = kwargs.get("block_device_mappings")
+            if mappings:
+                root = backend.describe_images(ami_ids=[image_id])[0].root_device_name
+                if all(m.get("DeviceName") != root for m in mappings):
+                    kwargs["block_device_mappings"] = [
+                        {"DeviceName": root, "Ebs": {"VolumeSize": ROOT_VOLUME_GIB,
+                                                     "DeleteOnTermination": True}},
+                        *mappings]
+            return run_instances(backend, image_id, *args, **kwargs)
+
+        self._set_attr(InstanceBackend, "run_instances", with_root_volume)
 
     def _set_env(self, name: str, value: str) -> None:
         previous = os.environ.get(name)

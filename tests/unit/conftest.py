@@ -23,11 +23,12 @@ TOKEN_URL = f"{AUTH_URL}/auth/tokens"
 NOVA = "http://127.0.0.1:38774/v2.1"
 GLANCE = "http://127.0.0.1:39292"
 NEUTRON = "http://127.0.0.1:39696"
+CINDER = "http://127.0.0.1:38776/v3/demo"
 REGION = "RegionOne"
 PASSWORD = "pw-Xq7-very-secret-9f2"
 CLOUD = "testcloud"
 
-ENDPOINTS = {"compute": NOVA, "image": GLANCE, "network": NEUTRON}
+ENDPOINTS = {"compute": NOVA, "image": GLANCE, "network": NEUTRON, "volumev3": CINDER}
 
 
 # -- environment ------------------------------------------------------------------------------

@@ -794,6 +794,40 @@ def test_private_access_asks_for_no_public_address(stubbed, mode):
     ec2.assert_no_pending_responses()
 
 
+def test_boot_sizes_the_root_volume_and_adds_data_volumes(stubbed):
+    # RunInstances BlockDeviceMappings: the root under the image's RootDeviceName,
+    # data volumes on /dev/sdf onwards, each DeleteOnTermination (EC2 API reference,
+    # BlockDeviceMapping and EbsBlockDevice; EC2 user guide, device names on Linux).
+    drv, ec2, _ = stubbed()
+    image = Image(id="ami-1", name="jammy", raw={"RootDeviceName": "/dev/xvda"})
+    ec2.add_response("run_instances", launched(), run_params(SecurityGroupIds=["sg-1"],
+        BlockDeviceMappings=[
+            {"DeviceName": "/dev/xvda", "Ebs": {"VolumeSize": 30,
+                                                "DeleteOnTermination": True}},
+            {"DeviceName": "/dev/sdf", "Ebs": {"VolumeSize": 1, "VolumeType": "gp3",
+                                               "DeleteOnTermination": True}},
+            {"DeviceName": "/dev/sdg", "Ebs": {"VolumeSize": 2, "VolumeType": "gp3",
+                                               "DeleteOnTermination": True}}]))
+    drv.boot(attrs.evolve(spec(None), image=image, root_size=30, data_volumes=(1, 2)))
+    ec2.assert_no_pending_responses()
+    with pytest.raises(errors.InvalidRequest, match="at most 11 data volumes"):
+        drv.boot(attrs.evolve(spec(None), data_volumes=(1,) * 12))
+
+
+def test_instance_volumes_are_read_from_its_block_device_mappings():
+    from cloudnorm.drivers.aws.normalize import normalize_server, server_state
+
+    record = {"InstanceId": "i-1", "State": {"Name": "running"}, "RootDeviceName": "/dev/sda1",
+              "BlockDeviceMappings": [
+                  {"DeviceName": "/dev/sdf", "Ebs": {"VolumeId": "vol-data",
+                                                     "DeleteOnTermination": True}},
+                  {"DeviceName": "/dev/sda1", "Ebs": {"VolumeId": "vol-root",
+                                                      "DeleteOnTermination": True}}]}
+    server = normalize_server(server_state(record), Location(cloud="c"), [])
+    assert [(v.id, v.device, v.root, v.size) for v in server.volumes] == [
+        ("vol-root", "/dev/sda1", True, None), ("vol-data", "/dev/sdf", False, None)]
+
+
 def test_boot_without_a_network_uses_group_ids(stubbed):
     drv, ec2, _ = stubbed()
     ec2.add_response("run_instances", launched(), run_params(SecurityGroupIds=["sg-1"]))
@@ -822,7 +856,8 @@ def test_capabilities_say_what_ec2_offers():
     assert make_driver().capabilities == Capabilities(
         security_groups=True, server_metadata=True, prebuilt_ports=False,
         port_forwarding=False, published_host_keys=False,
-        user_data_limit=SizeLimit(16384, "raw", "EC2's limit on UserData"))
+        user_data_limit=SizeLimit(16384, "raw", "EC2's limit on UserData"),
+        block_storage=True, root_is_volume=True)
     with pytest.raises(TypeError, match="prebuilt_ports"):
         make_driver().make_port(subnet_network("s", "v", None), "abc")
 

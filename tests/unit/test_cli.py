@@ -474,3 +474,10 @@ def test_create_sends_the_user_data_file_as_it_is(tmp_path, monkeypatch):
         CliRunner().invoke(cli.main, ["create", "web1", "-c", "c", "--authorized-key",
                                       str(key), flag])
         assert asked[-1].public is public
+    CliRunner().invoke(cli.main, ["create", "web1", "-c", "c", "--authorized-key", str(key),
+                                  "--boot-from-volume", "--volume-size", "30", "--volume", "1",
+                                  "--volume", "2"])
+    assert (asked[-1].boot_from_volume, asked[-1].volume_size, asked[-1].volumes) == (
+        True, 30, (1, 2))
+    refused = CliRunner().invoke(cli.main, ["create", "web1", "-c", "c", "--volume", "0"])
+    assert refused.exit_code == 2 and "--volume" in refused.output

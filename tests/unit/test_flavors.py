@@ -31,8 +31,11 @@ MENU = [
     ({}, "m1.tiny"),
     ({"min_ram": 1024}, "m1.small"),                    # same RAM/CPU, less disk than 2GB
     ({"min_ram": 2048, "min_disk": 30}, "2GB Standard Instance"),
-    ({"min_vcpus": 2}, "v3-standard-2"),                # disk 0 fits when no disk asked
-    ({"min_ram": 4096, "min_disk": 10}, "ssd.2c4g"),    # disk 0 does not fit a disk ask
+    ({"min_vcpus": 2}, "v3-standard-2"),                # disk 0: a volume holds the root
+    ({"min_ram": 4096, "min_disk": 10}, "v3-standard-2"),  # the volume is sized to the ask
+    ({"min_ram": 4096, "min_disk": 10, "root": "local"}, "ssd.2c4g"),  # no volume possible
+    ({"min_vcpus": 2, "root": "local"}, "ssd.2c4g"),
+    ({"min_ram": 2048, "min_disk": 500, "root": "volume"}, "m1.small"),  # disk is moot
     ({"min_ram": 3000, "min_vcpus": 3}, "m1.large"),
 ])
 def test_smallest_flavor_that_fits(asks, expected):
@@ -40,6 +43,20 @@ def test_smallest_flavor_that_fits(asks, expected):
     assert chosen.name == expected
     assert decision.step == "flavor" and decision.choice == expected
     assert f"'{expected}' ({chosen.ram} MiB, {chosen.vcpus} vCPUs" in decision.reason
+
+
+def test_zero_disk_flavors_boot_from_a_volume_or_are_passed_over_with_the_reason():
+    # Nova refuses a server of a disk-0 flavor unless it boots from a volume (policy
+    # os_compute_api:servers:create:zero_disk_flavor, admin-only by default: "Only
+    # volume-backed servers are allowed for flavors with zero disk.").
+    _, decision = choose_flavor(MENU, min_vcpus=2)
+    assert decision.reason.endswith("its disk is 0, so the server boots from a volume")
+    _, decision = choose_flavor(MENU, min_vcpus=2, root="local",
+                                no_volume="the cloud has no block storage")
+    assert ("passed over 1 flavor(s) with disk 0 (v3-standard-2): they boot only from a "
+            "volume, and the cloud has no block storage") in decision.reason
+    with pytest.raises(errors.NotFound, match="passed over 1 flavor"):
+        choose_flavor([flavor("zero", 4096, 2, 0)], root="local")
 
 
 def test_reason_names_the_asks():

@@ -9,6 +9,7 @@ import base64
 import json
 import os
 import re
+import time
 from typing import Any
 
 import pytest
@@ -312,7 +313,8 @@ def test_capabilities():
     assert make_driver().capabilities == Capabilities(
         security_groups=True, server_metadata=True, prebuilt_ports=False,
         port_forwarding=False, published_host_keys=True,
-        user_data_limit=SizeLimit(262144, "text", "GCE's limit on a metadata value"))
+        user_data_limit=SizeLimit(262144, "text", "GCE's limit on a metadata value"),
+        block_storage=True, root_is_volume=True)
 
 
 def test_metadata_keys_and_ssh_keys_line():
@@ -967,6 +969,31 @@ def test_boot_passes_user_data_as_metadata_and_the_callers_tags(sandbox):
     finally:
         for created in made:
             driver.delete(created)
+
+
+def test_boot_sizes_the_boot_disk_and_adds_data_disks_that_go_with_the_instance(sandbox):
+    # instances.insert: disks[].initializeParams.diskSizeGb, blank disks without
+    # sourceImage, autoDelete (Compute Engine API reference, AttachedDisk).
+    driver = sandbox_driver(sandbox)
+    driver.create_keypair("cloudnorm-0ddba13", KEY)
+    made = driver.boot(_debian_boot(name="disks", root_size=20, data_volumes=(1, 2)))
+    (state,) = driver.get_server("disks")
+    server = driver.normalize_server(state, [])
+    assert [(v.id, v.size, v.device, v.root, v.delete_on_termination)
+            for v in server.volumes] == [
+        ("disks", 20, "persistent-disk-0", True, True),
+        ("disks-data-1", 1, "data-1", False, True), ("disks-data-2", 2, "data-2", False, True)]
+    compute = sandbox.client("DisksClient")
+    labels = {d.name: dict(d.labels) for d in compute.list(project="cloudnorm-sandbox",
+                                                            zone="us-central1-a")}
+    assert all(labels[name].get("cloudnorm-owner") == "0ddba13"
+               for name in ("disks", "disks-data-1", "disks-data-2")), labels
+    driver.delete(made)
+    deadline = time.monotonic() + 10
+    while driver.get_server("disks") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert {d.name for d in compute.list(project="cloudnorm-sandbox", zone="us-central1-a")
+            } & {"disks", "disks-data-1", "disks-data-2"} == set()
 
 
 def test_private_access_boots_without_an_access_config(sandbox):

@@ -426,6 +426,41 @@ def test_boot_from_volume_server_has_no_image():
     assert server.image is None
 
 
+def test_attached_volumes_root_first_when_booted_from_a_volume():
+    # os-extended-volumes:volumes_attached (microversion 2.3+ adds delete_on_termination).
+    attached = [{"id": "vol-root", "delete_on_termination": True},
+                {"id": "vol-data", "delete_on_termination": False}]
+    record = nova_server(image="", **{"os-extended-volumes:volumes_attached": attached})
+    server = normalize_server(server_state(record), Location(cloud="c"), [])
+    assert [(v.id, v.root, v.delete_on_termination) for v in server.volumes] == [
+        ("vol-root", True, True), ("vol-data", False, False)]
+    record = nova_server(**{"os-extended-volumes:volumes_attached": attached[1:]})
+    (data,) = normalize_server(server_state(record), Location(cloud="c"), []).volumes
+    assert not data.root
+
+
+@pytest.mark.parametrize("from_volume", [True, False])
+def test_boot_maps_the_root_volume_and_blank_data_volumes(connect, fake_os, from_volume):
+    # block_device_mapping_v2 (compute API reference, "Create Server"): the image as the
+    # source of a volume at boot_index 0, blank volumes at -1, deleted with the server.
+    posted = fake_os.nova("/servers", method="POST", status_code=202,
+                          json={"server": {"id": "srv-new"}})
+    connect().driver.boot(_boot_spec(boot_from_volume=from_volume,
+                                      root_size=8 if from_volume else None,
+                                      data_volumes=(1, 2)))
+    sent = posted.last_request.json()["server"]
+    blank = [{"boot_index": -1, "source_type": "blank", "destination_type": "volume",
+              "volume_size": size, "delete_on_termination": True} for size in (1, 2)]
+    if from_volume:
+        assert sent["imageRef"] == ""
+        assert sent["block_device_mapping_v2"] == [
+            {"boot_index": 0, "uuid": "img", "source_type": "image",
+             "destination_type": "volume", "volume_size": 8, "delete_on_termination": True},
+            *blank]
+    else:
+        assert sent["imageRef"] == "img" and sent["block_device_mapping_v2"] == blank
+
+
 def test_get_server_by_id(connect, fake_os):
     fake_os.services = ["compute", "image"]
     fake_os.nova("/servers/srv-1", json={"server": nova_server(addresses=TWO_NETWORKS)})
@@ -625,6 +660,9 @@ def test_capabilities_follow_the_network_service(connect, fake_os):
     assert (caps.security_groups, caps.prebuilt_ports, caps.port_forwarding) == (
         True, True, True)
     assert caps.server_metadata and not caps.published_host_keys
+    assert not caps.block_storage  # no volume service in the catalog
+    fake_os.services = [*fake_os.services, "volumev3"]
+    assert connect().capabilities.block_storage
 
 
 def test_without_a_network_service_there_are_no_groups_ports_or_forwardings(connect,

@@ -193,3 +193,54 @@ def test_watcher_polls_faster_while_a_server_is_young():
         watcher.wait("young", lambda rec: False, started + 1.3)
     # about five polls in the first half second, then one every 0.4 s
     assert 5 <= watcher.polls <= 9, watcher.polls
+
+
+# -- the root disk ------------------------------------------------------------------------------
+def _root(request_fields, caps_fields, flavor_disk=20, image_min_disk=0):
+    from types import SimpleNamespace
+
+    from cloudnorm.models import Flavor, Image
+    from cloudnorm.provision import CreateRequest
+    from cloudnorm.provision.steps import root_disk
+    from cloudnorm.state import Capabilities
+
+    run = SimpleNamespace(request=CreateRequest("web", **request_fields),
+                          driver=SimpleNamespace(capabilities=Capabilities(
+                              security_groups=True, **caps_fields)))
+    return root_disk(run, Image(id="i", name="img", min_disk=image_min_disk),
+                     Flavor(id="f", name="zero" if flavor_disk == 0 else "f", ram=2048,
+                            vcpus=1, disk=flavor_disk))
+
+
+@pytest.mark.parametrize("request_fields, caps, disk, min_disk, expected", [
+    # Nova: a disk-0 flavor is for volume-backed servers only.
+    ({}, {"block_storage": True}, 0, 8, (True, 8, "flavor 'zero' has disk 0")),
+    ({}, {"block_storage": True}, 0, 0, (True, 10, "the default")),
+    ({}, {"block_storage": True}, 20, 0, (False, None, "no volume asked for")),
+    ({"boot_from_volume": True}, {"block_storage": True}, 20, 0,
+     (True, 20, "boot_from_volume=True; size: the flavor's disk")),
+    ({"volume_size": 40}, {"block_storage": True}, 20, 0, (True, 40, "volume_size asked")),
+    ({"boot_from_volume": False}, {"block_storage": True}, 20, 0,
+     (False, None, "boot_from_volume=False")),
+    ({}, {}, 20, 0, (False, None, "no block storage")),
+    # EBS, persistent disks: always a volume, of the image's size unless asked.
+    ({}, {"block_storage": True, "root_is_volume": True}, 0, 0, (True, None, "every root disk")),
+    ({"volume_size": 30}, {"block_storage": True, "root_is_volume": True}, 0, 0,
+     (True, 30, "every root disk")),
+])
+def test_root_disk_decision(request_fields, caps, disk, min_disk, expected):
+    root = _root(request_fields, caps, flavor_disk=disk, image_min_disk=min_disk)
+    volume, size, words = expected
+    assert (root.volume, root.size) == (volume, size)
+    assert root.decision.step == "root_disk" and words in root.decision.reason
+
+
+@pytest.mark.parametrize("fields", [{"volume_size": 0}, {"volumes": [1, -2]},
+                                    {"volumes": [True]}])
+def test_volume_sizes_are_whole_positive_gib(fields):
+    from cloudnorm import errors
+    from cloudnorm.provision import CreateRequest
+
+    with pytest.raises(errors.InvalidRequest, match="at least 1") as info:
+        CreateRequest("web", **fields)
+    assert info.value.field == next(iter(fields))

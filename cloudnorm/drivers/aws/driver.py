@@ -98,7 +98,8 @@ class AwsDriver(Driver):
         # EC2 filters traffic by security group and tags servers after launch; interfaces
         # are made with the server, and Elastic IPs are whole addresses, never ports.
         return Capabilities(security_groups=True, server_metadata=True,
-                            user_data_limit=USER_DATA_LIMIT)
+                            user_data_limit=USER_DATA_LIMIT, block_storage=True,
+                            root_is_volume=True)
 
     @property
     def region(self) -> str:
@@ -294,6 +295,9 @@ class AwsDriver(Driver):
                   *self._group_ids(spec.security_groups, subnet.get("VpcId"))]
         if spec.user_data is not None:
             params["UserData"] = spec.user_data  # botocore base64-encodes it
+        mappings = block_device_mappings(spec)
+        if mappings:
+            params["BlockDeviceMappings"] = mappings
         if spec.availability_zone:
             params["Placement"] = {"AvailabilityZone": spec.availability_zone}
         on_subnet = spec.network is not None and spec.network.id != POOL_ID
@@ -483,3 +487,27 @@ class AwsDriver(Driver):
 
     def close(self) -> None:
         self.transport.close()
+
+
+#: Device names EC2 suggests for EBS data volumes on Linux: /dev/sdf to /dev/sdp (EC2
+#: user guide, "Device names on Linux instances").
+DATA_DEVICES = tuple(f"/dev/sd{letter}" for letter in "fghijklmnop")
+
+
+def block_device_mappings(spec: BootSpec) -> list[dict[str, Any]]:
+    """RunInstances' BlockDeviceMappings: the root volume resized where asked (under the
+    image's root device name), and one new EBS volume per data volume; all deleted with
+    the instance."""
+    if len(spec.data_volumes) > len(DATA_DEVICES):
+        raise errors.InvalidRequest(
+            f"volumes: at most {len(DATA_DEVICES)} data volumes ({DATA_DEVICES[0]} to "
+            f"{DATA_DEVICES[-1]})", field="volumes")
+    mappings = []
+    if spec.root_size:
+        root = spec.image.raw.get("RootDeviceName") or "/dev/sda1"
+        mappings.append({"DeviceName": root, "Ebs": {"VolumeSize": spec.root_size,
+                                                     "DeleteOnTermination": True}})
+    mappings += [{"DeviceName": device, "Ebs": {"VolumeSize": size, "VolumeType": "gp3",
+                                                "DeleteOnTermination": True}}
+                 for device, size in zip(DATA_DEVICES, spec.data_volumes, strict=False)]
+    return mappings

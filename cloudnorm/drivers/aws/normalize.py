@@ -16,7 +16,7 @@ import attrs
 from cloudnorm import errors, images
 from cloudnorm.drivers import records
 from cloudnorm.drivers.records import parse_time
-from cloudnorm.models import OWNER_KEY, Address, Flavor, Image, Location, Network, Server
+from cloudnorm.models import OWNER_KEY, Address, Flavor, Image, Location, Network, Server, Volume
 from cloudnorm.networks import address_facts, choose_interface
 from cloudnorm.state import Phase, ServerState, server_status
 
@@ -327,7 +327,24 @@ def _server(raw: dict[str, Any], state: ServerState, location: Location,
         private_v4=next((a.ip for a in addresses if not a.public and a.version == 4), None),
         interface_ip=interface.ip if interface else None,
         key_name=_word(raw.get("KeyName")), tags=dict(state.tags),
-        created=parse_time(raw.get("LaunchTime")), raw=raw)
+        created=parse_time(raw.get("LaunchTime")), volumes=_volumes(raw), raw=raw)
+
+
+def _volumes(raw: dict[str, Any]) -> tuple[Volume, ...]:
+    """The instance's EBS volumes from its BlockDeviceMappings (the root is the one under
+    RootDeviceName); EC2's instance record gives no sizes."""
+    root = _word(raw.get("RootDeviceName"))
+    found = []
+    for mapping in records.mappings(raw.get("BlockDeviceMappings"), "BlockDeviceMappings"):
+        ebs = records.mapping(mapping.get("Ebs"), "BlockDeviceMappings.Ebs")
+        volume_id = _optional_identity(ebs.get("VolumeId"), "Ebs.VolumeId")
+        if volume_id is None:
+            continue
+        device = _word(mapping.get("DeviceName"))
+        keep = ebs.get("DeleteOnTermination")
+        found.append(Volume(id=volume_id, size=None, device=device, root=device == root,
+                            delete_on_termination=keep if isinstance(keep, bool) else None))
+    return tuple(sorted(found, key=lambda v: (not v.root, v.device or "")))
 
 
 def _public_address(ip: str, label: str | None, association: dict[str, Any] | None) -> Address:

@@ -142,7 +142,8 @@ class GceDriver(Driver):
         # attributes.
         return Capabilities(security_groups=True, server_metadata=True,
                             prebuilt_ports=False, port_forwarding=False,
-                            published_host_keys=True, user_data_limit=USER_DATA_LIMIT)
+                            published_host_keys=True, user_data_limit=USER_DATA_LIMIT,
+                            block_storage=True, root_is_volume=True)
 
     @property
     def project(self) -> str:
@@ -448,8 +449,7 @@ class GceDriver(Driver):
             "name": name, "machineType": f"zones/{self._zone}/machineTypes/{spec.flavor.id}",
             "labels": labels, "metadata": {"items": items}, "tags": {"items": tags},
             "networkInterfaces": [nic],
-            "disks": [{"boot": True, "autoDelete": True, "type": "PERSISTENT",
-                       "initializeParams": {"sourceImage": spec.image.id, "labels": labels}}],
+            "disks": boot_disks(spec, name, labels),
         }
         from google.cloud import compute_v1
 
@@ -563,3 +563,20 @@ class GceDriver(Driver):
 
     def close(self) -> None:
         self.transport.close()
+
+
+def boot_disks(spec: BootSpec, name: str, labels: dict[str, str]) -> list[dict[str, Any]]:
+    """The instance's disks: the boot disk from the image (``diskSizeGb`` where a size is
+    asked for) and one blank persistent disk per data volume, all labelled with the owner
+    and deleted with the instance (``autoDelete``)."""
+    boot: dict[str, Any] = {"sourceImage": spec.image.id, "labels": labels}
+    if spec.root_size:
+        boot["diskSizeGb"] = str(spec.root_size)
+    disks = [{"boot": True, "autoDelete": True, "type": "PERSISTENT",
+              "initializeParams": boot}]
+    disks += [{"boot": False, "autoDelete": True, "type": "PERSISTENT",
+               "deviceName": f"data-{number}",
+               "initializeParams": {"diskName": f"{name}-data-{number}",
+                                    "diskSizeGb": str(size), "labels": labels}}
+              for number, size in enumerate(spec.data_volumes, start=1)]
+    return disks

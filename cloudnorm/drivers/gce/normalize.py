@@ -31,7 +31,7 @@ import attrs
 from cloudnorm import errors, images, networks
 from cloudnorm.drivers import records
 from cloudnorm.drivers.records import parse_time
-from cloudnorm.models import OWNER_KEY, Address, Flavor, Image, Location, Network, Server
+from cloudnorm.models import OWNER_KEY, Address, Flavor, Image, Location, Network, Server, Volume
 from cloudnorm.state import Phase, ServerState, server_status
 
 #: The label that carries :data:`OWNER_KEY` (GCE label keys allow no ``:``).
@@ -384,7 +384,25 @@ def _server(instance: dict[str, Any], state: ServerState, location: Location) ->
         private_v4=next((a.ip for a in addresses if not a.public and a.version == 4), None),
         interface_ip=interface.ip if interface else None, key_name=None,
         tags=_tags(instance), created=parse_time(instance.get("creationTimestamp")),
-        raw=instance)
+        volumes=_volumes(instance), raw=instance)
+
+
+def _volumes(instance: dict[str, Any]) -> tuple[Volume, ...]:
+    """The instance's persistent disks, boot disk first, as its record lists them."""
+    found = []
+    for index, disk in enumerate(records.mappings(instance.get("disks"), "disks")):
+        field = f"disks[{index}]"
+        source = text_field(disk.get("source"), f"{field}.source")
+        if not source:
+            continue
+        size = disk.get("diskSizeGb")
+        keep = disk.get("autoDelete")
+        found.append(Volume(
+            id=last(source), size=int(size) if size not in (None, "") else None,
+            device=text_field(disk.get("deviceName"), f"{field}.deviceName") or None,
+            root=disk.get("boot") is True,
+            delete_on_termination=keep if isinstance(keep, bool) else None))
+    return tuple(sorted(found, key=lambda v: not v.root))
 
 
 # -- other records, checked for what cloudnorm reads of them ----------------------------------

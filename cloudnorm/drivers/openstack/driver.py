@@ -81,7 +81,8 @@ class OpenStackDriver(Driver):
         return Capabilities(
             security_groups=self.profile.secgroup_source == "neutron" and network,
             server_metadata=True, prebuilt_ports=network, port_forwarding=network,
-            user_data_limit=USER_DATA_LIMIT)
+            user_data_limit=USER_DATA_LIMIT,
+            block_storage=any(self.has_service(t) for t in BLOCK_STORAGE_TYPES))
 
     # -- Driver ---------------------------------------------------------------
     def identity(self) -> str:
@@ -244,6 +245,11 @@ class OpenStackDriver(Driver):
             server["availability_zone"] = spec.availability_zone
         if spec.config_drive and not spec.plain:
             server["config_drive"] = True
+        mappings = block_device_mappings(spec)
+        if mappings:
+            server["block_device_mapping_v2"] = mappings
+            if spec.boot_from_volume:
+                server["imageRef"] = ""  # the image is the root volume's source instead
         for attempt in range(3):
             try:
                 body = self.transport.request("compute", "POST", "/servers",
@@ -362,3 +368,23 @@ class OpenStackDriver(Driver):
 
     def close(self) -> None:
         self.transport.close()
+
+
+#: The catalog's names for Cinder, newest first (os-service-types: block-storage and its
+#: aliases).
+BLOCK_STORAGE_TYPES = ("block-storage", "volumev3", "volume")
+
+
+def block_device_mappings(spec: BootSpec) -> list[dict[str, Any]]:
+    """Nova's block_device_mapping_v2 (compute API reference, "Create Server"): the root
+    volume made from the image when booting from a volume, and one blank volume per data
+    volume; every volume Nova makes here is deleted with the server."""
+    mappings: list[dict[str, Any]] = []
+    if spec.boot_from_volume:
+        mappings.append({"boot_index": 0, "uuid": spec.image.id, "source_type": "image",
+                         "destination_type": "volume", "volume_size": spec.root_size,
+                         "delete_on_termination": True})
+    mappings += [{"boot_index": -1, "source_type": "blank", "destination_type": "volume",
+                  "volume_size": size, "delete_on_termination": True}
+                 for size in spec.data_volumes]
+    return mappings

@@ -16,7 +16,7 @@ import attrs
 from cloudnorm import errors, images
 from cloudnorm.drivers import records
 from cloudnorm.drivers.records import parse_time
-from cloudnorm.models import OWNER_KEY, Address, Flavor, Image, Location, Network, Server
+from cloudnorm.models import OWNER_KEY, Address, Flavor, Image, Location, Network, Server, Volume
 from cloudnorm.networks import (
     NetworkFacts,
     NetworkHints,
@@ -157,7 +157,24 @@ def _server(raw: Mapping[str, Any], state: ServerState, location: Location,
         private_v4=_best(addresses, False, 4),
         interface_ip=interface.ip if interface else None,
         key_name=raw.get("key_name"), tags=state.tags,
-        created=parse_time(raw.get("created")), raw=raw)
+        created=parse_time(raw.get("created")), volumes=_volumes(raw), raw=raw)
+
+
+def _volumes(raw: Mapping[str, Any]) -> tuple[Volume, ...]:
+    """The Cinder volumes Nova lists as attached (``os-extended-volumes:volumes_attached``;
+    no sizes or devices there). A server booted from a volume has no image, and its
+    root volume is listed first."""
+    attached = raw.get("os-extended-volumes:volumes_attached") or []
+    from_volume = not raw.get("image")
+    found = []
+    for index, entry in enumerate(attached):
+        if not isinstance(entry, Mapping) or not entry.get("id"):
+            raise ValueError(f"os-extended-volumes:volumes_attached[{index}] has no id")
+        keep = entry.get("delete_on_termination")
+        found.append(Volume(id=str(entry["id"]), size=None, device=None,
+                            root=from_volume and index == 0,
+                            delete_on_termination=keep if isinstance(keep, bool) else None))
+    return tuple(found)
 
 
 @functools.lru_cache(maxsize=1024, typed=True)

@@ -103,10 +103,12 @@ class InstancesMixin(ImagesMixin, NetworksMixin):
             raise invalid("resource.disks[0].initializeParams.diskSizeGb", size,
                           f"Requested disk size cannot be smaller than the image size "
                           f"({image['diskSizeGb']} GB).")
-        if name in self.disks[project].setdefault(zone, {}):
-            raise ApiError(409, "alreadyExists",
-                           f"The resource 'projects/{project}/zones/{zone}/disks/{name}' "
-                           "already exists")
+        extra = self._blank_disks(project, zone, name, [d for d in disks if not d.get("boot")])
+        for disk_name in (name, *(d["name"] for d in extra)):
+            if disk_name in self.disks[project].setdefault(zone, {}):
+                raise ApiError(409, "alreadyExists",
+                               f"The resource 'projects/{project}/zones/{zone}/disks/"
+                               f"{disk_name}' already exists")
         nics_in = body.get("networkInterfaces") or [{}]
         nics = []
         for index, nic in enumerate(nics_in):
@@ -144,6 +146,21 @@ class InstancesMixin(ImagesMixin, NetworksMixin):
             "sourceImageId": image["id"], "type": self.link(project, "zones", zone,
                                                              "diskTypes", "pd-standard"),
             "labels": disk_labels, "users": [link], "architecture": image.get("architecture")}
+        attached = []
+        for index, disk in enumerate(extra, start=1):
+            stored = {"kind": "compute#disk", "id": self.new_id(),
+                      "creationTimestamp": timestamp(), "name": disk["name"],
+                      "sizeGb": str(disk["size"]), "zone": self.link(project, "zones", zone),
+                      "status": "READY",
+                      "selfLink": self.link(project, "zones", zone, "disks", disk["name"]),
+                      "type": self.link(project, "zones", zone, "diskTypes", "pd-standard"),
+                      "labels": disk["labels"], "users": [link]}
+            self.disks[project][zone][disk["name"]] = stored
+            attached.append({"kind": "compute#attachedDisk", "type": "PERSISTENT",
+                             "mode": "READ_WRITE", "source": stored["selfLink"],
+                             "deviceName": disk["device"] or f"persistent-disk-{index}",
+                             "index": index, "boot": False, "autoDelete": disk["auto_delete"],
+                             "interface": "SCSI", "diskSizeGb": str(disk["size"])})
         instance = {
             "kind": "compute#instance", "id": instance_id, "creationTimestamp": timestamp(),
             "name": name, "description": str(body.get("description") or ""),
@@ -155,7 +172,8 @@ class InstancesMixin(ImagesMixin, NetworksMixin):
                        "source": disk_link, "deviceName": "persistent-disk-0", "index": 0,
                        "boot": True, "autoDelete": bool(boot[0].get("autoDelete", False)),
                        "licenses": image.get("licenses", []), "interface": "SCSI",
-                       "diskSizeGb": str(size), "architecture": image.get("architecture")}],
+                       "diskSizeGb": str(size), "architecture": image.get("architecture")},
+                      *attached],
             "metadata": {"kind": "compute#metadata", "fingerprint": new_fingerprint(),
                          "items": items},
             "serviceAccounts": list(body.get("serviceAccounts") or []),
@@ -174,7 +192,8 @@ class InstancesMixin(ImagesMixin, NetworksMixin):
 
             def fail() -> None:
                 zone_instances.pop(name, None)
-                self.disks[project][zone].pop(name, None)
+                for disk_name in (name, *(d["name"] for d in extra)):
+                    self.disks[project][zone].pop(disk_name, None)
                 self.finish(operation, failure)
             self.schedule(self.boot_seconds / 3, fail)
             return operation
@@ -228,6 +247,35 @@ class InstancesMixin(ImagesMixin, NetworksMixin):
         found = self.instances[project].get(zone, {}).get(name)
         if found is None:
             raise not_found(f"projects/{project}/zones/{zone}/instances/{name}")
+        return found
+
+    def _blank_disks(self, project: str, zone: str, instance: str,
+                     disks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The new blank disks an insert asks for besides the boot disk. A disk given by
+        ``source`` (an existing one) is not modelled here and is refused."""
+        found = []
+        for index, disk in enumerate(disks, start=1):
+            field = f"resource.disks[{index}]"
+            params = disk.get("initializeParams")
+            if not params or disk.get("source") or params.get("sourceImage"):
+                raise invalid(field, "", "Only new blank disks (initializeParams without "
+                              "sourceImage) are supported besides the boot disk here.")
+            if not params.get("diskSizeGb"):
+                raise invalid(f"{field}.initializeParams.diskSizeGb", "",
+                              "A blank disk needs its size.")
+            size = int(params["diskSizeGb"])
+            if size < 1:
+                raise invalid(f"{field}.initializeParams.diskSizeGb", size,
+                              "Disk size must be at least 1 GB.")
+            labels = dict(params.get("labels") or {})
+            self._check_labels(labels, f"{field}.initializeParams.labels")
+            name = str(params.get("diskName") or f"{instance}-{index}")
+            if not NAME.fullmatch(name):
+                raise invalid(f"{field}.initializeParams.diskName", name, "Invalid disk name.")
+            found.append({"name": name, "size": size, "labels": labels,
+                          "device": disk.get("deviceName"),
+                          # GCE's default for a disk's autoDelete is false.
+                          "auto_delete": bool(disk.get("autoDelete", False))})
         return found
 
     def delete_instance(self, project: str, zone: str, name: str) -> dict[str, Any]:

@@ -119,6 +119,24 @@ options:
         C(cloudnorm: access: private) in its C(clouds.yaml) entry makes servers
         private; otherwise they are public."
     type: bool
+  boot_from_volume:
+    description:
+      - C(true) puts the root disk on a block storage volume (Cinder on OpenStack); on
+        AWS and GCE the root disk always is one.
+      - Without it, a server boots from a volume where the chosen flavor has disk 0 and
+        the cloud has block storage. C(false) never does (flavors with disk 0 are then
+        passed over).
+    type: bool
+  volume_size:
+    description:
+      - GiB of the root volume. Without it, what the image (or the flavor) needs.
+    type: int
+  volumes:
+    description:
+      - GiB of each data volume made with the server; they are deleted with it.
+    type: list
+    elements: int
+    default: []
 seealso:
   - module: cloudnorm.cloud.server_info
   - module: cloudnorm.cloud.cloud_info
@@ -326,7 +344,9 @@ def present(module, cloud):
         bootstrap=params["bootstrap"], wait=params["wait"], timeout=params["timeout"],
         tags=tags_option(params["tags"]), userdata=userdata_option(params["userdata"]),
         availability_zone=params["availability_zone"],
-        security_groups=tuple(params["security_groups"] or ()), public=params["public"]))
+        security_groups=tuple(params["security_groups"] or ()), public=params["public"],
+        boot_from_volume=params["boot_from_volume"], volume_size=params["volume_size"],
+        volumes=tuple(params["volumes"] or ())))
     return True, created
 
 
@@ -360,6 +380,9 @@ def main():
             availability_zone=dict(type="str"),
             security_groups=dict(type="list", elements="str", default=[]),
             public=dict(type="bool"),
+            boot_from_volume=dict(type="bool"),
+            volume_size=dict(type="int"),
+            volumes=dict(type="list", elements="int", default=[]),
         ),
         mutually_exclusive=[("flavor", "min_ram"), ("flavor", "min_vcpus")],
         supports_check_mode=True,
