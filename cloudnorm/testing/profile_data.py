@@ -16,6 +16,9 @@ from typing import Any, NoReturn
 PROFILE_DIR = Path(__file__).resolve().parent / "profiles"
 NETWORK_KINDS = ("tenant", "provider", "external")
 UPLOAD_ROUNDS = (1, 2, 3)
+#: Cinder's per-project quotas a profile may set.
+VOLUME_QUOTAS = ("volumes", "gigabytes", "snapshots", "backups", "backup_gigabytes",
+                 "groups", "per_volume_gigabytes")
 
 
 class ProfileError(ValueError):
@@ -73,6 +76,7 @@ def _check(profile: Any, path: Path) -> None:
         _check_pools(subnet, fail)
     if not isinstance(profile.get("metadata_service", True), bool):
         fail("metadata_service must be true or false")
+    _check_block_storage(profile, fail)
     for router in profile.get("routers", []):
         if router.get("gateway") not in network_names:
             fail(f"router {router['name']!r}: gateway must name a network of the profile")
@@ -91,6 +95,8 @@ def _check(profile: Any, path: Path) -> None:
     for image in profile["images"]:
         if image.get("upload_round", 1) not in UPLOAD_ROUNDS:
             fail(f"image {image['key']!r}: upload_round must be one of {UPLOAD_ROUNDS}")
+        if not _is_count(image.get("min_disk", 0)):
+            fail(f"image {image['key']!r}: min_disk must be a whole number of GiB")
     expect = profile["expect"]
     if expect.get("image", {}).get("key") not in image_keys:
         fail("expect.image.key must name one of the profile's images")
@@ -107,6 +113,30 @@ def _check(profile: Any, path: Path) -> None:
     shared = expect.get("shared_floating_ip")
     if shared is not None and shared not in fip_addresses:
         fail("expect.shared_floating_ip must be the address of one of floating_ips")
+
+
+def _check_block_storage(profile: dict[str, Any], fail: Callable[[str], NoReturn]) -> None:
+    """``block_storage``: whether the project's catalog lists Cinder (default: it does).
+    ``volume_quotas``: the project's Cinder quotas by name (-1: unlimited)."""
+    block_storage = profile.get("block_storage", True)
+    if not isinstance(block_storage, bool):
+        fail("block_storage must be true or false")
+    quotas = profile.get("volume_quotas")
+    if quotas is None:
+        return
+    if not block_storage:
+        fail("volume_quotas needs block_storage")
+    if not isinstance(quotas, dict) or not quotas:
+        fail("volume_quotas must map Cinder quota names to limits")
+    for name, limit in quotas.items():
+        if name not in VOLUME_QUOTAS:
+            fail(f"volume_quotas: {name!r} is not one of {VOLUME_QUOTAS}")
+        if not (_is_count(limit) or limit == -1):
+            fail(f"volume_quotas: {name} must be a whole number or -1 (unlimited)")
+
+
+def _is_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 def _check_pools(subnet: dict[str, Any], fail: Callable[[str], NoReturn]) -> None:

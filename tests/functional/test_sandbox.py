@@ -149,9 +149,16 @@ def test_server_boots_on_the_default_network(connect, openstack_sandbox, profile
     # Without a network service the client cannot name one; Nova picks the only one.
     networks = "auto" if profile == "no-neutron" else [{"uuid": expect["default_network_id"]}]
 
+    # A flavor with disk 0 takes only a volume-backed server (Nova's zero_disk_flavor
+    # policy): the image goes in as the source of the root volume.
+    boot: dict = ({"image_id": expect["image"]["id"]} if "root_volume_gb" not in expect
+                  else {"block_device_mapping": [{
+                      "boot_index": 0, "uuid": expect["image"]["id"], "source_type": "image",
+                      "destination_type": "volume", "volume_size": expect["root_volume_gb"],
+                      "delete_on_termination": True}]})
     server = conn.compute.create_server(
-        name=f"sandbox-test-{profile}", image_id=expect["image"]["id"],
-        flavor_id=expect["flavor"]["id"], networks=networks)
+        name=f"sandbox-test-{profile}", flavor_id=expect["flavor"]["id"], networks=networks,
+        **boot)
     try:
         server = conn.compute.wait_for_server(server, status="ACTIVE", wait=BOOT_TIMEOUT,
                                               interval=0.5)
@@ -240,7 +247,7 @@ def test_config_drive_only_records_the_config_drive(connect, openstack_sandbox):
                                               interval=0.5)
         assert str(server.has_config_drive).lower() == "true"
         (address,) = server.addresses["Ext-Net"]
-        assert ipaddress.ip_address(address["addr"]) in ipaddress.ip_network("203.0.113.224/28")
+        assert ipaddress.ip_address(address["addr"]) in ipaddress.ip_network("203.0.113.224/29")
     finally:
         conn.compute.delete_server(server)
         conn.compute.wait_for_delete(server, wait=DELETE_TIMEOUT, interval=0.5)

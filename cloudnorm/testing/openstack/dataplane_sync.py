@@ -160,10 +160,26 @@ class DataPlaneSync(Watcher):
                 LOG.warning("server %s: key pair %s unreadable: %s", sid, key_name, exc)
                 return False
             key = keypair["public_key"].strip()
-        image = self._get("image", f"/v2/images/{server['image']['id']}")
+        try:
+            image = self._get("image", f"/v2/images/{self._image_id(server)}")
+        except RuntimeError as exc:
+            LOG.warning("server %s: image unknown: %s", sid, exc)
+            return False
         self._keys[sid] = key
         self._users[sid] = self._login_user(image)
         return True
+
+    def _image_id(self, server: dict[str, Any]) -> str:
+        """The image the server runs. Nova leaves ``image`` empty for a server booted from
+        a volume; Cinder knows which image it made the volume from."""
+        if server.get("image"):
+            return str(server["image"]["id"])
+        for attached in server.get("os-extended-volumes:volumes_attached") or ():
+            volume = self._get("block-storage", f"/volumes/{attached['id']}")["volume"]
+            image_id = (volume.get("volume_image_metadata") or {}).get("image_id")
+            if image_id:
+                return str(image_id)
+        raise RuntimeError("booted from no image and from no volume made from one")
 
     def _key_nobody_holds(self) -> str:
         """A public key whose private half was thrown away as soon as it was made.

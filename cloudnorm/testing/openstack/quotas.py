@@ -36,3 +36,29 @@ def no_floating_ips(sandbox: Any, project: str) -> Iterator[None]:
             _set_floating_ips(admin, project_id, FLOATING_IPS)
     finally:
         admin.close()
+
+
+@contextlib.contextmanager
+def volume_quotas(sandbox: Any, project: str, **limits: int) -> Iterator[None]:
+    """The project named ``project`` has these Cinder quotas inside the block.
+
+    ``limits``: Cinder quota names (``volumes``, ``gigabytes``, ``snapshots``...); what
+    they were before is restored after. Cinder answers 413 to a create past a limit.
+    """
+    from openstack import exceptions
+
+    from cloudnorm.testing.openstack.seed import set_volume_quotas
+
+    admin = sandbox.connect_admin()
+    try:
+        project_id = admin.identity.find_project(project, ignore_missing=False).id
+        current = admin.block_storage.get(f"/os-quota-sets/{project_id}")
+        exceptions.raise_from_response(current)
+        before = {name: current.json()["quota_set"][name] for name in limits}
+        set_volume_quotas(admin, project_id, limits)
+        try:
+            yield
+        finally:
+            set_volume_quotas(admin, project_id, before)
+    finally:
+        admin.close()

@@ -10,7 +10,10 @@ Each profile gets its own project and user, and sees only what its profile defin
 * images are ``shared`` with the project as an accepted member; snapshots are private
   images owned by the project;
 * floating IPs a profile lists are created by the admin in the project, before any router
-  takes its gateway address, so that a pool sized to the last address comes out the same.
+  takes its gateway address, so that a pool sized to the last address comes out the same;
+* block storage is in every project's catalog unless its profile says
+  ``block_storage: false`` (the project's catalog then leaves it out, see
+  :func:`catalog.hide_block_storage`); ``volume_quotas`` become the project's Cinder quotas.
 
 Networks, flavors and images live in different services with separate databases, so each
 kind is seeded by its own worker; within a service, requests go one at a time (SQLite).
@@ -24,6 +27,8 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
+
+from cloudnorm.testing.openstack import catalog
 
 IMAGE_BYTES = 4096
 # Glance's created_at has one-second resolution; rounds further apart than this sort strictly.
@@ -41,22 +46,29 @@ def project_name(profile: str) -> str:
 
 def seed(connect: Callable[[], Any], profiles: list[dict[str, Any]],
          passwords: dict[str, str],
-         compute_ready: Callable[[], None] = lambda: None) -> dict[str, dict[str, Any]]:
+         compute_ready: Callable[[], None] = lambda: None,
+         block_storage_ready: Callable[[], None] = lambda: None,
+         ) -> dict[str, dict[str, Any]]:
     """Create every profile's resources; return what was created, by profile name.
 
     ``connect`` returns a new admin connection; each worker thread uses its own.
-    ``compute_ready`` returns once Nova answers, so that seeding can begin while it starts.
+    ``compute_ready`` returns once Nova answers, so that seeding can begin while it starts;
+    ``block_storage_ready`` likewise for Cinder, when the catalog has it.
     """
     admin = connect()
     roles = [admin.identity.find_role(name, ignore_missing=False) for name in MEMBER_ROLES]
     states = {profile["name"]: _identity(admin, profile, passwords[profile["name"]], roles)
               for profile in profiles}
-    with ThreadPoolExecutor(max_workers=3, thread_name_prefix="seed") as pool:
+    cloud_has_block_storage = any(s.type == "block-storage" for s in admin.identity.services())
+    with ThreadPoolExecutor(max_workers=4, thread_name_prefix="seed") as pool:
         jobs = [
             pool.submit(_networks_worker, connect, profiles, states),
             pool.submit(_flavors_worker, connect, profiles, states, compute_ready),
             pool.submit(_images_worker, connect, profiles, states),
         ]
+        if cloud_has_block_storage:
+            jobs.append(pool.submit(_block_storage_worker, connect, profiles, states,
+                                    block_storage_ready))
         for job in jobs:
             job.result()
     return states
@@ -78,6 +90,8 @@ def _identity(conn: Any, profile: dict[str, Any], password: str,
         # What the SSH data plane needs to play the cloud's servers: without a metadata
         # service, a key reaches a server only on a config drive.
         "metadata_service": profile.get("metadata_service", True),
+        # Whether the project's catalog lists block storage (Cinder).
+        "block_storage": profile.get("block_storage", True),
         "networks": {}, "subnets": {}, "routers": {}, "flavors": {}, "images": {},
         "floating_ips": {},
     }
@@ -166,6 +180,24 @@ def _flavors_worker(connect, profiles, states, compute_ready) -> None:
             state["flavors"][spec["name"]] = flavor.id
 
 
+def _block_storage_worker(connect, profiles, states, block_storage_ready) -> None:
+    conn = connect()
+    catalog.hide_block_storage(conn, [states[p["name"]]["project_id"] for p in profiles
+                                      if not states[p["name"]]["block_storage"]])
+    block_storage_ready()
+    for profile in profiles:
+        quotas = profile.get("volume_quotas")
+        if quotas and states[profile["name"]]["block_storage"]:
+            set_volume_quotas(conn, states[profile["name"]]["project_id"], quotas)
+
+
+def set_volume_quotas(conn: Any, project_id: str, quotas: dict[str, int]) -> None:
+    """Set the project's Cinder quotas (``volumes``, ``gigabytes``, ``snapshots``...)."""
+    response = conn.block_storage.put(f"/os-quota-sets/{project_id}",
+                                      json={"quota_set": dict(quotas)})
+    _check(response, f"set the volume quotas of project {project_id}")
+
+
 def _images_worker(connect, profiles, states) -> None:
     conn = connect()
     last_created = 0.0
@@ -191,6 +223,9 @@ def _image(conn: Any, profile: str, spec: dict[str, Any], project_id: str) -> st
         body["owner"] = project_id
     if spec.get("hidden"):
         body["os_hidden"] = True
+    if "min_disk" in spec:
+        # GiB a server's root disk needs: Nova refuses a smaller flavor disk or volume.
+        body["min_disk"] = int(spec["min_disk"])
     body.update({key: str(value) for key, value in spec.get("properties", {}).items()})
     image = _json(conn.image.post("/images", json=body), f"create image {spec['name']!r}")
     image_id = image["id"]

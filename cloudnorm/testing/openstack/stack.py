@@ -1,4 +1,4 @@
-"""A real OpenStack (Keystone, Glance, Neutron, Placement, Nova) on 127.0.0.1.
+"""A real OpenStack (Keystone, Glance, Neutron, Placement, Nova, Cinder) on 127.0.0.1.
 
     with OpenStackStack(Path("/tmp/sandbox"), ["fip-required"]) as stack:
         conn = stack.connect("fip-required")   # or any client reading stack.clouds_yaml
@@ -6,8 +6,9 @@
 
 Services run from their own cached virtualenv (see ``install``), each as a child process in
 its own session with its state, configuration and log under the work directory. SQLite
-databases, in-process messaging and a fake hypervisor keep the footprint to five processes
-(about 0.8 GB of memory) with nothing to install system-wide.
+databases, in-process messaging, a fake hypervisor and a fake volume backend keep the
+footprint to six processes (about 1 GB of memory) with nothing to install system-wide.
+Cinder runs only when a profile has block storage (``block_storage``, true by default).
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ from cloudnorm.testing.progress import say, timed
 
 SERVICES_DIR = Path(__file__).resolve().parent / "services"
 REGION = "RegionOne"
-SERVICE_NAMES = ("keystone", "glance", "neutron", "placement", "nova")
+SERVICE_NAMES = ("keystone", "glance", "neutron", "placement", "nova", "cinder")
 MARKER = ".cloudnorm-sandbox"
 # Everything this class creates in a work directory; only these are cleared on reuse.
 OWNED_ENTRIES = (*SERVICE_NAMES, "logs", "console", "tmp", "clouds.yaml", STATE_FILE,
@@ -155,6 +156,7 @@ class OpenStackStack:
     def _start(self) -> None:
         began = time.monotonic()
         profiles = profile_data.load_all(self._requested_profiles or None)
+        block_storage = any(profile.get("block_storage", True) for profile in profiles)
         python = self._python or install.ensure_installed()
         # Importing openstacksdk takes a second; do it while the databases are created.
         sdk_import = threading.Thread(target=_import_sdk, daemon=True)
@@ -178,17 +180,23 @@ class OpenStackStack:
 
         with timed("databases and keys created"):
             self._steps = self._setup_steps(python, layout, configs_by_service, keystone_url,
-                                            password, env)
+                                            password, env, block_storage)
             wait_steps(self._steps)
         self.timings["setup"] = time.monotonic() - began
         with timed("keystone answering"):
             wait_ready([service("keystone")], READY_TIMEOUT)
         sdk_import.join(timeout=60)
+        published = {
+            "image": urls["glance"], "compute": urls["nova"] + "/v2.1",
+            "network": urls["neutron"], "placement": urls["placement"],
+        }
+        if block_storage:
+            # The project-scoped form: Keystone fills in the project of each token.
+            published["block-storage"] = urls["cinder"] + "/v3/%(project_id)s"
         with timed("catalog registered"):
-            catalog.register(self._admin_connection(), REGION, keystone_url, {
-                "image": urls["glance"], "compute": urls["nova"] + "/v2.1",
-                "network": urls["neutron"], "placement": urls["placement"],
-            })
+            catalog.register(self._admin_connection(), REGION, keystone_url, published)
+        # Cinder is needed only for the projects' volume quotas: seeding need not wait.
+        cinder = [service("cinder")] if block_storage else []
         with timed("glance, neutron and placement answering"):
             others = [service("glance"), service("neutron")]
             # Nova's compute host registers its resources with Placement as it starts.
@@ -201,11 +209,16 @@ class OpenStackStack:
             self.timings["services"] = time.monotonic() - began
             say(f"nova answering ({self.timings['services']:.1f}s since start)")
 
+        def cinder_ready() -> None:
+            wait_ready(cinder, READY_TIMEOUT)
+            say(f"cinder answering ({time.monotonic() - began:.1f}s since start)")
+
         seeding_began = time.monotonic()
         # Networks and images are seeded while Nova starts; flavors wait for it.
         with timed(f"profiles seeded: {', '.join(p['name'] for p in profiles)}"):
             passwords = {p["name"]: secrets.token_hex(16) for p in profiles}
-            states = seed.seed(self._admin_connection, profiles, passwords, nova_ready)
+            states = seed.seed(self._admin_connection, profiles, passwords, nova_ready,
+                               cinder_ready)
         self.timings["seed"] = time.monotonic() - seeding_began
         for running in self._services:
             running.check_alive()
@@ -236,6 +249,8 @@ class OpenStackStack:
         for sub in ("images", "staging", "tasks"):
             (layout["glance"] / sub).mkdir()
         (layout["neutron"] / "lock").mkdir()
+        for sub in ("conversion", "lock", "coordination"):
+            (layout["cinder"] / sub).mkdir()
         layout["request_log"] = workdir / "requests.jsonl"
         layout["request_log"].touch()
         return layout
@@ -252,11 +267,13 @@ class OpenStackStack:
             "neutron": render("neutron", "neutron.conf"),
             "placement": render("placement", "placement.conf"),
             "nova": render("nova", "nova.conf"),
+            "cinder": render("cinder", "cinder.conf"),
         }
 
     @staticmethod
     def _setup_steps(python: Path, layout: dict[str, Path], config: dict[str, Path],
-                     keystone_url: str, password: str, env: dict[str, str]) -> list[Step]:
+                     keystone_url: str, password: str, env: dict[str, str],
+                     block_storage: bool) -> list[Step]:
         manage = [str(python), str(SERVICES_DIR / "manage.py")]
         logs = layout["logs"]
         bootstrap = [f"--bootstrap-password={password}", f"--bootstrap-region-id={REGION}",
@@ -280,6 +297,12 @@ class OpenStackStack:
                  [[*manage, "placement", "--config-file", str(config["placement"]), "db", "sync"]],
                  logs / "setup-placement.log", env, SETUP_TIMEOUT),
         ]
+        if block_storage:
+            # Cinder's migrations run on SQLite (unlike Neutron's).
+            steps.append(Step(
+                "cinder database",
+                [[*manage, "cinder", "--config-file", str(config["cinder"]), "db", "sync"]],
+                logs / "setup-cinder.log", env, SETUP_TIMEOUT))
         for step in steps:
             step.start()
         return steps

@@ -80,6 +80,7 @@ class SandboxState:
     def profile(self, name: str) -> dict[str, Any]:
         """Ids of the profile's project, user, networks, subnets, routers, flavors, images
         and floating IPs (by address), ``metadata_service`` (whether the cloud has one),
+        ``block_storage`` (whether the project's catalog lists Cinder),
         and ``expect``: its expectations with ids resolved."""
         return self._data["profiles"][name]
 

@@ -1,4 +1,4 @@
-"""Run a service's own management command: ``manage.py keystone|glance|placement ARGS...``.
+"""Run a service's own management command: ``manage.py keystone|glance|placement|cinder ARGS...``.
 
 The backends' virtualenv is built in a temporary directory and renamed into place, which
 leaves its console scripts pointing at the old path; calling the entry points through the
@@ -12,6 +12,7 @@ ENTRY_POINTS = {
     "keystone": "keystone.cmd.manage",
     "glance": "glance.cmd.manage",
     "placement": "placement.cmd.manage",
+    "cinder": "cinder.cmd.manage",
 }
 
 if len(sys.argv) < 2 or sys.argv[1] not in ENTRY_POINTS:

@@ -4,7 +4,8 @@ Nova has no supported way to run without a hypervisor and a message bus, so this
 launcher drives Nova's own functional-test harness (shipped in the nova wheel): in-memory
 API and cell databases, in-process messaging, the fake virt driver. Everything it talks
 to is real and reached over HTTP through the Keystone catalog: Keystone tokens, Glance
-images, Neutron ports, Placement allocations.
+images, Neutron ports, Placement allocations, Cinder volumes and attachments (the fake
+driver takes whatever connection info Cinder's attachment API returns).
 
 The fake driver's console output is the file ``<console-dir>/<instance uuid>.log`` when it
 exists, so whoever plays the guest can publish what cloud-init would print.
@@ -95,7 +96,8 @@ class SandboxNova(integrated_helpers._IntegratedTestBase):
 
     def setUp(self):
         # Only the base set-up: _IntegratedTestBase would add in-process stand-ins for
-        # Neutron, Glance and Placement, and the real services are used instead.
+        # Neutron, Glance, Cinder and Placement (its CinderFixture), and the real services
+        # are used instead.
         test.TestCase.setUp(self)
         self.policy = self.useFixture(nova_fixtures.RealPolicyFixture())
         self._apply_config()
