@@ -279,6 +279,11 @@ class SandboxCloud:
         public IP at launch, Elastic IP, access config); [] while it has none."""
         raise NotImplementedError
 
+    def volume_sizes(self, server: cloudnorm.Server) -> list[int]:
+        """GiB of every volume attached to the server, as the provider's own API shows
+        them, sorted."""
+        raise NotImplementedError
+
     @contextlib.contextmanager
     def public_address_refused(self) -> Iterator[str]:
         """Make step 5 fail as this cloud refuses a public address; yields the quota's
@@ -316,7 +321,7 @@ class OpenStackCloud(SandboxCloud):
         from cloudnorm.testing.openstack.leftovers import leftovers
 
         kinds = ("server", "key pair", "port forwarding", "port", "floating IP",
-                 "security group")
+                 "security group", "volume")
         return {next(k for k in kinds if line.startswith(k + " "))
                 for line in leftovers(self.sandbox, self.profile, owner=owner)}
 
@@ -347,6 +352,15 @@ class OpenStackCloud(SandboxCloud):
         finally:
             admin.close()
         return found
+
+    def volume_sizes(self, server: cloudnorm.Server) -> list[int]:
+        # Cinder's own view: the volumes whose attachments name the server.
+        admin = self.sandbox.connect_admin()
+        try:
+            return sorted(v.size for v in admin.block_storage.volumes(all_projects=True)
+                          if any(a.get("server_id") == server.id for a in v.attachments))
+        finally:
+            admin.close()
 
     def requests(self, since: float) -> list[str]:
         # Everything done in the profile's project; where cloudnorm boots servers, Nova's
@@ -389,7 +403,14 @@ class AwsCloud(SandboxCloud):
             kinds.add("key pair")
         if any(mine(a) for a in ec2.describe_addresses()["Addresses"]):
             kinds.add("address")
+        if any(mine(v) for v in ec2.describe_volumes()["Volumes"]):
+            kinds.add("volume")
         return kinds
+
+    def volume_sizes(self, server: cloudnorm.Server) -> list[int]:
+        ec2 = self.sandbox.client("ec2", self.region)
+        return sorted(v["Size"] for v in ec2.describe_volumes(Filters=[
+            {"Name": "attachment.instance-id", "Values": [server.id]}])["Volumes"])
 
     def user_data(self, server: cloudnorm.Server) -> bytes | None:
         reply = self.sandbox.client("ec2").describe_instance_attribute(
@@ -523,6 +544,16 @@ class GceCloud(SandboxCloud):
             return base64.b64decode(items["user-data"])
         return items["user-data"].encode("utf-8")
 
+    def volume_sizes(self, server: cloudnorm.Server) -> list[int]:
+        from cloudnorm.testing.gce import PROJECT, ZONE
+
+        instance = self.sandbox.client("InstancesClient").get(project=PROJECT, zone=ZONE,
+                                                              instance=server.name)
+        disks = self.sandbox.client("DisksClient")
+        return sorted(int(disks.get(project=PROJECT, zone=ZONE,
+                                    disk=d.source.rsplit("/", 1)[-1]).size_gb)
+                      for d in instance.disks)
+
     def public_addresses(self, server_id: str) -> list[str]:
         from cloudnorm.testing.gce import PROJECT, ZONE
 
@@ -616,6 +647,12 @@ def _openstack(profile: str) -> OpenStackCloud:
     if profile in ("fip-required", "config-drive-only"):
         # Through the metadata service, and through a config drive only.
         contract["user_data_runs"] = True
+    if profile == "boot-from-volume":
+        contract["volumes"] = {"root": expect["root_volume_gb"]}
+    if profile in ("fip-required", "direct-public", "port-forward", "no-neutron"):
+        # One of each way in: a floating IP, a provider network, a forwarded port, and
+        # no network service at all.
+        contract["private_access"] = True
     return OpenStackCloud(id=f"openstack-{profile}", cloud=f"sandbox-{profile}",
                           expect=contract)
 
@@ -625,6 +662,7 @@ AWS_IMAGE = "ubuntu/images/hvm-ssd/ubuntu-jammy-22.04-amd64-server-20240501"
 CLOUDS: list[SandboxCloud] = [
     *(_openstack(profile) for profile in profile_data.available()),
     AwsCloud("aws", "sandbox-aws", {
+        "private_access": True,
         "image": {"os": "ubuntu-22.04", "name": AWS_IMAGE, "id": "ami-0ab2204000000002",
                   "architecture": "x86_64",
                   "source_prefix": "public parameter /aws/service/canonical/ubuntu/server/22.04/"},
@@ -660,7 +698,8 @@ CLOUDS: list[SandboxCloud] = [
                          "detail_has": "public IPv4 AWS assigned at launch"},
         "host_key_mismatch": True,
         "user_data_runs": True,
-        "boot": {"marks": {"instance", "security group", "key pair"}},
+        "volumes": {"root": 8},  # the sandbox AMIs' root snapshot size
+        "boot": {"marks": {"instance", "security group", "key pair", "volume"}},
         "refusals": {
             "request-limit-exhausted": {
                 "fault": ("RequestLimitExceeded", "Request limit exceeded."),
@@ -682,6 +721,7 @@ CLOUDS: list[SandboxCloud] = [
             "decisions": [("public_address", "reason", "in", "AssociatePublicIpAddress")]},
     }),
     AwsCloud("aws-eip", "sandbox-aws-eip", {
+        "private_access": True,
         "floating_ip_network": "Amazon public IPv4 pool",
         "lifecycle": {
             "create": {"image": "amazon"},
@@ -711,6 +751,7 @@ CLOUDS: list[SandboxCloud] = [
         "choose_network_reason": ["cloudnorm: vpc: names VPC"],
     }),
     GceCloud("gce", "sandbox-gce", {
+        "private_access": True,
         "image": {"os": "ubuntu-22.04", "name": "ubuntu-2204-jammy-v20240501",
                   "id": "projects/ubuntu-os-cloud/global/images/ubuntu-2204-jammy-v20240501",
                   "architecture": "x86_64",
@@ -753,6 +794,7 @@ CLOUDS: list[SandboxCloud] = [
                           ("login_user", "choice", "==", "ubuntu")]},
         "host_key_mismatch": True,
         "user_data_runs": True,
+        "volumes": {"root": 10},  # the image's diskSizeGb
         "retried": {"boot_request": "POST cloudnorm-sandbox/zones/us-central1-a/instances"},
     }),
     GceCloud("gce-custom", "sandbox-gce-custom", {

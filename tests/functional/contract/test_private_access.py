@@ -1,6 +1,8 @@
-"""Private access on every sandbox cloud: no public address is made at any point, the
-server is reached on its private address, and everything else -- host keys, hardening,
-key removal, cleanup -- is what it is with public access.
+"""Private access on a sandbox cloud of each way to a public address (floating IP, port
+forwarding, provider network, EC2 launch address and Elastic IP, GCE access config): no
+public address is made at any point, the server is reached on its private address, and
+everything else -- host keys, hardening, key removal, cleanup -- is what it is with
+public access.
 
 The data plane plays a machine inside the cloud: servers on the network the test sits
 in (``Fleet.inside_networks``) answer on their private addresses. Whether a public
@@ -30,7 +32,7 @@ def _inside(cloud, named: str | None) -> tuple[str, ...]:
     return (network.id, network.name)
 
 
-@pytest.mark.parametrize("sandbox_cloud", clouds_with("lifecycle"), indirect=True)
+@pytest.mark.parametrize("sandbox_cloud", clouds_with("private_access"), indirect=True)
 def test_private_access_makes_no_public_address(sandbox_cloud, sandbox_fleet, operator_key,
                                                 tmp_path):
     want = sandbox_cloud.expect["lifecycle"]
