@@ -2,7 +2,8 @@
 
 A create killed half-way, an interrupted delete, a server deleted with another tool:
 each can leave floating or Elastic IPs, port forwardings, security groups (with their
-rules), key pairs, or a server in ERROR behind, all carrying the ``cloudnorm:owner``
+rules), key pairs, volumes, or a server in ERROR or still marked as being created
+(:data:`~cloudnorm.models.CREATE_KEY`) behind, all carrying the ``cloudnorm:owner``
 marker. :func:`find` groups everything that carries the marker by owner; an owner with
 no running server, whose newest resource is older than the age asked for, is a
 leftover. The age keeps a create that is still under way out of reach: its node key is
@@ -20,7 +21,7 @@ from typing import TYPE_CHECKING
 import attrs
 
 from cloudnorm.drivers.base import Created
-from cloudnorm.models import OWNER_KEY, Server
+from cloudnorm.models import CREATE_KEY, OWNER_KEY, Server
 from cloudnorm.provision.delete import ORDER
 from cloudnorm.state import gone
 
@@ -43,9 +44,10 @@ class Leftover:
 
 
 def live_owners(servers: Sequence[Server]) -> set[str]:
-    """Owner markers of servers that still run (a server in ERROR does not count)."""
+    """Owner markers of servers that still run; neither a server in ERROR counts nor
+    one whose create never finished (still marked ``in-progress``: its process died)."""
     return {s.tags[OWNER_KEY] for s in servers if s.tags.get(OWNER_KEY)
-            and s.status not in _GONE}
+            and s.status not in _GONE and s.tags.get(CREATE_KEY) != "in-progress"}
 
 
 def group(resources: Sequence[Created], live: set[str], older_than: datetime.timedelta,
@@ -67,7 +69,8 @@ def group(resources: Sequence[Created], live: set[str], older_than: datetime.tim
                         f"under {_age(older_than)}")
             continue
         servers = [r for r in items if r.kind == "server"]
-        reason = ("its server is in ERROR" if servers else "no server carries its marker")
+        reason = ("its server is in ERROR or its create never finished" if servers
+                  else "no server carries its marker")
         reason += (f"; newest resource made {_age(now - newest)} ago" if newest
                    else "; the cloud gives no creation time")
         found.append(Leftover(owner, tuple(sorted(items, key=lambda r: ORDER.get(r.kind, 9))),

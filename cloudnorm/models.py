@@ -15,6 +15,11 @@ import attrs
 
 #: Tag/metadata key (or description marker) on everything cloudnorm creates.
 OWNER_KEY = "cloudnorm:owner"
+#: Server metadata key: ``in-progress`` from the boot of a waited create, ``done`` once
+#: the create returned the server. A server left ``in-progress`` belongs to a create
+#: that died before its end (its process killed, its machine gone): ``cloudnorm
+#: cleanup`` removes it like the rest of what that create made.
+CREATE_KEY = "cloudnorm:create"
 
 #: Server states, named as EC2 names them.
 SERVER_STATES = ("pending", "running", "stopping", "stopped", "terminated", "error")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import abc
 import datetime
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import ClassVar
 
 import attrs
@@ -60,6 +60,10 @@ class BootSpec:
     root_size: int | None = None
     #: GiB of each data volume, attached at boot and deleted with the server.
     data_volumes: tuple[int, ...] = ()
+    #: Volumes made beforehand by :meth:`Driver.make_volumes`, the root volume first
+    #: when booting from a volume, then the data volumes in order; empty where the
+    #: boot makes them.
+    volume_ids: tuple[str, ...] = ()
 
 
 @attrs.frozen
@@ -162,6 +166,15 @@ class Driver(abc.ABC):
         """A firewall group/rule owned by cloudnorm that lets TCP 22 in
         (``capabilities.security_groups``)."""
         raise _lacks(self, "security_groups")
+
+    def make_volumes(self, spec: BootSpec, made: Callable[[Created], object],
+                     deadline: float) -> BootSpec:
+        """Make the volumes ``spec`` asks for before the boot, where the cloud's own
+        boot would make them unmarked; each is passed to ``made`` as soon as it exists
+        (so a failure later removes it), and the spec that boots from them is returned.
+        Where the boot request itself makes marked volumes (EC2's tag specifications,
+        GCE's disk labels), nothing is made and ``spec`` comes back as it is."""
+        return spec
 
     @abc.abstractmethod
     def boot(self, spec: BootSpec) -> Created:

@@ -16,8 +16,8 @@ if TYPE_CHECKING:
     from cloudnorm.provision.context import CloudView
 
 #: Removal order: what points at a server first, then the server, then what it used.
-ORDER = {"port_forwarding": 0, "floating_ip": 0, "server": 1, "port": 2, "security_group": 3,
-         "keypair": 4}
+ORDER = {"port_forwarding": 0, "floating_ip": 0, "server": 1, "port": 2, "volume": 2,
+         "disk": 2, "security_group": 3, "keypair": 4}
 
 
 def remove_resources(driver_delete: Callable[[Created], None], watcher: ServerWatcher,

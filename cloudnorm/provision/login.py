@@ -10,7 +10,7 @@ import attrs
 
 from cloudnorm import errors, hostkeys, keys, ssh
 from cloudnorm.drivers.base import Driver
-from cloudnorm.models import Decision, Server
+from cloudnorm.models import CREATE_KEY, Decision, Server
 from cloudnorm.provision.context import Run
 from cloudnorm.provision.ledger import STEPS, Reporter
 
@@ -44,9 +44,6 @@ def log_in(run: Run) -> None:
     report.decide(Decision("login_user", login.user, users_why))
     run.login_user = login.user
     run.host_keys = tuple(announced.keys or (login.host_key,))
-    stored = _store_login(driver, run.server.id, login.user, address, run.ssh_port,
-                          run.host_keys, report)
-    run.server = attrs.evolve(run.server, tags={**run.server.tags, **stored})
     report.emit(run.step, "done",
                 f"logged in as {login.user} after {login.attempts} attempt(s)")
 
@@ -81,8 +78,12 @@ def remove_key(run: Run) -> None:
 
 
 def result(run: Run) -> Server:
-    """The created server with how to log in to it and every decision made."""
-    assert run.server is not None and run.interface is not None
+    """The created server with how to log in to it and every decision made; the login
+    is stored on the server, which is marked done (the last write of a create)."""
+    assert run.server is not None and run.interface is not None and run.login_user
+    stored = _store_login(run.driver, run.server.id, run.login_user, run.interface.ip,
+                          run.ssh_port, run.host_keys, run.report)
+    run.server = attrs.evolve(run.server, tags={**run.server.tags, **stored})
     return attrs.evolve(run.server, interface_ip=run.interface.ip, ssh_user=run.login_user,
                         ssh_port=run.ssh_port, host_keys=run.host_keys, key_name=None,
                         decisions=tuple(run.report.decisions))
@@ -140,21 +141,17 @@ def announced_host_keys(driver: Driver, server_id: str, deadline: float, verify:
 def _store_login(driver: Driver, server_id: str, user: str, address: str, port: int,
                  host_keys: tuple[str, ...], report: Reporter) -> dict[str, str]:
     """Write how to log in (user, address, port, host keys) on the server itself, so
-    get_server() gives it back to any later caller; returns the items written."""
+    get_server() gives it back to any later caller, and mark the create done; returns
+    the items written. A failure fails the create: a server still marked
+    ``in-progress`` is one ``cloudnorm cleanup`` would remove."""
     if not driver.capabilities.server_metadata:
         report.decide(Decision("login_record", "not stored", f"{driver.provider} servers "
                                "carry no metadata cloudnorm can write"))
         return {}
-    items = hostkeys.login_metadata(user, address, port, host_keys)
-    try:
-        driver.set_server_metadata(server_id, items)
-    except errors.CloudnormError as exc:
-        # The server works; only a later get_server() lacks the login. Not worth undoing it.
-        LOG.warning("could not store the login on server %s: %s", server_id, exc)
-        report.decide(Decision("login_record", "not stored", exc.message))
-        return {}
-    report.decide(Decision("login_record", f"{len(items)} metadata items",
-                           f"user, address, port and {len(items) - 1} host key(s) stored on "
+    items = {**hostkeys.login_metadata(user, address, port, host_keys), CREATE_KEY: "done"}
+    driver.set_server_metadata(server_id, items)
+    report.decide(Decision("login_record", f"{len(items) - 1} metadata items",
+                           f"user, address, port and {len(items) - 2} host key(s) stored on "
                            "the server, so get_server() can give them back"))
     return items
 

@@ -10,7 +10,7 @@ import attrs
 
 from cloudnorm import errors, keys, networks, parallel, profiles, userdata
 from cloudnorm.drivers.base import BootSpec, Created
-from cloudnorm.models import Address, Decision, Flavor, Image, Server
+from cloudnorm.models import CREATE_KEY, Address, Decision, Flavor, Image, Server
 from cloudnorm.provision.context import Run
 from cloudnorm.provision.ledger import STEPS, Reporter
 from cloudnorm.state import ServerState, booted
@@ -116,16 +116,21 @@ def boot(run: Run) -> None:
         assert run.attach is not None
         groups = ((group_id,) if group_id else ()) + request.security_groups
         run.port = run.ledger.add(driver.make_port(run.attach, run.owner, groups))
-    run.server_id = run.ledger.add(driver.boot(BootSpec(
+    spec = BootSpec(
         name=request.name, image=run.image, flavor=run.flavor, network=run.attach,
         key_name=run.key_name, owner=run.owner, security_group=group_id,
-        config_drive=cloud.profile.config_drive, metadata=dict(request.tags),
+        config_drive=cloud.profile.config_drive, metadata=boot_metadata(run),
         login_user=run.users[0] if len(run.users) == 1 else None,
         port=run.port.id if run.port else None, user_data=request.userdata,
         availability_zone=request.availability_zone,
         security_groups=request.security_groups, public_address=run.public,
         boot_from_volume=run.root.volume, root_size=run.root.size,
-        data_volumes=request.volumes))).id
+        data_volumes=request.volumes)
+    spec = driver.make_volumes(spec, run.ledger.add, run.deadline)
+    if spec.volume_ids:
+        report.emit(run.step, "waiting", f"{len(spec.volume_ids)} volume(s) made with "
+                    "cloudnorm's marker; booting from them")
+    run.server_id = run.ledger.add(driver.boot(spec)).id
     cloud.refresh("server")
     if run.port is not None:
         # The server's interface exists already: its floating IP goes on while it
@@ -139,6 +144,14 @@ def boot(run: Run) -> None:
         run.step = STEPS[3]
 
 
+def boot_metadata(run: Run) -> dict[str, str]:
+    """The caller's tags, and for a create that waits, the mark that it is under way
+    (replaced by ``done`` at its end)."""
+    if run.request.wait and run.driver.capabilities.server_metadata:
+        return {**run.request.tags, CREATE_KEY: "in-progress"}
+    return dict(run.request.tags)
+
+
 def requested(run: Run) -> Server:
     """The server as the cloud shows it right after the request (``wait=False``)."""
     run.report.emit(run.step, "done", f"server {run.server_id} requested; not waiting")
@@ -149,6 +162,8 @@ def requested(run: Run) -> Server:
 
 def wait_for_boot(run: Run) -> None:
     """4, continued: until the server runs; a failed boot raises the cloud's reason."""
+    run.report.emit(run.step, "waiting", f"server {run.server_id} requested; waiting for it "
+                    "to run")
     state = run.cloud.watcher.wait(run.server_id, booted, run.deadline)
     name = run.request.name
     if state is None:

@@ -222,7 +222,8 @@ class MotoSandbox:
     def leftovers(self) -> list[str]:
         """What is left in the sandbox account, as boto3 lists it (not as cloudnorm does):
         any instance not terminated, any address or key pair (the sandbox seeds none, so
-        one whose tagging reply was lost counts too), and cloudnorm's security groups."""
+        one whose tagging reply was lost counts too), and cloudnorm's security groups and
+        volumes."""
         from cloudnorm.models import OWNER_KEY
 
         def owned(record: dict[str, Any]) -> bool:
@@ -242,6 +243,8 @@ class MotoSandbox:
             found += [f"security group {g['GroupId']}" for g in
                       ec2.describe_security_groups()["SecurityGroups"]
                       if owned(g) or g["GroupName"].startswith("cloudnorm-")]
+            found += [f"volume {v['VolumeId']} ({v['State']})"
+                      for v in ec2.describe_volumes()["Volumes"] if owned(v)]
         return found
 
     def set_console(self, instance_id: str, text: str | None) -> None:

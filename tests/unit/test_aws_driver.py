@@ -951,9 +951,12 @@ def test_owned_resources_are_found_by_tag(stubbed):
         {"GroupId": "sg-1", "GroupName": "cloudnorm-abc"}]}, {"Filters": by_tag})
     ec2.add_response("describe_key_pairs", {"KeyPairs": [{"KeyName": "cloudnorm-abc"}]},
                      {"Filters": by_tag})
+    # Only a volume on its own: an attached one goes with its instance.
+    ec2.add_response("describe_volumes", {"Volumes": [{"VolumeId": "vol-1", "Size": 2}]},
+                     {"Filters": [*by_tag, {"Name": "status", "Values": ["available", "error"]}]})
     assert [(c.kind, c.id) for c in drv.owned_resources("abc")] == [
         ("floating_ip", "eipalloc-1"), ("server", "i-1"), ("security_group", "sg-1"),
-        ("keypair", "cloudnorm-abc")]
+        ("keypair", "cloudnorm-abc"), ("volume", "vol-1")]
 
 
 # -- errors ---------------------------------------------------------------------------------

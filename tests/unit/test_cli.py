@@ -353,6 +353,15 @@ def test_leftovers_are_owners_without_a_running_server_old_enough():
     assert kept == ["c: newest resource made 5m ago, under 1h", "d: its server runs"]
 
 
+def test_a_server_whose_create_never_finished_is_not_live():
+    # The boot marks a waited create in-progress; only its end marks it done. A create
+    # killed in between (no rollback could run) leaves a running server nobody has.
+    unfinished = server(tags={"cloudnorm:owner": "k", "cloudnorm:create": "in-progress"})
+    finished = server(tags={"cloudnorm:owner": "f", "cloudnorm:create": "done"})
+    unwaited = server(tags={"cloudnorm:owner": "w"})  # wait=False: the caller's to watch
+    assert cleanup.live_owners([unfinished, finished, unwaited]) == {"f", "w"}
+
+
 def test_parse_age():
     assert cleanup.parse_age("1h") == datetime.timedelta(hours=1)
     assert cleanup.parse_age("90") == datetime.timedelta(seconds=90)

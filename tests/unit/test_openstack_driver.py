@@ -7,18 +7,21 @@ openstacksdk → ``OpenStackDriver`` path; only the HTTP replies are fake.
 from __future__ import annotations
 
 import base64
+import json
+import time
 
 import pytest
 
 import cloudnorm
 from cloudnorm import errors
-from cloudnorm.drivers.base import BootSpec
+from cloudnorm.drivers.base import BootSpec, Created
 from cloudnorm.drivers.openstack.normalize import normalize_image, normalize_server, server_state
 from cloudnorm.models import OWNER_KEY, Flavor, Image, Location, Network
 from cloudnorm.networks import NetworkHints
 from cloudnorm.state import ServerState
 
 from .conftest import (
+    CINDER,
     GLANCE,
     NOVA,
     PASSWORD,
@@ -439,26 +442,119 @@ def test_attached_volumes_root_first_when_booted_from_a_volume():
     assert not data.root
 
 
+def _with_cinder(fake_os, *services: str) -> None:
+    """A catalog with Cinder, whose version discovery answers as Cinder 3.x does."""
+    fake_os.services = [*(services or ("compute", "image", "network")), "volumev3"]
+    version = {"id": "v3.0", "status": "CURRENT", "min_version": "3.0",
+               "version": "3.70", "links": [{"rel": "self", "href": CINDER + "/"}]}
+    for url in (CINDER, CINDER.rsplit("/", 2)[0] + "/"):
+        fake_os.m.get(url, json={"versions": [version]})
+
+
 @pytest.mark.parametrize("from_volume", [True, False])
-def test_boot_maps_the_root_volume_and_blank_data_volumes(connect, fake_os, from_volume):
-    # block_device_mapping_v2 (compute API reference, "Create Server"): the image as the
-    # source of a volume at boot_index 0, blank volumes at -1, deleted with the server.
+def test_volumes_are_made_marked_then_booted_from(connect, fake_os, from_volume):
+    # Cinder v3 "Create a volume" (imageRef for the root volume, metadata for the
+    # marker), then block_device_mapping_v2 (compute API reference, "Create Server")
+    # with source_type "volume": root at boot_index 0, data volumes at -1.
+    _with_cinder(fake_os)
+    ids = iter(["vol-root", "vol-d1", "vol-d2"] if from_volume else ["vol-d1", "vol-d2"])
+    created = fake_os.m.post(CINDER + "/volumes", status_code=202, json=lambda r, c: {
+        "volume": {"id": next(ids), "status": "creating"}})
+    listed = fake_os.m.get(CINDER + "/volumes/detail", [
+        {"json": {"volumes": [{"id": v, "status": "creating"} for v in
+                              ("vol-root", "vol-d1", "vol-d2")]}},
+        {"json": {"volumes": [{"id": v, "status": "available"} for v in
+                              ("vol-root", "vol-d1", "vol-d2")]}}])
     posted = fake_os.nova("/servers", method="POST", status_code=202,
                           json={"server": {"id": "srv-new"}})
-    connect().driver.boot(_boot_spec(boot_from_volume=from_volume,
-                                      root_size=8 if from_volume else None,
-                                      data_volumes=(1, 2)))
+    driver = connect().driver
+    made = []
+    spec = driver.make_volumes(_boot_spec(boot_from_volume=from_volume,
+                                          root_size=8 if from_volume else None,
+                                          data_volumes=(1, 2)), made.append, time.monotonic() + 30)
+    driver.boot(spec)
+    bodies = [r.json()["volume"] for r in created.request_history]
+    assert [b["size"] for b in bodies] == ([8, 1, 2] if from_volume else [1, 2])
+    assert all(b["metadata"] == {OWNER_KEY: "abc123"} for b in bodies)
+    assert ("imageRef" in bodies[0]) is from_volume
+    assert [m.kind for m in made] == ["volume"] * len(bodies)
+    assert json.loads(listed.last_request.qs["metadata"][0]) == {OWNER_KEY: "abc123"}
     sent = posted.last_request.json()["server"]
-    blank = [{"boot_index": -1, "source_type": "blank", "destination_type": "volume",
-              "volume_size": size, "delete_on_termination": True} for size in (1, 2)]
+    data = [{"boot_index": -1, "uuid": v, "source_type": "volume", "destination_type": "volume",
+             "delete_on_termination": True} for v in ("vol-d1", "vol-d2")]
     if from_volume:
         assert sent["imageRef"] == ""
         assert sent["block_device_mapping_v2"] == [
-            {"boot_index": 0, "uuid": "img", "source_type": "image",
-             "destination_type": "volume", "volume_size": 8, "delete_on_termination": True},
-            *blank]
+            {"boot_index": 0, "uuid": "vol-root", "source_type": "volume",
+             "destination_type": "volume", "delete_on_termination": True}, *data]
     else:
-        assert sent["imageRef"] == "img" and sent["block_device_mapping_v2"] == blank
+        assert sent["imageRef"] == "img" and sent["block_device_mapping_v2"] == data
+
+
+def test_a_volume_in_error_fails_the_boot_before_nova_is_asked(connect, fake_os):
+    _with_cinder(fake_os)
+    fake_os.m.post(CINDER + "/volumes", status_code=202,
+                        json={"volume": {"id": "vol-1", "status": "creating"}})
+    fake_os.m.get(CINDER + "/volumes/detail",
+                       json={"volumes": [{"id": "vol-1", "status": "error", "size": 1}]})
+    made = []
+    with pytest.raises(errors.ProviderError, match="vol-1.*went to error"):
+        connect().driver.make_volumes(_boot_spec(data_volumes=(1,)), made.append,
+                                      time.monotonic() + 30)
+    assert [m.id for m in made] == ["vol-1"]  # the ledger has it, so it is removed
+    assert not fake_os.requests_to(NOVA + "/servers")
+
+
+def test_volume_quota_is_a_typed_error(connect, fake_os):
+    # Cinder's 413 for the gigabytes quota (cinder/exception.py VolumeSizeExceedsAvailableQuota).
+    _with_cinder(fake_os)
+    fake_os.m.post(CINDER + "/volumes", status_code=413, json={"overLimit": {
+        "code": 413, "message": "VolumeSizeExceedsAvailableQuota: Requested volume or "
+        "snapshot exceeds allowed gigabytes quota. Requested 8G, quota is 10G and 5G has "
+        "been consumed."}})
+    with pytest.raises(errors.QuotaExceeded) as info:
+        connect().driver.make_volumes(_boot_spec(boot_from_volume=True, root_size=8),
+                                      lambda c: None, time.monotonic() + 30)
+    assert info.value.resource == "gigabytes"
+
+
+def test_removing_a_volume_waits_while_nova_deletes_it(connect, fake_os, monkeypatch):
+    # A server's delete_on_termination volume is Nova's to delete: it is found
+    # "deleting", then gone; cloudnorm sends no DELETE of its own (kcli PR #845).
+    monkeypatch.setattr("cloudnorm.drivers.openstack.volumes.time.sleep", lambda s: None)
+    _with_cinder(fake_os)
+    fake_os.m.get(CINDER + "/volumes/vol-1", [
+        {"json": {"volume": {"id": "vol-1", "status": "deleting"}}},
+        {"status_code": 404, "json": {"itemNotFound": {"code": 404, "message": "gone"}}}])
+    deleted = fake_os.m.delete(CINDER + "/volumes/vol-1", status_code=202)
+    connect().driver.delete(Created("volume", "vol-1"))
+    assert not deleted.called
+
+
+def test_removing_an_available_volume_deletes_it(connect, fake_os, monkeypatch):
+    monkeypatch.setattr("cloudnorm.drivers.openstack.volumes.time.sleep", lambda s: None)
+    _with_cinder(fake_os)
+    fake_os.m.get(CINDER + "/volumes/vol-1", [
+        {"json": {"volume": {"id": "vol-1", "status": "available"}}},
+        {"json": {"volume": {"id": "vol-1", "status": "deleting"}}},
+        {"status_code": 404, "json": {"itemNotFound": {"code": 404, "message": "gone"}}}])
+    deleted = fake_os.m.delete(CINDER + "/volumes/vol-1", status_code=202)
+    connect().driver.delete(Created("volume", "vol-1"))
+    assert deleted.call_count == 1
+
+
+def test_owned_volumes_are_found_by_metadata(connect, fake_os):
+    _with_cinder(fake_os, "compute", "image")
+    fake_os.nova("/servers/detail", json={"servers": []})
+    fake_os.nova("/os-keypairs", json={"keypairs": []})
+    fake_os.m.get(CINDER + "/volumes/detail", json={"volumes": [
+        {"id": "v1", "name": "cloudnorm-abc-root", "status": "available",
+         "metadata": {OWNER_KEY: "abc"}, "created_at": "2026-01-01T00:00:00.000000"},
+        {"id": "v2", "status": "deleting", "metadata": {OWNER_KEY: "abc"}},
+        {"id": "v3", "status": "available", "metadata": {}}]})
+    found = connect().driver.owned_resources(None)
+    assert [(c.kind, c.id, c.owner) for c in found] == [("volume", "v1", "abc")]
+    assert found[0].created is not None
 
 
 def test_get_server_by_id(connect, fake_os):

@@ -424,6 +424,9 @@ class AwsDriver(Driver):
                 self._delete_group(group)
         elif resource.kind == "floating_ip":
             self._release_address(resource.id)
+        elif resource.kind == "volume":
+            with contextlib.suppress(errors.NotFound):
+                self.transport.call("ec2", "delete_volume", VolumeId=resource.id)
         else:
             raise errors.ProviderError(f"cloudnorm cannot delete a {resource.kind} on AWS",
                                        cloud=self.settings.name)
@@ -483,6 +486,12 @@ class AwsDriver(Driver):
                           normalize.parse_time(k.get("CreateTime")))
                   for k in self.transport.call("ec2", "describe_key_pairs",
                                                Filters=marker).get("KeyPairs", [])]
+        # Volumes attached to an instance go with it (DeleteOnTermination); one on its
+        # own (detached by someone, or left by a launch that failed) is removed here.
+        found += [Created("volume", v["VolumeId"], f"{v.get('Size')} GiB", mark(v),
+                          normalize.parse_time(v.get("CreateTime")))
+                  for v in self.transport.pages("ec2", "describe_volumes", "Volumes", Filters=[
+                      *marker, {"Name": "status", "Values": ["available", "error"]}])]
         return found
 
     def close(self) -> None:

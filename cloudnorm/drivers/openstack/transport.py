@@ -39,9 +39,12 @@ _BACKOFF_BASE, _BACKOFF_CAP = 0.25, 4.0
 _TRANSIENT = frozenset({500, 502, 503, 504})
 _IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "DELETE"})
 
-_QUOTA = re.compile(r"quota exceeded|exceeds? (?:the |your )?quota|over ?quota|"
+_QUOTA = re.compile(r"quota exceeded|exceeds? (?:the |your |allowed \w+ )?quota|over ?quota|"
                     r"quota .*(?:reached|exhausted)|maximum number of .* (?:reached|exceeded)",
                     re.I)
+#: The quota a refusal names: Cinder's "exceeds allowed gigabytes quota" and "exceeded for
+#: quota 'volumes'" (cinder/exception.py VolumeSizeExceedsAvailableQuota, VolumeLimitExceeded).
+_QUOTA_NAME = re.compile(r"allowed (\w+) quota|for quota '(\w+)'", re.I)
 
 
 class Transport:
@@ -304,8 +307,10 @@ def http_error(cloud: str, resp: Any, endpoint: str, request_id: str | None
     if status == 404:
         return errors.NotFound(text, cloud=cloud)
     if status in (403, 409, 413) and _QUOTA.search(message):
+        named = _QUOTA_NAME.search(message)
         return errors.QuotaExceeded(text + "; free resources or ask for a higher quota",
-                                    resource=endpoint.split()[-1].strip("/").split("/")[-1],
+                                    resource=next(filter(None, named.groups())) if named
+                                    else endpoint.split()[-1].strip("/").split("/")[-1],
                                     cloud=cloud)
     return errors.ProviderError(text, status=status, request_id=request_id, endpoint=endpoint,
                                 cloud=cloud)
