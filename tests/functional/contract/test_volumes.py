@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 from sandbox_clouds import clouds_with, known_hosts_file, ssh_as
 
+from cloudnorm import errors
 from cloudnorm.models import OWNER_KEY
 
 pytestmark = [pytest.mark.functional,
@@ -53,4 +54,25 @@ def test_the_root_volume_is_sized_as_asked(sandbox_cloud):
         assert sandbox_cloud.volume_sizes(cloud.get_server(server.id)) == [want["root"] + 5]
     finally:
         assert cloud.delete_server(server.id) is True
+    assert sandbox_cloud.leftovers() == []
+
+
+@pytest.mark.parametrize("sandbox_cloud", clouds_with("volumes"), indirect=True)
+def test_a_failure_after_the_volumes_exist_leaves_none(sandbox_cloud, sandbox_fleet, monkeypatch):
+    # Step 6 fails (the console cannot be read) once the server runs with its volumes:
+    # the rollback removes the server, and every volume with it.
+    cloud = sandbox_cloud.connect()
+    seen: list[list[int]] = []
+
+    def console_fails(server_id):
+        seen.append(sandbox_cloud.volume_sizes(cloud.get_server(server_id)))
+        raise errors.ProviderError("the console service is down", status=503)
+
+    monkeypatch.setattr(cloud.driver, "console_output", console_fails)  # public: cloud.driver
+    steps: list = []
+    with pytest.raises(errors.ProviderError, match="console service is down"):
+        cloud.create_server("cn-volumes-fail", volumes=[1], on_step=steps.append, timeout=90,
+                            **sandbox_cloud.expect.get("lifecycle", {}).get("create", {}))
+    assert seen and 1 in seen[0], seen  # the data volume existed when the step failed
+    assert next(e.step for e in steps if e.status == "failed") == "login"
     assert sandbox_cloud.leftovers() == []
