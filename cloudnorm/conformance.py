@@ -12,7 +12,9 @@
   and decisions.
 
 Verdicts are ``YES``, ``NO``, ``PARTIAL`` (part of what AWS gives), and, for the raw
-cloud only, ``n/a`` when a measurement could not be taken (the plain boot failed).
+cloud only, ``n/a`` when a measurement could not be taken (the plain boot failed, or the
+cloud refused it: a flavor with no local disk boots only from a volume on many clouds,
+and the plain request names none).
 Everything either walk creates is deleted again, and what could not be is reported.
 
 Each measurement is a small function below over driver calls or raw records, so a
@@ -32,7 +34,7 @@ import attrs
 
 from cloudnorm import errors, hostkeys, keys
 from cloudnorm.drivers.base import BootSpec, Created
-from cloudnorm.models import OWNER_KEY, Decision, Image, Server
+from cloudnorm.models import OWNER_KEY, Decision, Flavor, Image, Server
 from cloudnorm.provision import STEPS, CreateRequest, StepEvent
 from cloudnorm.state import ServerState, gone
 
@@ -194,6 +196,42 @@ def boot_result(state: ServerState | None, elapsed: float) -> Measured:
     return Measured(YES, f"running after {elapsed:.1f} s")
 
 
+def boot_refused(message: str, flavor: Flavor, *, root_is_volume: bool = False) -> Measured:
+    """Step 4: the cloud answered the plain boot request with an error (``message``, its
+    own words) and made no server.
+
+    A flavor with disk 0 has no local disk: a server booted from the image alone has
+    nowhere to put its root disk, and clouds such as Nova (policy
+    ``os_compute_api:servers:create:zero_disk_flavor``, admin-only by default) refuse it
+    with 403. Where every root disk is a volume anyway (``root_is_volume``) a flavor's
+    disk says nothing, and nothing is said of it.
+    """
+    if flavor.disk == 0 and not root_is_volume:
+        return Measured(NO, f"flavor '{flavor.name}' has disk 0 (no local disk) and the plain "
+                        f"request names no volume; the cloud refused it: {message}")
+    return Measured(NO, f"the cloud refused the plain boot of flavor '{flavor.name}': "
+                    f"{message}")
+
+
+def refused(exc: errors.CloudnormError) -> bool:
+    """Whether a failed boot request is the cloud's refusal (it answered, and made
+    nothing), rather than a cloud out of reach, credentials it no longer takes, or a
+    failure on its side (5xx) that may still have made the server."""
+    if isinstance(exc, (errors.ServiceUnavailable, errors.AuthError, errors.Timeout)):
+        return False
+    status = getattr(exc, "status", None)
+    return not (isinstance(status, int) and status >= 500)
+
+
+def root_disk_note(decision: Decision) -> str:
+    """create_server's ``root_disk`` decision in a few words: where the root disk went."""
+    if "volume" not in decision.choice:
+        return f"root disk: {decision.choice}"
+    article = "an" if decision.choice.startswith(("8", "11 ", "18 ", "a", "e", "i", "o", "u")) \
+        else "a"
+    return f"booted from {article} {decision.choice}: {decision.reason}"
+
+
 def public_address(server: Server) -> Measured:
     """Step 5: does the server's own record hold a public address right after it runs?
 
@@ -305,18 +343,32 @@ def measure_raw(cloud: Cloud, name: str, *, os: str = "ubuntu-22.04", min_ram: i
         spec = BootSpec(name=f"{name}-raw", image=image, flavor=flavor, network=network,
                         key_name=key_name, owner=owner, plain=True)
         started = time.monotonic()
-        server_ref = driver.boot(spec)
-        undo.items.append(server_ref)
-        record = cloud.watcher.wait(server_ref.id, lambda s: s is None or s.booted, deadline)
-        found["boot"] = boot_result(record, time.monotonic() - started)
-        if found["boot"].verdict == YES and record is not None:
+        record: ServerState | None = None
+        server_ref: Created | None = None
+        try:
+            server_ref = driver.boot(spec)
+        except errors.CloudnormError as exc:
+            if not refused(exc):
+                raise  # no answer to go by: nothing measured from here on
+            # The cloud's answer to the plain request (e.g. Nova's 403 for a flavor
+            # with no local disk): a verdict, and no server to undo.
+            LOG.info("%s: the plain boot was refused: %s", cloud.name, exc)
+            found["boot"] = boot_refused(exc.message, flavor,
+                                         root_is_volume=driver.capabilities.root_is_volume)
+            why = f"not measured: the plain boot was refused ({exc.message})"
+        else:
+            undo.items.append(server_ref)
+            record = cloud.watcher.wait(server_ref.id, lambda s: s is None or s.booted,
+                                        deadline)
+            found["boot"] = boot_result(record, time.monotonic() - started)
+            why = f"not measured: the plain boot failed ({found['boot'].detail})"
+        if found["boot"].verdict == YES and record is not None and server_ref is not None:
             found["public_address"] = public_address(
                 driver.normalize_server(record, cloud.list_networks()))
             say("raw: console", "waiting for the host keys on the console")
             found["login"] = login_facts(image, cloud.profile.image_user_properties,
                                          _console(driver, server_ref.id, deadline))
         else:
-            why = f"not measured: the plain boot failed ({found['boot'].detail})"
             found["public_address"] = Measured(NOT_MEASURED, why)
             found["login"] = Measured(NOT_MEASURED, why)
         found["bootstrap"] = hardening()
@@ -358,12 +410,15 @@ def through_cloudnorm(events: list[StepEvent], decisions: tuple[Decision, ...],
     for decision in decisions:
         by_step.setdefault(decision.step, []).append(decision)
     failed = next((e for e in events if e.status == "failed"), None)
+    root = by_step.get("root_disk", [None])[-1]
     rows = []
     for step in STEPS:
         measured = raw.get(step, Measured(NOT_MEASURED, "not measured"))
         last = final.get(step)
         if last is not None and last.status == "done":
             verdict, detail = YES, last.detail
+            if step == "boot" and root is not None:
+                detail = f"{detail}; {root_disk_note(root)}"
         elif last is not None and last.status == "failed":
             verdict, detail = NO, f"failed: {last.detail}"
         elif failed is not None:
@@ -404,6 +459,11 @@ def _gap(step: str, detail: str, decisions: dict[str, list[Decision]],
             said.append(f"host key checked against the console ({keys_seen.choice})")
         if stored is not None and stored.choice != "not stored":
             said.append("the login is stored on the server for later logins")
+    elif step == "boot":
+        # A plain boot the cloud refused is most often a flavor with no local disk.
+        root = last("root_disk")
+        if root is not None and "volume" in root.choice:
+            said.append(root_disk_note(root))
     elif step == "bootstrap":
         hardened = last("bootstrap")
         if hardened is not None:

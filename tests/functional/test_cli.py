@@ -130,6 +130,32 @@ def test_conformance_direct_public_has_a_public_address_raw(os_env):
     assert "5 public address  YES: public address after boot" in text
 
 
+def test_conformance_boot_from_volume_plain_boot_refused_cloudnorm_boots(os_env):
+    # Zero-disk flavors only: Nova refuses the plain boot (403), create_server boots
+    # from a volume made from the image. One create.
+    cloud = "sandbox-boot-from-volume"
+    proc = run_cli("conformance", cloud, "--json", env=os_env)
+    (report,) = json.loads(proc.stdout)
+    steps = {s["step"]: s for s in report["steps"]}
+    assert report["ok"] and report["leftovers"] == [] and report["error"] == ""
+    assert [s["cloudnorm"] for s in report["steps"]] == ["YES"] * 8
+    boot = steps["boot"]
+    assert (boot["raw"], boot["cloudnorm"]) == ("NO", "YES")
+    assert boot["raw_detail"].startswith("flavor 's3.medium.2' has disk 0 (no local disk)")
+    assert "answered 403" in boot["raw_detail"]
+    assert "Only volume-backed servers are allowed for flavors with zero disk" \
+        in boot["raw_detail"]
+    assert "booted from an 8 GiB volume: flavor 's3.medium.2' has disk 0" \
+        in boot["cloudnorm_detail"]
+    assert boot["gap"].startswith("booted from an 8 GiB volume")
+    for later in ("public_address", "login"):
+        assert steps[later]["raw"] == "n/a"
+        assert steps[later]["raw_detail"].startswith(
+            "not measured: the plain boot was refused (")
+    assert steps["remove_key"]["raw"] == "PARTIAL"  # the raw key pair was deleted
+    assert connect(os_env, cloud).driver.owned_resources(None) == []
+
+
 # -- create / list / show / ssh / delete ------------------------------------------------------
 def test_create_list_show_ssh_delete(os_env, operator_key):
     cloud = "sandbox-port-forward"
