@@ -2,6 +2,10 @@
 peers on the same backend in the same run, write ``bench/results/report.{md,json}`` and
 ``bench/results/concurrency.png``, stop everything.
 
+A run of some scenarios only (``--only``) merges its results into the existing
+``report.json``: the other scenarios' results stay, and the report says which run each
+scenario's results come from.
+
 As root the run moves itself into a private network namespace (after installing what
 needs the network), as ``python -m cloudnorm.testing run`` does: the sandbox's services,
 its SSH nodes and all the bench's traffic stay on that namespace's loopback.
@@ -25,8 +29,11 @@ from typing import Any
 from bench import env
 from bench.common import RAW, RESULTS, Budget, say
 
-# In the order they run: start-up first, on a machine the sandbox is not yet loading.
-SCENARIOS = ("startup", "create", "concurrent", "processes", "login", "normalize")
+# In the order they run: start-up first, on a machine the sandbox is not yet loading;
+# bfv (boot from a volume) while the SSH data plane still runs.
+SCENARIOS = ("startup", "create", "concurrent", "bfv", "processes", "login", "normalize")
+# What a run of only some scenarios keeps of earlier runs (bench/results/report.json).
+PARTIAL_RUNS_KEPT = 10
 STARTED_VARIABLE = "CLOUDNORM_BENCH_STARTED"
 
 
@@ -37,7 +44,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--budget", type=float, default=585.0,
                         help="seconds for the whole run, installs included (default 585)")
     parser.add_argument("--reps", type=int, default=3,
-                        help="cold+warm creates per library in scenario 1 (default 3)")
+                        help="cold+warm creates per library in scenario 1, and create+delete "
+                             "rounds per library in scenario bfv (default 3)")
     parser.add_argument("--sizes", default="5,10",
                         help="N for the concurrent creates (default 5,10; N = 1 is taken "
                              "from scenario 1's cold creates unless listed)")
@@ -123,8 +131,9 @@ def _run(args: argparse.Namespace) -> int:
     # What the later scenarios need at least, kept back from the earlier ones (s).
     # processes: its forking process and one repetition of every N (~13 s here).
     reserve = dict.fromkeys(SCENARIOS, 0.0)
-    later = {"create": 0.0, "concurrent": 150.0, "processes": 15.0, "login": 20.0,
-             "normalize": 45.0}
+    # bfv: one cloudnorm and one openstacksdk create and delete (~60 s here).
+    later = {"create": 0.0, "concurrent": 150.0, "bfv": 60.0, "processes": 15.0,
+             "login": 20.0, "normalize": 45.0}
     for i, name in enumerate(SCENARIOS):
         reserve[name] = sum(later.get(n, 0.0) for n in SCENARIOS[i + 1:] if n in wanted)
 
@@ -146,7 +155,7 @@ def _run(args: argparse.Namespace) -> int:
         save()
 
     backend = None
-    needs_cloud = {"create", "concurrent", "processes", "normalize"} & set(wanted)
+    needs_cloud = {"create", "concurrent", "bfv", "processes", "normalize"} & set(wanted)
     try:
         from bench import s4_startup
 
@@ -154,13 +163,18 @@ def _run(args: argparse.Namespace) -> int:
         if "startup" in wanted:
             data["cli_startup"] = s4_startup.cli_startup(budget)
         if needs_cloud:
-            from bench.sandbox import Backend
+            from bench.sandbox import BFV_PROFILE, Backend
 
-            say("starting the local OpenStack (fip-required) and its SSH data plane")
-            backend = Backend(workdir, dataplane=bool({"create", "concurrent"} & set(wanted)),
-                              serialize_writes=not args.no_serialize_writes)
+            extra = (BFV_PROFILE,) if "bfv" in wanted else ()
+            dataplane = bool({"create", "concurrent", "bfv"} & set(wanted))
+            say(f"starting the local OpenStack ({', '.join(('fip-required', *extra))})"
+                + (" and its SSH data plane" if dataplane else ""))
+            backend = Backend(workdir, dataplane=dataplane,
+                              serialize_writes=not args.no_serialize_writes,
+                              extra_profiles=extra)
             backend.start()
-            data["backend"] = {"profile": "fip-required", "started_in_s": backend.started_in,
+            data["backend"] = {"profile": "fip-required", "profiles": backend.profiles,
+                               "started_in_s": backend.started_in,
                                "stack_timings": backend.stack.timings}
             say(f"backend ready in {backend.started_in:.1f}s")
         if backend is not None:
@@ -170,6 +184,11 @@ def _run(args: argparse.Namespace) -> int:
                                                     reserve["create"]))
             attempt("concurrent", lambda: s2_concurrent.run(
                 backend, budget, sizes, reserve["concurrent"], data["scenarios"].get("create")))
+            if "bfv" in wanted:
+                from bench import s7_boot_from_volume
+
+                attempt("bfv", lambda: s7_boot_from_volume.run(backend, budget, args.reps,
+                                                               reserve["bfv"]))
             backend.stop_dataplane()  # its reconciling loop would compete for the CPU
             from bench import s6_processes
 
@@ -196,11 +215,58 @@ def _run(args: argparse.Namespace) -> int:
     data["machine"]["load_at_end"] = os.getloadavg()
     data["elapsed_s"] = time.time() - started_at
     save()
+    errors = bool(data["errors"])
+    if set(wanted) != set(SCENARIOS):
+        data = merge(args.results / "report.json", data, wanted)
     from bench import report
 
     report.write(data, args.results)
-    say(f"done in {data['elapsed_s']:.0f}s: {args.results / 'report.md'}")
-    return 1 if data["errors"] else 0
+    say(f"done in {time.time() - started_at:.0f}s: {args.results / 'report.md'}")
+    return 1 if errors else 0
+
+
+def merge(previous_path: Path, new: dict[str, Any], wanted: list[str]) -> dict[str, Any]:
+    """A run of some scenarios (``new``, those of ``wanted``) merged into the results of
+    earlier runs: each scenario it ran replaces the earlier results of that scenario, the
+    others stay as they were. The earlier run's header (start, machine, versions, options,
+    backend) stays; this run's own go to ``partial_runs``, and ``scenario_runs`` says
+    which run each scenario's results come from. A scenario that failed this time keeps
+    its earlier results (its error is listed)."""
+    try:
+        previous = json.loads(previous_path.read_text())
+    except (OSError, ValueError):
+        return new
+    if not isinstance(previous, dict) or not isinstance(previous.get("scenarios"), dict):
+        return new
+    merged = dict(previous)
+    ran = [name for name in wanted if name in new["scenarios"]]
+    merged["scenarios"] = {**previous["scenarios"],
+                           **{name: new["scenarios"][name] for name in ran}}
+    runs = dict(previous.get("scenario_runs") or {})
+    for name in previous["scenarios"]:
+        runs.setdefault(name, previous.get("started"))
+    runs.update(dict.fromkeys(ran, new.get("started")))
+    merged["scenario_runs"] = runs
+    merged["durations_s"] = {**(previous.get("durations_s") or {}),
+                             **{k: v for k, v in (new.get("durations_s") or {}).items()
+                                if k in ran}}
+    # Earlier errors of the scenarios run again are superseded; this run's are added.
+    merged["errors"] = [e for e in previous.get("errors") or []
+                        if e.split(":", 1)[0] not in wanted] + [
+        e if e.split(":", 1)[0] in SCENARIOS else f"run of {new.get('started')}: {e}"
+        for e in new.get("errors") or []]
+    if "startup" in ran and "cli_startup" in new:
+        merged["cli_startup"] = new["cli_startup"]
+    for key in ("backend", "write_serialization"):
+        if key not in merged and key in new:
+            merged[key] = new[key]
+    partial = {key: new.get(key) for key in ("started", "elapsed_s", "budget_s", "machine",
+                                             "versions", "options", "backend",
+                                             "write_serialization", "errors")}
+    partial["only"] = list(wanted)
+    merged["partial_runs"] = [*(previous.get("partial_runs") or []), partial][
+        -PARTIAL_RUNS_KEPT:]
+    return merged
 
 
 if __name__ == "__main__":

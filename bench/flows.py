@@ -13,21 +13,30 @@ The peers are given what a person would hard-code (the image id -- the cloud has
 images of that name -- the flavor and network names). To be reachable at all they need a
 key pair and a security group that lets port 22 in: a cold run creates both (counted), a
 warm run reuses those of the preceding cold run (nothing to count): the peers' best case.
-For the peers, "SSH-ready" is the first SSH banner read on the address they report.
+For the peers, "SSH-ready" is the first SSH banner read on the address they report;
+with ``login=`` (scenario "bfv") it is a key login that succeeded after that banner
+(:func:`wait_for_key_login`).
+
+Every function takes the backend (or a :meth:`~bench.sandbox.Backend.view` of it) whose
+project it works in; the defaults are the fip-required cloud's flavor and network.
 """
 
 from __future__ import annotations
 
 import socket
+import subprocess
 import time
+from pathlib import Path
 from typing import Any
 
-from bench.sandbox import CLOUD, Backend
+from bench.sandbox import Backend
 
 FLAVOR = "m1.small"
 NETWORK = "private"
 POOL = "public"
 BANNER_TIMEOUT = 60.0
+LOGIN_TIMEOUT = 60.0
+LOGIN_RETRY = 0.25  # s between key login attempts (cloudnorm's first pause is the same)
 CREATE_TIMEOUT = 120  # one create takes 5-15 s here: bounded, so a stuck backend costs little
 
 
@@ -55,11 +64,41 @@ def wait_for_banner(address: str, port: int = 22, timeout: float = BANNER_TIMEOU
     raise TimeoutError(f"no SSH banner on {address}:{port} within {timeout:.0f}s ({last})")
 
 
+def wait_for_key_login(address: str, user: str, key_path: Path, port: int = 22,
+                       timeout: float = LOGIN_TIMEOUT) -> tuple[float, int]:
+    """Seconds until ``ssh -i key_path user@address true`` succeeds, and the attempts it
+    took (bounded): what a person's script does after the cloud says the server is up.
+    OpenSSH's client, batch mode, no configuration file, the host key taken on first use
+    (the peers have no way to verify it)."""
+    started = time.monotonic()
+    deadline = started + timeout
+    attempts = 0
+    last = "no attempt"
+    command = ["ssh", "-F", "/dev/null", "-i", str(key_path), "-p", str(port),
+               "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes",
+               "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+               "-o", "ConnectTimeout=3", "-o", "LogLevel=ERROR", f"{user}@{address}", "true"]
+    while time.monotonic() < deadline:
+        attempts += 1
+        try:
+            proc = subprocess.run(command, stdin=subprocess.DEVNULL, capture_output=True,
+                                  text=True, timeout=10)
+        except subprocess.TimeoutExpired:
+            last = "ssh did not finish within 10 s"
+        else:
+            if proc.returncode == 0:
+                return time.monotonic() - started, attempts
+            last = (proc.stderr.strip().splitlines() or [f"exit {proc.returncode}"])[-1]
+        time.sleep(LOGIN_RETRY)
+    raise TimeoutError(f"no key login as {user}@{address} within {timeout:.0f}s after "
+                       f"{attempts} attempts ({last})")
+
+
 # -- cloudnorm ------------------------------------------------------------------------
 def cloudnorm_connect(backend: Backend) -> Any:
     import cloudnorm
 
-    return cloudnorm.connect(CLOUD, config_files=[str(backend.clouds_yaml)])
+    return cloudnorm.connect(backend.cloud, config_files=[str(backend.clouds_yaml)])
 
 
 def cloudnorm_create(backend: Backend, cloud: Any, name: str, operator_key: str) -> dict[str, Any]:
@@ -82,6 +121,8 @@ def cloudnorm_create(backend: Backend, cloud: Any, name: str, operator_key: str)
         "address": server.interface_ip,
         "steps": {k: round(v, 3) for k, v in steps.items()},
         "rate_limit": _limiter_delta(before, _limiter_state(cloud)),
+        "decisions": {d.step: d.choice for d in server.decisions},
+        "volumes": [{"id": v.id, "size": v.size, "root": v.root} for v in server.volumes],
         "note": "create_server returns after a verified login, hardening and node-key removal",
     }
 
@@ -114,7 +155,7 @@ def sdk_connect(backend: Backend) -> Any:
 
     config = openstack.config.OpenStackConfig(config_files=[str(backend.clouds_yaml)],
                                               load_envvars=False)
-    return openstack.connection.Connection(config=config.get_one(cloud=CLOUD))
+    return openstack.connection.Connection(config=config.get_one(cloud=backend.cloud))
 
 
 def sdk_access(conn: Any, tag: str, public_key: str) -> dict[str, str]:
@@ -136,16 +177,21 @@ def _floating_of(server: Any) -> str | None:
 
 
 def sdk_create(backend: Backend, conn: Any, access: dict[str, str] | None, name: str,
-               public_key: str, tag: str, banner: bool = True) -> dict[str, Any]:
+               public_key: str, tag: str, banner: bool = True, *, flavor: str = FLAVOR,
+               network: str = NETWORK, login: tuple[str, Path] | None = None,
+               **create_kwargs: Any) -> dict[str, Any]:
+    """``create_kwargs`` go to ``create_server`` as well (``boot_from_volume=True``,
+    ``volume_size=8``); ``login``: (user, private key) to wait for a key login after the
+    banner."""
     started = time.monotonic()
     if conn is None:
         conn = sdk_connect(backend)
     if access is None:
         access = sdk_access(conn, tag, public_key)
     server = conn.create_server(
-        name, image=backend.image_id(), flavor=FLAVOR, network=NETWORK,
+        name, image=backend.image_id(), flavor=flavor, network=network,
         key_name=access["key_name"], security_groups=[access["security_group"]],
-        auto_ip=True, wait=True, timeout=CREATE_TIMEOUT)
+        auto_ip=True, wait=True, timeout=CREATE_TIMEOUT, **create_kwargs)
     created = time.monotonic() - started
     reported = {"public_v4": server.public_v4, "interface_ip": server.interface_ip,
                 "access_ipv4": server.access_ipv4,
@@ -158,9 +204,14 @@ def sdk_create(backend: Backend, conn: Any, access: dict[str, str] | None, name:
         "reported": reported, "address": address,
         "address_source": ("public_v4" if server.public_v4 else "interface_ip"
                            if server.interface_ip else "addresses[...] floating entry"),
+        "volume_ids": [v["id"] for v in (server.attached_volumes or [])],
     }
     if banner and address:
         result["ssh_ready"] = created + wait_for_banner(address)
+        if login is not None:
+            result["ssh_banner"] = result["ssh_ready"]
+            result["ssh_login_attempts"] = wait_for_key_login(address, *login)[1]
+            result["ssh_ready"] = time.monotonic() - started
     result["wall"] = result.get("ssh_ready", created)
     return result
 
@@ -187,26 +238,37 @@ def libcloud_access(driver: Any, tag: str, public_key: str) -> dict[str, Any]:
     return {"key_name": key.name, "security_group": group}
 
 
-def libcloud_lookups(backend: Backend, driver: Any) -> dict[str, Any]:
-    image = driver.get_image(backend.image_id())
-    size = next(s for s in driver.list_sizes() if s.name == FLAVOR)
-    network = next(n for n in driver.ex_list_networks() if n.name == NETWORK)
-    return {"image": image, "size": size, "network": network}
+def libcloud_lookups(backend: Backend, driver: Any, flavor: str = FLAVOR,
+                     network: str = NETWORK, image: bool = True) -> dict[str, Any]:
+    """The image (unless ``image`` is False: a block device mapping names it by id), the
+    size and the network objects ``create_node`` takes."""
+    found = driver.get_image(backend.image_id()) if image else None
+    size = next(s for s in driver.list_sizes() if s.name == flavor)
+    net = next(n for n in driver.ex_list_networks() if n.name == network)
+    return {"image": found, "size": size, "network": net}
 
 
 def libcloud_create(backend: Backend, driver: Any, access: dict[str, Any] | None,
                     lookups: dict[str, Any] | None, name: str, public_key: str, tag: str,
-                    banner: bool = True) -> dict[str, Any]:
+                    banner: bool = True, *, flavor: str = FLAVOR, network: str = NETWORK,
+                    login: tuple[str, Path] | None = None,
+                    block_device_mappings: list[dict[str, Any]] | None = None,
+                    objects: dict[str, Any] | None = None) -> dict[str, Any]:
+    """``block_device_mappings``: boot from them (``ex_blockdevicemappings``), no image;
+    ``login``: (user, private key) to wait for a key login after the banner; ``objects``
+    is given the node and the floating IP objects (for the caller's delete)."""
     started = time.monotonic()
     if driver is None:
         driver = libcloud_connect(backend)
     if access is None:
         access = libcloud_access(driver, tag, public_key)
     if lookups is None:
-        lookups = libcloud_lookups(backend, driver)
+        lookups = libcloud_lookups(backend, driver, flavor, network,
+                                   image=block_device_mappings is None)
+    extra = {"ex_blockdevicemappings": block_device_mappings} if block_device_mappings else {}
     node = driver.create_node(
         name=name, size=lookups["size"], image=lookups["image"], networks=[lookups["network"]],
-        ex_keyname=access["key_name"], ex_security_groups=[access["security_group"]])
+        ex_keyname=access["key_name"], ex_security_groups=[access["security_group"]], **extra)
     # public_ips stays empty until a floating IP is attached: wait for the private one.
     ((node, _),) = driver.wait_until_running([node], timeout=CREATE_TIMEOUT,
                                              ssh_interface="private_ips")
@@ -216,6 +278,8 @@ def libcloud_create(backend: Backend, driver: Any, access: dict[str, Any] | None
     if not driver.ex_attach_floating_ip_to_node(node, fip):
         raise RuntimeError(f"libcloud could not attach {fip.ip_address} to {node.id}")
     attached = time.monotonic() - started
+    if objects is not None:
+        objects.update(node=node, floating_ip=fip)
     reported = {"public_ips": list(node.public_ips), "private_ips": list(node.private_ips),
                 "floating_ip_object": fip.ip_address}
     result: dict[str, Any] = {
@@ -227,5 +291,9 @@ def libcloud_create(backend: Backend, driver: Any, access: dict[str, Any] | None
     }
     if banner:
         result["ssh_ready"] = attached + wait_for_banner(fip.ip_address)
+        if login is not None:
+            result["ssh_banner"] = result["ssh_ready"]
+            result["ssh_login_attempts"] = wait_for_key_login(fip.ip_address, *login)[1]
+            result["ssh_ready"] = time.monotonic() - started
     result["wall"] = result.get("ssh_ready", attached)
     return result

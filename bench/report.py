@@ -137,6 +137,31 @@ def targets(data: dict[str, Any]) -> list[list[str]]:
                      fmt_summary(cn, digits=0), fmt_summary(sdk, digits=0), "–",
                      fmt_ratio(ratio(cn, sdk)), "(no target)", "–"])
     rows += _processes_targets(sc.get("processes"))
+    rows += _bfv_targets(sc.get("bfv"))
+    return rows
+
+
+def _bfv_targets(b: dict[str, Any] | None) -> list[list[str]]:
+    """Scenario 8 has no target: its rows give the medians and cloudnorm ÷ openstacksdk."""
+    s = (b or {}).get("summary") or {}
+    if not any((s.get(lib) or {}).get("runs") for lib in LIB_NAMES):
+        return []
+    rows = []
+    for key, label, digits in (
+            ("ssh_ready", "8 boot from volume: create → SSH-ready (s)", 1),
+            ("requests", "8 boot from volume: API requests, create", 1),
+            ("delete_s", "8 boot from volume: delete, until the server is gone (s)", 1),
+            ("lifecycle_requests", "8 boot from volume: API requests, create + delete (+ the "
+             "left volume's removal)", 1)):
+        cells = [fmt_summary((s.get(lib) or {}).get(key) or {}, digits=digits)
+                 for lib in LIB_NAMES]
+        r = ratio((s.get("cloudnorm") or {}).get(key), (s.get("openstacksdk") or {}).get(key))
+        rows.append([label, *cells, fmt_ratio(r), "(no target)", "–"])
+    left = [f"{(s.get(lib) or {}).get('volumes_left_total', 0)} of "
+            f"{(s.get(lib) or {}).get('runs', 0)}" for lib in LIB_NAMES]
+    rows.append(["8 boot from volume: root volumes left after the delete", *left, "–",
+                 "none", "**met**" if not (s.get("cloudnorm") or {}).get("volumes_left_total")
+                 else "**missed**"])
     return rows
 
 
@@ -192,6 +217,7 @@ def render(data: dict[str, Any], png: str | None, processes_png: str | None = No
         f"{v.get('apache-libcloud', '?')}, asyncssh {v.get('asyncssh', '?')}, Python "
         f"{v.get('python', '?')}.")
     out.append("")
+    out += _provenance(data)
     backend = data.get("backend")
     if backend:
         out.append(
@@ -242,6 +268,8 @@ def render(data: dict[str, Any], png: str | None, processes_png: str | None = No
         out += _login(sc["login"])
     if "processes" in sc:
         out += _processes(sc["processes"], processes_png, m.get("cpus"))
+    if "bfv" in sc:
+        out += _bfv(sc["bfv"])
     problems = list(data.get("errors") or [])
     for name, result in sc.items():
         for item in (result or {}).get("skipped", []) or []:
@@ -257,6 +285,33 @@ def render(data: dict[str, Any], png: str | None, processes_png: str | None = No
             "timelines); `bench/results/raw/` (not committed) the worker outputs and keys. "
             "How to run and what each scenario does: `doc/source/benchmarks.rst`.", ""]
     return "\n".join(out)
+
+
+def _provenance(data: dict[str, Any]) -> list[str]:
+    """Which run each scenario's results come from, once runs of some scenarios only
+    (``--only``) were merged into an earlier run's results."""
+    partial = data.get("partial_runs") or []
+    runs = data.get("scenario_runs") or {}
+    if not partial:
+        return []
+    later = {p.get("started"): p for p in partial}
+    lines = []
+    for started in dict.fromkeys(runs.values()):
+        names = [n for n, s in runs.items() if s == started and n in data.get("scenarios", {})]
+        if not names or started not in later:
+            continue
+        p = later[started]
+        v, m = p.get("versions") or {}, p.get("machine") or {}
+        lines.append(
+            f"{', '.join(names)}: run of {started} (`python -m bench --only "
+            f"{','.join(p.get('only') or names)}`, {fmt(p.get('elapsed_s'), ' s', 0)}; "
+            f"cloudnorm {v.get('cloudnorm', '?')}, openstacksdk {v.get('openstacksdk', '?')}, "
+            f"Libcloud {v.get('apache-libcloud', '?')}; load average at start "
+            f"{_load(m.get('load_at_start'))}, at end {_load(m.get('load_at_end'))})")
+    if not lines:
+        return []
+    return ["Results of later runs of some scenarios are merged into this run's; the "
+            "other scenarios' results are this run's:", "", *[f"- {x}" for x in lines], ""]
 
 
 def _load(value: Any) -> str:
@@ -740,6 +795,140 @@ def _processes(p: dict[str, Any], png: str | None, cpus: int | None) -> list[str
         out.append("")
     if png:
         out += [f"![discovery from N processes, with and without a shared cache]({png})", ""]
+    return out
+
+
+def _bfv(b: dict[str, Any]) -> list[str]:
+    s = b.get("summary") or {}
+    choice = b.get("cloudnorm_choice") or {}
+    size = b.get("volume_size")
+    out = ["## 8. Boot from a volume (boot-from-volume profile)", ""]
+    out.append(
+        f"The **{b.get('profile')}** project of the same sandbox stack: every flavor has a "
+        "0 GiB disk (Nova boots such a flavor only from a volume), the images ask for "
+        f"`min_disk` {fmt(b.get('expected_root_volume_gb'))} GiB, Cinder is real; otherwise "
+        "like fip-required (tenant network behind a router, a floating IP to reach a "
+        "server). cloudnorm: `cloud.create_server(name, image=\"ubuntu-22.04\", "
+        "min_ram=2048, authorized_keys=[...])`; it chose flavor "
+        f"`{choice.get('flavor') or b.get('flavor')}` and a root disk of "
+        f"`{choice.get('root_disk') or '?'}` by itself, and returns after a verified key "
+        "login, hardening and removal of its throw-away key. openstacksdk: "
+        f"`conn.create_server(name, image=<id>, flavor=\"{b.get('flavor')}\", "
+        f"network=\"private\", boot_from_volume=True, volume_size={size}, auto_ip=True, "
+        "wait=True, key_name=..., security_groups=[...])`. Libcloud: `create_node(..., "
+        "image=None, ex_blockdevicemappings=[{source_type: image, destination_type: volume, "
+        f"volume_size: {size}, delete_on_termination: true, boot_index: 0, uuid: <image "
+        "id>}])`, `wait_until_running`, a floating IP made and attached by hand. The peers "
+        "are given the image id, cloudnorm's flavor and its root volume size. Every create "
+        "is a new client's (the peers make their key pair and security group, counted, as "
+        "in scenario 1's cold creates). For the peers, *SSH-ready* is a key login as "
+        f"`{b.get('login_user')}` (OpenSSH's client, tried every 0.25 s) that succeeded "
+        "after the first SSH banner on the address they report (scenario 1's measure, "
+        "column *first banner*). *Delete*: cloudnorm's `delete_server(id)`, openstacksdk's "
+        "`delete_server(id, wait=True, delete_ips=True)`, Libcloud's `destroy_node` and the "
+        "floating IP's `delete()`, then `ex_get_node_details` once a second until the node "
+        "is gone; each until the server is gone. After each delete the bench lists the "
+        "project's volumes with openstacksdk's `block_storage.volumes()` (its own "
+        "connection, not counted) until none is on its way out (at most "
+        "30 s); what is still there is *left*.")
+    out.append("")
+    rows = []
+    for lib, name in LIB_NAMES.items():
+        x = s.get(lib) or {}
+        if not x.get("runs"):
+            rows.append([name] + ["–"] * 9 + ["0"])
+            continue
+        rows.append([name, fmt_summary(x["requests"], digits=1),
+                     fmt_summary(x["project_requests"], digits=1),
+                     fmt_summary(x["active_and_address"], digits=1),
+                     fmt_summary(x["ssh_banner"], digits=1),
+                     fmt_summary(x["ssh_ready"], digits=1),
+                     fmt_summary(x["delete_s"], digits=1),
+                     fmt_summary(x["delete_requests"], digits=1),
+                     ", ".join(str(v) for v in x.get("root_volume_gb") or []) or "?",
+                     f"{x.get('volumes_left_total', 0)} of {x['runs']}", str(x["runs"])])
+    out.append(_table(["library", "client requests, create", "all requests in the project",
+                       "ACTIVE + public address (s)", "first banner (s)", "SSH-ready (s)",
+                       "delete (s)", "client requests, delete", "root volume (GiB)",
+                       "root volumes left after delete", "runs"], rows))
+    out.append("")
+    out.append(
+        "Cells are median (min–max) over the runs. *All requests in the project* adds what "
+        "the cloud did for the user (Nova's calls to Cinder, Neutron and Glance, e.g. "
+        "making or attaching the volume). cloudnorm's *ACTIVE + public address* is when "
+        "its public-address step ended. *First banner* and *SSH-ready* of a peer differ "
+        "by the key logins that failed after sshd answered (its *ssh_login_attempts* in "
+        "`report.json`).")
+    out.append("")
+    ratios = s.get("ratios") or {}
+    rows = []
+    for key, label in (("ssh_ready", "create → SSH-ready (time)"),
+                       ("requests", "client requests, create"),
+                       ("delete_s", "delete (time)"),
+                       ("delete_requests", "client requests, delete"),
+                       ("lifecycle_requests", "client requests, create + delete (+ removing "
+                                              "a left volume)")):
+        rows.append([label] + [fmt_ratio((ratios.get(peer) or {}).get(key))
+                               for peer in ("openstacksdk", "libcloud")])
+    out.append(_table(["cloudnorm ÷", "openstacksdk", "Libcloud"], rows))
+    out.append("")
+    sdk = s.get("openstacksdk") or {}
+    if sdk.get("volumes_left_total"):
+        removal = sdk.get("leftover_removal_requests") or {}
+        out.append(
+            f"**Finding**: openstacksdk's delete left the root volume in "
+            f"{sdk['volumes_left_total']} of {sdk['runs']} runs (`available`, "
+            f"{size} GiB each): `create_server(boot_from_volume=True)` maps it with "
+            "`delete_on_termination` set to its `terminate_volume` argument, which defaults "
+            "to False, and `delete_server` does not look at volumes. Its user pays for the "
+            "volume until removing it; doing so with `conn.delete_volume(id, wait=True)` "
+            f"took {fmt_summary(removal, digits=0)} more requests and "
+            f"{fmt_summary(sdk.get('leftover_removal_s') or {}, ' s', 1)} "
+            "(in the create + delete row above). Passing `terminate_volume=True` to "
+            "`create_server` avoids it; the call measured here leaves it at its default.")
+        out.append("")
+    cn = s.get("cloudnorm") or {}
+    if cn.get("runs"):
+        verdict = ("none" if not cn.get("volumes_left_total") else
+                   f"**{cn['volumes_left_total']}** in {cn['runs']} runs")
+        out.append(
+            f"cloudnorm left {verdict}: the volume goes with the server. Until no volume "
+            "was on its way out after the delete returned (Cinder deleting it): "
+            f"{fmt_summary(cn.get('volume_settle_s') or {}, ' s', 1)}.")
+        out.append("")
+    steps = cn.get("steps")
+    if steps:
+        out.append("cloudnorm's time per step (median s):")
+        out.append("")
+        out.append(_table(list(steps), [[fmt((steps[k] or {}).get("median"), "", 2)
+                                         for k in steps]]))
+        out.append("")
+    for title, key in (("create", "breakdown"), ("delete", "delete_breakdown")):
+        endpoints = sorted({e for lib in LIB_NAMES for e in ((s.get(lib) or {}).get(key)
+                                                              or {})})
+        if not endpoints:
+            continue
+        out += [f"**Where the requests go, {title}** (last run of each library, by "
+                "endpoint)", ""]
+        rows = [[f"`{e}`"] + [str(((s.get(lib) or {}).get(key) or {}).get(e, ""))
+                              for lib in LIB_NAMES] for e in endpoints]
+        rows.append(["**total**"] + [str(sum(((s.get(lib) or {}).get(key) or {}).values()))
+                                     for lib in LIB_NAMES])
+        out.append(_table(["endpoint", *LIB_NAMES.values()], rows))
+        out.append("")
+    nova = (s.get("cloudnorm") or {}).get("project_breakdown") or {}
+    if nova:
+        out.append("What the cloud did for cloudnorm's create besides the client's own "
+                   "requests: " + ", ".join(f"`{e}` {n}" for e, n in nova.items()) + ".")
+        out.append("")
+    lc = b.get("libcloud") or {}
+    if lc.get("measured"):
+        out.append(f"Libcloud is measured: {lc.get('how')}")
+    else:
+        why = [e for e in b.get("errors") or [] if e.startswith("libcloud")]
+        out.append("Libcloud is **not** measured in this run: "
+                   + ("; ".join(why) if why else "no run of it fitted the budget") + ".")
+    out.append("")
     return out
 
 

@@ -1,9 +1,12 @@
-"""The backend every scenario runs on: the local OpenStack (fip-required profile), its
-SSH data plane, and counting requests from the services' own request log."""
+"""The backend every scenario runs on: the local OpenStack (fip-required profile, and
+further profiles when a scenario needs them: one stack serves each profile as a project
+of its own), its SSH data plane, and counting requests from the services' own request
+log."""
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -11,6 +14,8 @@ from typing import Any
 
 PROFILE = "fip-required"
 CLOUD = f"sandbox-{PROFILE}"
+# Zero-disk flavors only, images with min_disk, a real Cinder (scenario "bfv").
+BFV_PROFILE = "boot-from-volume"
 
 # Who made a request, from the User-Agent every service logs. The bench's own
 # housekeeping connection announces itself as "bench-cleanup" and matches none.
@@ -25,18 +30,27 @@ SERIALIZED = ("compute", "network", "placement")  # the services log a request o
 
 
 class Backend:
-    """Start with :meth:`start`; :meth:`stop` (or the context manager) ends everything."""
+    """Start with :meth:`start`; :meth:`stop` (or the context manager) ends everything.
+
+    The stack is started with the fip-required profile and ``extra_profiles``; the
+    project-scoped facts and helpers (state, auth, request counts, sweep) are the
+    fip-required project's, and :meth:`view` gives the same for another profile's project
+    on the same stack, proxies and data plane."""
 
     def __init__(self, workdir: Path, dataplane: bool = True,
-                 serialize_writes: bool = True) -> None:
+                 serialize_writes: bool = True, extra_profiles: tuple[str, ...] = ()) -> None:
         self.workdir = Path(workdir)
         self.want_dataplane = dataplane
         self.serialize = serialize_writes
+        self.profiles = list(dict.fromkeys([PROFILE, *extra_profiles]))
+        self.profile_name = PROFILE
         self.stack: Any = None
         self.dataplane: Any = None
         self.proxies: dict[str, Any] = {}
         self.started_in = 0.0
         self._cleanup_conn: Any = None
+        self._views: dict[str, Backend] = {}
+        self._parent: Backend | None = None
 
     # -- life cycle ---------------------------------------------------------------
     def start(self) -> Backend:
@@ -55,7 +69,7 @@ class Backend:
                 urls[service] = self.proxies[service].start()
             original(conn, region, identity_url, urls)
 
-        self.stack = OpenStackStack(self.workdir / "sandbox", [PROFILE])
+        self.stack = OpenStackStack(self.workdir / "sandbox", self.profiles)
         if self.serialize:
             catalog.register = register  # type: ignore[assignment]
         try:
@@ -80,12 +94,40 @@ class Backend:
                 self.dataplane.stop()
             self.dataplane = None
 
-    def stop(self) -> None:
-        self.stop_dataplane()
+    def view(self, profile: str) -> Backend:
+        """The same started backend, scoped to ``profile``'s project (it must have been
+        started with it): its state, auth, cloud name, request counts and sweep. Stopping
+        stays with the backend that started."""
+        if self._parent is not None:
+            return self._parent.view(profile)
+        if profile == self.profile_name:
+            return self
+        if profile not in self.profiles:
+            raise ValueError(f"the backend was started without profile {profile!r} "
+                             f"(it has {', '.join(self.profiles)})")
+        if profile not in self._views:
+            view = copy.copy(self)
+            view.profile_name = profile
+            view._cleanup_conn = None
+            view._views = {}
+            view._parent = self
+            self._views[profile] = view
+        return self._views[profile]
+
+    def _close_cleanup(self) -> None:
         if self._cleanup_conn is not None:
             with contextlib.suppress(Exception):
                 self._cleanup_conn.close()
             self._cleanup_conn = None
+
+    def stop(self) -> None:
+        if self._parent is not None:  # a view: only its own connection is its to close
+            self._close_cleanup()
+            return
+        for view in self._views.values():
+            view._close_cleanup()
+        self.stop_dataplane()
+        self._close_cleanup()
         if self.stack is not None:
             self.stack.stop()
             self.stack = None
@@ -108,7 +150,12 @@ class Backend:
 
     @property
     def state(self) -> dict[str, Any]:
-        return self.stack.profile(PROFILE)  # type: ignore[no-any-return]
+        return self.stack.profile(self.profile_name)  # type: ignore[no-any-return]
+
+    @property
+    def cloud(self) -> str:
+        """The profile's cloud name in the sandbox's clouds.yaml."""
+        return str(self.state.get("cloud") or f"sandbox-{self.profile_name}")
 
     @property
     def project(self) -> str:
@@ -118,7 +165,7 @@ class Backend:
     def auth(self) -> dict[str, str]:
         import yaml
 
-        entry = yaml.safe_load(self.clouds_yaml.read_text())["clouds"][CLOUD]
+        entry = yaml.safe_load(self.clouds_yaml.read_text())["clouds"][self.cloud]
         return dict(entry["auth"])
 
     @property
@@ -179,11 +226,13 @@ class Backend:
                 app_name="bench-cleanup")
         return self._cleanup_conn
 
-    def sweep(self, keep_access: bool = False, timeout: float = 90.0) -> None:
+    def sweep(self, keep_access: bool = False, timeout: float = 90.0,
+              volumes: bool = False) -> None:
         """Delete every server, floating IP, key pair, port cloudnorm made and
         non-default security group of the project, and wait until the servers are gone
         (bounded). ``keep_access`` keeps the peers' key pairs and groups (``bench-*``) for
-        their warm runs."""
+        their warm runs. ``volumes``: every volume of the project too, waiting (bounded)
+        until Cinder has none left."""
 
         def doomed(name: str | None) -> bool:
             return not keep_access or not (name or "").startswith("bench-")
@@ -214,6 +263,32 @@ class Backend:
             if group.name != "default" and doomed(group.name):
                 with contextlib.suppress(Exception):
                     conn.network.delete_security_group(group)
+        if volumes:
+            self.sweep_volumes(timeout=timeout)
+
+    def volumes(self) -> list[Any]:
+        """The project's volumes, listed with openstacksdk's ``block_storage.volumes()``
+        through the bench-cleanup connection (never counted)."""
+        return list(self.cleanup_connection().block_storage.volumes())
+
+    def sweep_volumes(self, timeout: float = 60.0) -> int:
+        """Delete every volume of the project (detached ones; attached ones once their
+        server is gone) until none is left or ``timeout`` s passed; returns how many are
+        left."""
+        conn = self.cleanup_connection()
+        deadline = time.monotonic() + timeout
+        asked: set[str] = set()
+        left = self.volumes()
+        while left and time.monotonic() < deadline:
+            for volume in left:
+                if volume.id in asked or volume.status not in ("available", "error"):
+                    continue
+                with contextlib.suppress(Exception):
+                    conn.block_storage.delete_volume(volume)
+                    asked.add(volume.id)
+            time.sleep(0.5)
+            left = self.volumes()
+        return len(left)
 
 
 @contextlib.contextmanager
