@@ -171,14 +171,9 @@ class Cloud:
         servers booted from a volume only: it fits where the cloud has block storage
         (unless ``boot_from_volume`` is False), and is passed over otherwise."""
         caps = self.capabilities
-        if caps.root_is_volume or (boot_from_volume and caps.block_storage):
-            root, no_volume = "volume", ""
-        elif boot_from_volume is False:
-            root, no_volume = "local", "boot_from_volume=False"
-        elif not caps.block_storage:
-            root, no_volume = "local", "the cloud has no block storage"
-        else:
-            root, no_volume = "either", ""
+        root, no_volume = flavors.root_mode(root_is_volume=caps.root_is_volume,
+                                            block_storage=caps.block_storage,
+                                            boot_from_volume=boot_from_volume)
         try:
             return flavors.choose_flavor(self.list_flavors(), min_ram=min_ram,
                                          min_vcpus=min_vcpus, min_disk=min_disk, root=root,

@@ -497,7 +497,7 @@ def run(cloud: Cloud, *, os: str = "ubuntu-22.04", min_ram: int = 2048,
             on_step(event)
 
     operator = keys.generate("cloudnorm-conformance-operator")
-    access = cloud.settings.access if public is None else ("public" if public else "private")
+    access = "public" if cloud.settings.public_access(public)[0] else "private"
     server: Server | None = None
     error = ""
     notes: list[str] = []

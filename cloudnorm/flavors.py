@@ -16,6 +16,20 @@ from cloudnorm.models import Decision, Flavor
 ROOTS = ("local", "volume", "either")
 
 
+def root_mode(*, root_is_volume: bool, block_storage: bool,
+              boot_from_volume: bool | None) -> tuple[str, str]:
+    """Which of :data:`ROOTS` a server's root disk can be on this cloud, and, when only
+    ``local``, why no volume: every root disk is a volume (EBS, GCE persistent disks),
+    boot from volume was asked for or refused, or the cloud has no block storage."""
+    if root_is_volume or (boot_from_volume and block_storage):
+        return "volume", ""
+    if boot_from_volume is False:
+        return "local", "boot_from_volume=False"
+    if not block_storage:
+        return "local", "the cloud has no block storage"
+    return "either", ""
+
+
 def choose_flavor(flavors: Sequence[Flavor], *, min_ram: int | None = None,
                   min_vcpus: int | None = None, min_disk: int | None = None,
                   root: str = "either", no_volume: str = "") -> tuple[Flavor, Decision]:

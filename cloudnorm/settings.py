@@ -52,3 +52,13 @@ class CloudSettings:
     access_source: str = ""
     #: The openstack.config view of the same entry (None for non-OpenStack providers).
     openstack: CloudRegion | None = attrs.field(default=None, eq=False, repr=False)
+
+    def public_access(self, asked: bool | None) -> tuple[bool, str]:
+        """Whether a server is reached on a public address, and who said so: the
+        caller (``asked``, create_server's ``public``), then clouds.yaml, then the
+        default (public)."""
+        if asked is not None:
+            return asked, f"asked for by the caller (public={asked})"
+        if self.access == "private":
+            return False, f"clouds.yaml says {self.access_source}"
+        return True, "the default"

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import attrs
 
-from cloudnorm import errors, keys, networks, parallel, profiles, userdata
+from cloudnorm import errors, flavors, keys, networks, parallel, profiles, userdata
 from cloudnorm.drivers.base import BootSpec, Created
 from cloudnorm.models import CREATE_KEY, Address, Decision, Flavor, Image, Server
 from cloudnorm.provision.context import Run
@@ -85,7 +85,7 @@ def choose(run: Run) -> None:
             run.attach, decision = networks.choose_attach_network(nets, view[1],
                                                                   cloud.network_hints())
             report.decide(decision)
-    run.public, access_why = access_mode(run)
+    run.public, access_why = run.cloud.settings.public_access(run.request.public)
     run.plan = (cloud.plan_public_address(run.attach) if run.public
                 else networks.private_access(access_why))
     report.decide(run.plan.decision)
@@ -211,25 +211,15 @@ def public_address(run: Run) -> None:
                 "access reaches a server on its private address", cloud=run.cloud.name)
     else:
         interface, why = networks.choose_interface(server.addresses)
-    if interface is None or not (interface.public or plan.private):
-        raise errors.NotReachable(
-            f"server {run.request.name} has no public address ({why}); its addresses: "
-            + (", ".join(f"{a.ip} ({a.reason})" for a in server.addresses) or "none"),
-            cloud=run.cloud.name)
+        if interface is None or not interface.public:
+            raise errors.NotReachable(
+                f"server {run.request.name} has no public address ({why}); its addresses: "
+                + (", ".join(f"{a.ip} ({a.reason})" for a in server.addresses) or "none"),
+                cloud=run.cloud.name)
     report.decide(Decision("interface", interface.ip, why))
     report.emit(run.step, "done", f"{interface.ip} port {run.ssh_port} ({interface.reason}"
                 + ("; attached while the server booted)" if run.port is not None else ")"))
     run.server, run.interface = server, interface
-
-
-def access_mode(run: Run) -> tuple[bool, str]:
-    """Public or private access, and who said so: the caller, then clouds.yaml."""
-    public, settings = run.request.public, run.cloud.settings
-    if public is not None:
-        return public, f"asked for by the caller (public={public})"
-    if settings.access == "private":
-        return False, f"clouds.yaml says {settings.access_source}"
-    return True, "the default"
 
 
 def _placeholder(run: Run) -> ServerState:
@@ -295,12 +285,13 @@ def root_disk(run: Run, image: Image, flavor: Flavor) -> RootDisk:
             "root_disk", f"{size} GiB volume" if size else "volume of the image's size",
             "every root disk on this cloud is a block storage volume"
             + (" (volume_size asked for by the caller)" if size else "")))
-    if request.boot_from_volume is False or not caps.block_storage:
+    mode, no_volume = flavors.root_mode(root_is_volume=False,
+                                        block_storage=caps.block_storage,
+                                        boot_from_volume=request.boot_from_volume)
+    if mode == "local":
         return RootDisk(False, None, Decision(
-            "root_disk", f"the flavor's {flavor.disk} GiB disk",
-            "boot_from_volume=False" if request.boot_from_volume is False
-            else "the cloud has no block storage"))
-    if request.boot_from_volume or request.volume_size:
+            "root_disk", f"the flavor's {flavor.disk} GiB disk", no_volume))
+    if mode == "volume" or request.volume_size:
         why = ("boot_from_volume=True" if request.boot_from_volume
                else "volume_size asked for by the caller")
     elif flavor.disk == 0:

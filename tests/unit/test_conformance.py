@@ -18,6 +18,7 @@ from cloudnorm.drivers.base import Created
 from cloudnorm.drivers.openstack.transport import http_error
 from cloudnorm.models import Decision, Flavor, Image, KeyPair, Location, Server
 from cloudnorm.provision import STEPS, StepEvent
+from cloudnorm.settings import CacheSettings, CloudSettings
 from cloudnorm.state import Capabilities
 
 from .conftest import net_facts
@@ -138,7 +139,8 @@ class FakeCloud:
     def __init__(self, boot_error: errors.CloudnormError | None) -> None:
         self.driver = FakeDriver(boot_error)
         self.profile = SimpleNamespace(name="openstack", image_user_properties=())
-        self.settings = SimpleNamespace(access="public")
+        self.settings = CloudSettings(name="fake", provider="openstack", region=None,
+                                      profile=None, options={}, cache=CacheSettings())
         self.watcher = SimpleNamespace(wait=self._never)
         self.flavor_asks: list[dict[str, Any]] = []
         self.deleted: list[str] = []

@@ -6,7 +6,7 @@ import itertools
 
 import pytest
 
-from cloudnorm import errors
+from cloudnorm import errors, flavors
 from cloudnorm.drivers.openstack.normalize import normalize_flavor
 from cloudnorm.flavors import choose_flavor
 from cloudnorm.models import Flavor
@@ -106,3 +106,17 @@ def test_nova_flavor_record_is_normalized():
                           "OS-FLV-DISABLED:disabled": True, "swap": ""})
     assert (f.id, f.name, f.ram, f.vcpus, f.disk) == ("42", "ssd.2c4g", 4096, 2, 40)
     assert f.is_public is False and f.disabled is True
+
+
+@pytest.mark.parametrize("root_is_volume, block_storage, asked, mode", [
+    (True, False, None, "volume"),      # EBS, GCE persistent disks
+    (False, True, True, "volume"),      # boot from volume asked for
+    (False, True, None, "either"),      # disk-0 flavors boot from a volume
+    (False, True, False, "local"),
+    (False, False, None, "local"),      # no volume service in the catalog
+])
+def test_root_mode(root_is_volume, block_storage, asked, mode):
+    found, why = flavors.root_mode(root_is_volume=root_is_volume, block_storage=block_storage,
+                                   boot_from_volume=asked)
+    assert found == mode
+    assert bool(why) is (mode == "local")
