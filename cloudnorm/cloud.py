@@ -214,7 +214,7 @@ class Cloud:
         return _with_login(self._driver.describe_servers(found, self.list_networks())[0])
 
     def create_server(self, name: str | CreateRequest, *,
-                      image: str | Image = "ubuntu-22.04",
+                      image: str | Image | None = None,
                       flavor: str | Flavor | None = None, min_ram: int | None = None,
                       min_vcpus: int | None = None, network: str | None = None,
                       key: NodeKey | None = None, authorized_keys: Sequence[str] = (),
@@ -230,8 +230,12 @@ class Cloud:
 
         ``image`` is an OS name (``"ubuntu-22.04"``), an image name or id, or an
         :class:`Image`; the flavor is the smallest with ``min_ram`` MiB and
-        ``min_vcpus`` unless named. The eight steps (node key, discovery,
-        choice, boot, public address, login, bootstrap, key removal) report
+        ``min_vcpus`` unless named. What the call leaves unset comes from the cloud's
+        clouds.yaml ``cloudnorm: defaults:`` (image, flavor, min_ram, min_vcpus,
+        network, availability_zone, security_groups, boot_from_volume, volume_size,
+        volumes, ssh_user); with no image anywhere, ``ubuntu-22.04``. The eight
+        steps (node key, discovery, choice, boot, public address, login, bootstrap,
+        key removal) report
         through ``on_step`` and are recorded in ``server.decisions``. With
         ``bootstrap``, ``authorized_keys`` are installed for root and the login
         user and password logins are turned off, both verified. Anything

@@ -25,6 +25,7 @@ import yaml
 
 from cloudnorm import errors
 from cloudnorm.drivers import registry
+from cloudnorm.provision.request import check_defaults
 from cloudnorm.settings import CacheSettings, CloudSettings
 
 if TYPE_CHECKING:  # pragma: no cover - imported lazily: openstack costs ~1 s at import
@@ -132,6 +133,7 @@ def load(cloud: str | None = None, *, config_files: list[str] | None = None,
         networks=tuple(dict(n) for n in written.get("networks") or ()),
         access=access,
         access_source=access_source,
+        create_defaults=check_defaults(options.get("defaults"), f"cloud '{name}' ({source})"),
         openstack=region,
     )
 

@@ -50,6 +50,9 @@ class CloudSettings:
     #: Where ``access`` was set (``"cloudnorm: access: private"``, ``"private: true"``),
     #: or ``""`` for the default.
     access_source: str = ""
+    #: ``cloudnorm: defaults:``: what every create_server on this cloud uses where the
+    #: call leaves a field unset (checked by :func:`cloudnorm.provision.request.check_defaults`).
+    create_defaults: dict[str, Any] = attrs.field(factory=dict)
     #: The openstack.config view of the same entry (None for non-OpenStack providers).
     openstack: CloudRegion | None = attrs.field(default=None, eq=False, repr=False)
 

@@ -191,14 +191,21 @@ def _default_public_keys() -> list[Path]:
             if p.is_file()][:1]
 
 
+#: MiB ``cloudnorm create`` asks for when neither the command nor clouds.yaml says:
+#: enough for the distributions' cloud images to boot and run cloud-init.
+CLI_MIN_RAM = 2048
+
+
 @main.command()
 @click.argument("name")
 @_cloud_option
-@click.option("--os", "os_name", default="ubuntu-22.04", show_default=True,
-              help="Operating system (cloudnorm picks the image).")
+@click.option("--os", "os_name",
+              help="Operating system (cloudnorm picks the image); default: the cloud's "
+                   "clouds.yaml defaults: image, else ubuntu-22.04.")
 @click.option("--image", help="An image name or id instead of --os.")
 @click.option("--flavor", help="A flavor name or id (default: the smallest with --min-ram).")
-@click.option("--min-ram", type=int, default=2048, show_default=True, help="MiB at least.")
+@click.option("--min-ram", type=int, help="MiB at least (default: the cloud's clouds.yaml "
+              "defaults: min_ram, else 2048).")
 @click.option("--min-vcpus", type=int, help="vCPUs at least.")
 @click.option("--network", help="Network name or id (default: the one cloudnorm picks).")
 @click.option("--authorized-key", "key_files", multiple=True, type=click.Path(dir_okay=False),
@@ -226,7 +233,7 @@ def _default_public_keys() -> list[Path]:
 @click.option("--json", "as_json", is_flag=True, help="Print the server as JSON.")
 @_errors_exit_1
 def create(name: str, cloud_name: str, os_name: str, image: str | None, flavor: str | None,
-           min_ram: int, min_vcpus: int | None, network: str | None,
+           min_ram: int | None, min_vcpus: int | None, network: str | None,
            key_files: tuple[str, ...], user_data_file: BinaryIO | None,
            availability_zone: str | None, security_groups: tuple[str, ...],
            private: bool | None, boot_from_volume: bool | None, volume_size: int | None,
@@ -249,6 +256,8 @@ def create(name: str, cloud_name: str, os_name: str, image: str | None, flavor: 
     except OSError as exc:
         raise click.UsageError(f"cannot read a public key: {exc}") from None
     with _connect(cloud_name) as cloud, Progress() as progress:
+        if min_ram is None and "min_ram" not in cloud.settings.create_defaults:
+            min_ram = CLI_MIN_RAM
         server = cloud.create_server(CreateRequest(
             name, image=image or os_name, flavor=flavor, min_ram=min_ram,
             min_vcpus=min_vcpus, network=network, authorized_keys=tuple(public_keys),

@@ -28,7 +28,7 @@ __all__ = ["ORDER", "STEPS", "CloudView", "CreateRequest", "Ledger", "Reporter",
 def create_server(cloud: CloudView, request: CreateRequest,
                   on_step: StepCallback | None = None) -> Server:
     """See :meth:`cloudnorm.cloud.Cloud.create_server`."""
-    run = Run.start(cloud, request, on_step)
+    run = Run.start(cloud, request.with_defaults(cloud.settings.create_defaults), on_step)
     try:
         steps.register_node_key(run)
         steps.discover(run)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
@@ -50,8 +50,10 @@ class CreateRequest:
     """
 
     name: str
-    #: An OS name (``"ubuntu-22.04"``), an image name or id, or an Image.
-    image: str | Image = "ubuntu-22.04"
+    #: An OS name (``"ubuntu-22.04"``), an image name or id, or an Image; None: the
+    #: cloud's default (clouds.yaml ``cloudnorm: defaults: image:``), else
+    #: :data:`DEFAULT_IMAGE`.
+    image: str | Image | None = None
     #: A flavor name or id, or a Flavor; None: the smallest that fits.
     flavor: str | Flavor | None = None
     min_ram: int | None = None
@@ -90,3 +92,53 @@ class CreateRequest:
     volume_size: int | None = attrs.field(default=None, validator=_positive)
     #: GiB of each extra data volume, made with the server and deleted with it.
     volumes: tuple[int, ...] = attrs.field(default=(), converter=_sizes, validator=_positive)
+
+    def with_defaults(self, defaults: Mapping[str, Any]) -> CreateRequest:
+        """This request with the cloud's defaults (clouds.yaml ``cloudnorm: defaults:``,
+        checked by :func:`check_defaults`) in the fields it leaves unset, and
+        :data:`DEFAULT_IMAGE` when nothing names an image."""
+        unset = {key: value for key, value in defaults.items()
+                 if getattr(self, key) in (None, ())}
+        if self.image is None and unset.get("image") is None:
+            unset["image"] = DEFAULT_IMAGE
+        return attrs.evolve(self, **unset) if unset else self
+
+
+#: The image of a request that names none, on a cloud whose clouds.yaml names none.
+DEFAULT_IMAGE = "ubuntu-22.04"
+
+#: What clouds.yaml's ``cloudnorm: defaults:`` may set for every create on a cloud
+#: (as nodepool sets them per label), and the type each takes.
+DEFAULTABLE: dict[str, tuple[type, ...]] = {
+    "image": (str,), "flavor": (str,), "min_ram": (int,), "min_vcpus": (int,),
+    "network": (str,), "availability_zone": (str,), "security_groups": (list,),
+    "boot_from_volume": (bool,), "volume_size": (int,), "volumes": (list,),
+    "ssh_user": (str,),
+}
+
+
+def check_defaults(defaults: Any, where: str) -> dict[str, Any]:
+    """clouds.yaml's ``cloudnorm: defaults:`` mapping, checked: a
+    :class:`~cloudnorm.errors.ConfigError` names a key that is unknown, of the wrong
+    type, or that create_server would refuse."""
+    if defaults is None:
+        return {}
+    if not isinstance(defaults, Mapping):
+        raise errors.ConfigError(f"{where}: cloudnorm: defaults: must be a mapping such as "
+                                 "{image: debian-12, min_ram: 2048}")
+    for key, value in defaults.items():
+        kinds = DEFAULTABLE.get(key)
+        if kinds is None:
+            raise errors.ConfigError(
+                f"{where}: cloudnorm: defaults: has unknown key '{key}'; known keys: "
+                + ", ".join(sorted(DEFAULTABLE)))
+        # bool is an int to Python; a size of True is a mistake all the same.
+        if not isinstance(value, kinds) or (bool not in kinds and isinstance(value, bool)):
+            raise errors.ConfigError(
+                f"{where}: cloudnorm: defaults: {key} must be "
+                f"{' or '.join(k.__name__ for k in kinds)}, not {value!r}")
+    try:
+        CreateRequest(name="defaults", **dict(defaults))
+    except errors.InvalidRequest as exc:
+        raise errors.ConfigError(f"{where}: cloudnorm: defaults: {exc.message}") from None
+    return dict(defaults)

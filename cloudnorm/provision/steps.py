@@ -240,6 +240,7 @@ def _with_address(server: Server, address: Address, notes: list[Decision],
 
 def choose_image(run: Run) -> Image:
     image, report = run.request.image, run.report
+    assert image is not None  # CreateRequest.with_defaults names one
     if isinstance(image, Image):
         report.decide(Decision("image", image.name, "given by the caller"))
         return image

@@ -80,7 +80,7 @@ def test_present_creates_when_the_name_is_unknown(cloud, capsys):
     assert result["rc"] == 0 and result["changed"] is True
     cloud.connect.assert_called_once_with("mycloud", config_files=["/etc/clouds.yaml"])
     cloud.create_server.assert_called_once_with(cloudnorm.CreateRequest(
-        "web1", image="ubuntu-22.04", flavor=None, min_ram=2048, min_vcpus=None,
+        "web1", image=None, flavor=None, min_ram=2048, min_vcpus=None,
         network=None, authorized_keys=("ssh-ed25519 AAAA op",), bootstrap=True, wait=True,
         timeout=120.0, tags={"n": "1"}))
     out = result["server"]

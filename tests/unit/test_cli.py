@@ -8,6 +8,7 @@ import io
 import json
 import subprocess
 import sys
+import types
 
 import attrs
 import pytest
@@ -462,6 +463,8 @@ def test_create_sends_the_user_data_file_as_it_is(tmp_path, monkeypatch):
     asked = []
 
     class Cloud:
+        settings = types.SimpleNamespace(create_defaults={})
+
         def create_server(self, request, on_step=None):
             asked.append(request)
             raise errors.InvalidRequest("stop here", field="userdata")

@@ -157,6 +157,37 @@ def test_a_wrong_access_mode_names_what_to_fix(write_clouds, entry, words):
     assert path in str(info.value)
 
 
+def test_create_defaults_fill_what_a_request_leaves_unset(write_clouds):
+    # Per-cloud defaults for every create, as nodepool's per-label boot-from-volume and
+    # volume-size: a call's own values win, unset fields take the cloud's.
+    from cloudnorm.provision import CreateRequest
+
+    settings = load(write_clouds({CLOUD: cloud_entry(cloudnorm={"defaults": {
+        "image": "debian-12", "min_ram": 4096, "boot_from_volume": True, "volume_size": 40,
+        "security_groups": ["web"]}})}))
+    request = CreateRequest("web1", min_ram=1024).with_defaults(settings.create_defaults)
+    assert (request.image, request.min_ram, request.boot_from_volume, request.volume_size,
+            request.security_groups) == ("debian-12", 1024, True, 40, ("web",))
+    assert CreateRequest("web1").with_defaults({}).image == "ubuntu-22.04"
+    assert CreateRequest("web1", image="fedora-39").with_defaults(
+        settings.create_defaults).image == "fedora-39"
+
+
+@pytest.mark.parametrize("defaults, words", [
+    ({"imag": "debian-12"}, "unknown key 'imag'"),
+    ({"min_ram": "2G"}, "min_ram must be int"),
+    ({"volume_size": True}, "volume_size must be int"),
+    ({"volume_size": 0}, "volume_size must be whole GiB of at least 1"),
+    ({"volumes": [10, -1]}, "volumes must be whole GiB"),
+    (["image"], "defaults: must be a mapping"),
+])
+def test_wrong_create_defaults_name_what_to_fix(write_clouds, defaults, words):
+    path = write_clouds({CLOUD: cloud_entry(cloudnorm={"defaults": defaults})})
+    with pytest.raises(errors.ConfigError, match=words) as info:
+        load(path)
+    assert path in str(info.value)
+
+
 def test_unknown_key_in_cloudnorm_override(write_clouds):
     path = write_clouds({CLOUD: cloud_entry()})
     with pytest.raises(errors.ConfigError, match="bogus"):

@@ -42,11 +42,16 @@ def test_data_volumes_are_attached_and_go_with_the_server(sandbox_cloud, sandbox
     assert sandbox_cloud.leftovers() == []
 
 
+@pytest.mark.parametrize("asked_in", ["call", "clouds.yaml"])
 @pytest.mark.parametrize("sandbox_cloud", clouds_with("volumes"), indirect=True)
-def test_the_root_volume_is_sized_as_asked(sandbox_cloud):
+def test_the_root_volume_is_sized_as_asked(sandbox_cloud, asked_in):
     want = sandbox_cloud.expect["volumes"]
-    cloud = sandbox_cloud.connect()
-    server = cloud.create_server("cn-root-size", wait=False, volume_size=want["root"] + 5,
+    size = {"volume_size": want["root"] + 5}
+    if asked_in == "call":
+        cloud, asked = sandbox_cloud.connect(), size
+    else:  # the cloud's cloudnorm: defaults:, for every create
+        cloud, asked = sandbox_cloud.connect(cloudnorm={"defaults": size}), {}
+    server = cloud.create_server("cn-root-size", wait=False, **asked,
                                  **sandbox_cloud.expect.get("lifecycle", {}).get("create", {}))
     try:
         state = cloud.wait_for_server(server.id, lambda s: s is not None and s.booted, 60)

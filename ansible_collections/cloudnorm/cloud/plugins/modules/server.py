@@ -44,8 +44,9 @@ options:
     description:
       - An OS name such as C(ubuntu-22.04) or C(debian-12) (the newest public image of
         it is used, whatever the cloud calls it), or an image name or id.
+      - Without it, the cloud's C(cloudnorm.defaults.image) in C(clouds.yaml), else
+        C(ubuntu-22.04).
     type: str
-    default: ubuntu-22.04
   flavor:
     description:
       - Flavor (instance type) name or id. Without it, the smallest flavor with at least
@@ -366,7 +367,7 @@ def main():
         dict(
             name=dict(type="str", required=True),
             state=dict(type="str", choices=["present", "absent"], default="present"),
-            image=dict(type="str", default="ubuntu-22.04"),
+            image=dict(type="str"),
             flavor=dict(type="str"),
             min_ram=dict(type="int"),
             min_vcpus=dict(type="int"),
