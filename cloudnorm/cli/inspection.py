@@ -65,7 +65,32 @@ def inspect_one(name: str, os_names: tuple[str, ...], min_ram: int) -> dict[str,
                               "note": f.raw.get("cloudnorm:passed_over")
                               or ("disabled" if f.disabled else "")} for f in flavors]
         report["quirks"] = quirks(cloud, networks)
+        # Last: what discovery's requests taught the limiter is part of the answer.
+        limiter = getattr(cloud.driver, "limiter", None)
+        report["rate_limit"] = limiter.status() if limiter is not None else None
     return report
+
+
+def rate_limit_line(status: dict[str, Any] | None) -> str:
+    """One line on the account's request budget (``Limiter.status()``)."""
+    if not status:
+        return "rate limit: none"
+    where = "shared between processes" if status["shared"] else "this process"
+    if status["mode"] == "fixed":
+        rates = ", ".join(f"{status[k]['rate']:g} {k}/s" if status[k]["rate"] else
+                          f"{k} unlimited" for k in ("writes", "reads"))
+        return f"rate limit: fixed, {rates}, kept over {status['window']:g} s ({where})"
+    parts = []
+    for kind in ("writes", "reads"):
+        now = status[kind]
+        text = f"{kind} {now['rate']:.3g}/s (starts at {now['start']:.3g}/s"
+        if now["slowdowns"]:
+            text += (f"; slowed down {now['slowdowns']} time(s), last {now['since_slowdown']:.0f}"
+                     f" s ago, {now['throttled']} throttled answer(s)")
+        parts.append(text + ")")
+    held = (f"; nothing goes for {status['held_for']:.1f} s (Retry-After)"
+            if status["held_for"] else "")
+    return f"rate limit: adaptive ({where}), {', '.join(parts)}{held}"
 
 
 def quirks(cloud: Any, networks: Any) -> dict[str, Any]:
@@ -97,6 +122,7 @@ def print_report(report: dict[str, Any]) -> None:
     click.echo(f"  profile: {q['profile']}  ({q['profile_description']})")
     mode = q.get("access") or {"mode": "public", "source": "the default"}
     click.echo(f"  access: {mode['mode']}  ({mode['source']})")
+    click.echo(f"  {rate_limit_line(report.get('rate_limit'))}")
     click.echo(f"  public access: {access.get('choice') or 'none possible'}  "
                f"({access.get('reason') or access.get('error')})")
     click.echo(f"  network service: {'yes' if q['network_service'] else 'no'}; security "

@@ -22,7 +22,8 @@ from cloudnorm.drivers import registry
 
 _FIELDS = {"name", "provider", "extends", "description", "image_user_properties",
            "login_users", "requires_floating_ip", "floating_ip_source", "secgroup_source",
-           "config_drive", "networks", "images", "instance_families", "public_access"}
+           "config_drive", "networks", "images", "instance_families", "public_access",
+           "adaptive_rate_limit"}
 # What an ``images:`` entry of a profile may say: the distribution and version it holds,
 # the account (or project) that publishes it, its name pattern (``*`` wildcards) or the image
 # family whose current member it is (GCE), and optionally a public parameter naming the
@@ -80,6 +81,10 @@ class Profile:
     images: tuple[dict[str, Any], ...] = ()
     #: Server size families, cheapest first: automatic choices prefer earlier families.
     instance_families: tuple[str, ...] = ()
+    #: Requests per second (``writes``, and ``reads`` if not ten times as many) the
+    #: adaptive rate limit starts at and climbs back to (cloudnorm.ratelimit); {}: the
+    #: provider's fixed rates.
+    adaptive_rate_limit: dict[str, float] = attrs.field(factory=dict)
 
     def login_user_for(self, distro: str | None,
                        version: str | None = None) -> tuple[str | None, str]:
@@ -163,7 +168,21 @@ def load(name: str) -> Profile:
         raise errors.ConfigError(f"profile '{name}': instance_families must be a list of "
                                  "family names, cheapest first")
     merged["instance_families"] = tuple(families)
+    merged["adaptive_rate_limit"] = _checked_rates(name, merged.get("adaptive_rate_limit"))
     return Profile(**merged)
+
+
+def _checked_rates(profile: str, rates: Any) -> dict[str, float]:
+    """``adaptive_rate_limit:`` of a profile: positive requests per second for ``writes``
+    and, optionally, ``reads``."""
+    if not rates:
+        return {}
+    if not isinstance(rates, dict) or "writes" not in rates or set(rates) - {"writes", "reads"} \
+            or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                       and 0 < v < float("inf") for v in rates.values()):
+        raise errors.ConfigError(f"profile '{profile}': adaptive_rate_limit must be like "
+                                 "{writes: 10, reads: 100}: requests per second above 0")
+    return {key: float(value) for key, value in rates.items()}
 
 
 def _checked_image(profile: str, entry: Any) -> dict[str, Any]:

@@ -15,6 +15,14 @@ in as well: a new server missing from server lists for its first few appearances
 Identity (Keystone) is not proxied: tokens come straight from it. Randomness is
 seeded, and every rule can be bounded by ``count``; ``max_faults`` bounds them all.
 
+A service can also be throttled the way an API gateway in front of a cloud does it: a
+token bucket (``rate`` requests a second, ``burst`` at once) whose empty state is
+answered 429 with Retry-After and Nova's rate limit fault, before any rule is looked at::
+
+    bucket = proxy.throttle("compute", rate=5, burst=5, methods=("POST", "DELETE"))
+    ...
+    print(bucket.passed, bucket.refused)   # requests let through, 429s sent
+
 Any other HTTP API works the same way with a single upstream, named as you like; a rule's
 ``body`` gives the error document that API answers with (:func:`ec2_error`,
 :func:`google_error`), and :meth:`FaultProxy.clouds_yaml_endpoint` points a cloud's
@@ -32,6 +40,7 @@ from __future__ import annotations
 import http.client
 import http.server
 import json
+import math
 import os
 import random
 import re
@@ -107,6 +116,55 @@ class Rule:
                 and (self.path is None or re.search(self.path, path) is not None))
 
 
+@attrs.define
+class Throttle:
+    """A token bucket in front of one service: ``rate`` tokens a second, at most ``burst``
+    of them; each request (of ``methods``, or any) takes one. A request that finds none
+    is refused with 429 and a Retry-After of the whole seconds until a token is back, as
+    Nova's rate limit middleware answered (``nova.api.openstack.wsgi.RateLimitFault``)."""
+
+    service: str
+    rate: float
+    burst: float
+    methods: tuple[str, ...] | None = None
+    tokens: float = -1.0
+    stamp: float = attrs.field(factory=time.monotonic)
+    #: Requests let through, and refused (with when, in ``time.time()`` seconds).
+    passed: int = 0
+    refused: int = 0
+    refused_at: list[float] = attrs.field(factory=list)
+
+    def __attrs_post_init__(self) -> None:
+        if self.rate <= 0 or self.burst < 1:
+            raise ValueError("a throttle needs rate > 0 and a burst of at least 1 request")
+        if self.tokens < 0:
+            self.tokens = float(self.burst)
+
+    def take(self, method: str) -> int | None:
+        """None when the request may pass, else the Retry-After seconds (call under the
+        proxy's lock)."""
+        if self.methods is not None and method not in self.methods:
+            return None
+        now = time.monotonic()
+        self.tokens = min(float(self.burst), self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            self.passed += 1
+            return None
+        self.refused += 1
+        self.refused_at.append(time.time())
+        return max(1, math.ceil((1 - self.tokens) / self.rate))
+
+    def body(self, method: str, retry_after: int) -> bytes:
+        """Nova's 429 document (the ``overLimit`` fault of its rate limit middleware)."""
+        return json.dumps({"overLimit": {
+            "code": 429, "message": "This request was rate-limited.",
+            "details": f"Only {self.rate:g} {method} request(s) can be made to "
+                       f"{self.service} every second.",
+            "retryAfter": str(retry_after)}}).encode()
+
+
 @attrs.frozen
 class Injected:
     """One fault the proxy injected."""
@@ -139,6 +197,8 @@ class FaultProxy:
         self._seen_servers: dict[str, int] = {}
         self._building: set[str] = set()
         self.endpoints: dict[str, str] = {}
+        #: The token bucket of each throttled service (see :meth:`throttle`).
+        self.throttles: dict[str, Throttle] = {}
 
     # -- life cycle -------------------------------------------------------------------
     def start(self) -> FaultProxy:
@@ -176,8 +236,36 @@ class FaultProxy:
         return self
 
     def clear(self) -> None:
+        """Drop every rule and throttle: requests pass unchanged from now on."""
         with self._lock:
             self.rules.clear()
+            self.throttles.clear()
+
+    def throttle(self, service: str, rate: float, burst: float,
+                 methods: tuple[str, ...] | None = None) -> Throttle:
+        """Throttle ``service`` (its ``methods`` only, when given) with a token bucket of
+        ``rate`` requests a second and ``burst`` at once; returns the bucket, which
+        counts what it let through and the 429s it sent."""
+        if service not in self.upstreams:
+            raise ValueError(f"no upstream named {service!r}: {', '.join(self.upstreams)}")
+        bucket = Throttle(service, float(rate), float(burst),
+                          tuple(m.upper() for m in methods) if methods else None)
+        with self._lock:
+            self.throttles[service] = bucket
+        return bucket
+
+    def throttled(self) -> int:
+        """429s the token buckets sent, all services together."""
+        with self._lock:
+            return sum(bucket.refused for bucket in self.throttles.values())
+
+    def _throttle(self, service: str, method: str) -> tuple[Throttle, int] | None:
+        with self._lock:
+            bucket = self.throttles.get(service)
+            wait = bucket.take(method) if bucket is not None else None
+            if wait is not None:
+                self.received += 1  # answered here: _pick never sees it
+        return (bucket, wait) if bucket is not None and wait is not None else None
 
     def counts(self) -> dict[str, int]:
         """Injected faults by kind."""
@@ -322,6 +410,10 @@ def _handler(proxy: FaultProxy, service: str) -> type[http.server.BaseHTTPReques
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length) if length else b""
             path = self.path
+            refused = proxy._throttle(service, method)
+            if refused is not None:
+                bucket, wait = refused
+                return self._answer(429, bucket.body(method, wait), wait)
             rules = proxy._pick(service, method, urlsplit(path).path)
             by_kind = {r.kind: r for r in rules}
             for kind in ("slow",):
@@ -470,3 +562,6 @@ def summary(proxy: FaultProxy) -> Iterator[str]:
            f"{len(proxy.injected)} faults injected")
     for kind, number in sorted(proxy.counts().items()):
         yield f"  {kind}: {number}"
+    for bucket in proxy.throttles.values():
+        yield (f"  throttled {bucket.service} ({bucket.rate:g}/s, burst {bucket.burst:g}): "
+               f"{bucket.passed} passed, {bucket.refused} answered 429")

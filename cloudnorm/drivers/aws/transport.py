@@ -55,8 +55,8 @@ class Transport:
         self._session: Any = None
         self._clients: dict[str, Any] = {}
         self._region: str | None = settings.region
-        self.limiter = ratelimit.limiter_for(identity, ratelimit.RateLimit.from_options(
-            PROVIDER.writes_per_second, settings.options.get("rate_limit"), settings.name))
+        self.limiter = ratelimit.limiter_for(
+            identity, ratelimit.for_cloud(settings, PROVIDER.writes_per_second))
 
     def client(self, service: str) -> Any:
         """The boto3 client of ``service`` (made on first use)."""
@@ -88,6 +88,7 @@ class Transport:
                                               config=config)
                 # Per HTTP attempt, so that botocore's own retries spend the budget too.
                 client.meta.events.register("before-send", self._throttle)
+                client.meta.events.register("needs-retry", self._throttled)
             self._clients[service] = client
             return client
 
@@ -95,6 +96,11 @@ class Transport:
         """botocore hook: wait for this account's turn. Describe/Get/List calls are reads."""
         operation = event_name.rsplit(".", 1)[-1]
         self.limiter.acquire(not operation.startswith(_READ_PREFIXES))
+
+    def _throttled(self, response: Any = None, **_: Any) -> None:
+        """botocore hook, per attempt: tell the account's limiter when AWS throttled it."""
+        if response and (response[1].get("Error") or {}).get("Code") in _THROTTLE_CODES:
+            self.limiter.throttled()  # the kind of this thread's request
 
     @property
     def region(self) -> str:

@@ -164,8 +164,8 @@ class Transport:
                                                   options.get("project") or ""))
         # GCE throttles per project: every zone and network of it draws on one budget.
         self.limiter = ratelimit.limiter_for(
-            "|".join(self.identity.split("|")[:4]), ratelimit.RateLimit.from_options(
-                PROVIDER.writes_per_second, options.get("rate_limit"), settings.name))
+            "|".join(self.identity.split("|")[:4]),
+            ratelimit.for_cloud(settings, PROVIDER.writes_per_second))
 
     def _resolve_credentials(self) -> Any:
         """The credentials every client gets, and the project they belong to."""
@@ -249,12 +249,14 @@ class Transport:
             # Throttling (403 rateLimitExceeded, 429), the server's own passing faults and
             # connections lost on the way; writes are safe to repeat: each carries a
             # requestId GCE deduplicates.
-            if isinstance(exc, (gexc.TooManyRequests, gexc.ServiceUnavailable,
-                                gexc.InternalServerError, gexc.BadGateway,
-                                gexc.GatewayTimeout, requests.ConnectionError,
-                                requests.exceptions.ChunkedEncodingError)):
+            if isinstance(exc, gexc.TooManyRequests) or (
+                    isinstance(exc, gexc.Forbidden) and bool(_reasons(exc) & _RATE_REASONS)):
+                self.limiter.throttled()  # the kind of this thread's request
                 return True
-            return isinstance(exc, gexc.Forbidden) and bool(_reasons(exc) & _RATE_REASONS)
+            return isinstance(exc, (gexc.ServiceUnavailable, gexc.InternalServerError,
+                                    gexc.BadGateway, gexc.GatewayTimeout,
+                                    requests.ConnectionError,
+                                    requests.exceptions.ChunkedEncodingError))
 
         return Retry(predicate=transient, initial=self.retry_initial, maximum=16.0,
                      multiplier=2.0, timeout=60.0)

@@ -67,8 +67,8 @@ class Transport:
         self._conn_lock = threading.RLock()
         self._microversion: str | None = None
         self._microversion_lock = threading.Lock()
-        self.limiter = ratelimit.limiter_for(identity, ratelimit.RateLimit.from_options(
-            PROVIDER.writes_per_second, settings.options.get("rate_limit"), settings.name))
+        self.limiter = ratelimit.limiter_for(
+            identity, ratelimit.for_cloud(settings, PROVIDER.writes_per_second))
         self.retries = 0  # requests sent again after a throttled or transient failure
 
     @property
@@ -165,6 +165,8 @@ class Transport:
             status = resp.status_code
             wait = retry_after(resp.headers.get("Retry-After"))
             throttled = status == 429 or (status == 413 and wait is not None)
+            if throttled:
+                self.limiter.throttled(write, wait)
             if (throttled or (idempotent and status in _TRANSIENT)) and not last \
                     and self._pause(attempt, wait, deadline, f"{status} to {what}"):
                 continue
