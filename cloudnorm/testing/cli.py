@@ -5,8 +5,8 @@
 runs COMMAND with ``OS_CLIENT_CONFIG_FILE`` pointing at its clouds.yaml, stops everything
 and exits with COMMAND's status. With ``--inside`` COMMAND runs as from a machine on
 those networks: their servers answer on their private addresses too.
-``python -m cloudnorm.testing install`` only builds the services' environment (cached),
-e.g. in a CI image.
+``python -m cloudnorm.testing install`` only builds the services' environment (cached)
+and, as root, installs their database server (Debian's postgresql-15), e.g. in a CI image.
 """
 
 from __future__ import annotations
@@ -96,7 +96,8 @@ def _parser() -> argparse.ArgumentParser:
         prog="python -m cloudnorm.testing",
         description="Local sandbox clouds (a real OpenStack on 127.0.0.1) for tests.")
     actions = parser.add_subparsers(dest="action", required=True)
-    actions.add_parser("install", help="build the OpenStack services' environment (cached)")
+    actions.add_parser("install", help="build the OpenStack services' environment (cached) "
+                                       "and install PostgreSQL for them (as root)")
     run = actions.add_parser(
         "run", help="start the sandbox, run COMMAND against it, stop the sandbox",
         usage="%(prog)s [--profile NAME]... [--inside NETWORK]... [--workdir DIR] "
@@ -117,13 +118,19 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _install() -> int:
-    from cloudnorm.testing.openstack import install
+    from cloudnorm.testing.openstack import install, postgres
 
     try:
         install.ensure_installed()
     except install.InstallError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
+    # The services' database server (Debian's postgresql-15). Without it the sandbox still
+    # runs, on SQLite, and says so on every start.
+    try:
+        postgres.ensure_installed()
+    except postgres.PostgresUnavailable as error:
+        progress.say(f"WARNING: {error}; the sandbox will keep the services' data in SQLite")
     return 0
 
 

@@ -6,8 +6,10 @@ other's networks, images and flavors.
 
 from __future__ import annotations
 
+import configparser
 import ipaddress
 import os
+import subprocess
 import time
 from pathlib import Path
 
@@ -335,6 +337,66 @@ def test_request_log_records_requests_with_project(connect, openstack_sandbox):
     assert not openstack_sandbox.requests(since=started, project="sandbox-misnamed")
 
 
+# Where each service's configuration names its database (file, section), and which one.
+DATABASE_SETTINGS = [
+    ("keystone/etc/keystone.conf", "database", "keystone"),
+    ("glance/etc/glance-api.conf", "database", "glance"),
+    ("neutron/etc/neutron.conf", "database", "neutron"),
+    ("placement/etc/placement.conf", "placement_database", "placement"),
+    ("nova/etc/nova.conf", "api_database", "nova_api"),
+    ("nova/etc/nova.conf", "database", "nova"),
+    ("cinder/etc/cinder.conf", "database", "cinder"),
+]
+
+
+def _psql(database: dict, name: str, query: str) -> list[str]:
+    from cloudnorm.testing.openstack import postgres
+
+    command = [str(postgres.bin_dir() / "psql"), "-h", database["socket_dir"], "-U",
+               database["role"], "-d", name, "-Atc", query]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=30, check=True)
+    return result.stdout.splitlines()
+
+
+def test_services_keep_their_data_in_postgresql(openstack_sandbox):
+    database = openstack_sandbox.database
+    assert database.get("engine") == "postgresql", database.get("warning")
+
+    present = set(_psql(database, "postgres", "SELECT datname FROM pg_database"))
+    assert set(database["databases"]) <= present
+    for path, section, name in DATABASE_SETTINGS:
+        if name not in database["databases"]:
+            continue  # no profile with block storage: no Cinder
+        config = configparser.ConfigParser(interpolation=None)
+        config.read(Path(openstack_sandbox.workdir) / path)
+        assert config.get(section, "connection") == (
+            f"postgresql+psycopg2://{database['role']}@/{name}?host={database['socket_dir']}")
+    # Nova's cells as nova-manage maps them, and its compute host in cell1.
+    cells = dict(row.split("|") for row in _psql(
+        database, "nova_api", "SELECT name, database_connection FROM cell_mappings"))
+    assert cells["cell0"].startswith("postgresql+psycopg2://") and "/nova_cell0?" in cells["cell0"]
+    assert "/nova?" in cells["cell1"]
+    assert _psql(database, "nova_api", "SELECT c.name FROM host_mappings h JOIN cell_mappings c"
+                 " ON h.cell_id = c.id") == ["cell1"]
+
+
+def test_without_postgresql_the_sandbox_warns_and_uses_sqlite(tmp_path, monkeypatch, capsys):
+    from cloudnorm.testing.openstack import postgres
+    from cloudnorm.testing.openstack.stack import OpenStackStack
+
+    monkeypatch.setattr(postgres, "bin_dir", lambda: None)
+    stack = OpenStackStack(tmp_path / "sandbox")
+    urls = stack._start_database(stack._prepare_workdir(), block_storage=True)
+
+    assert urls["keystone"].startswith("sqlite:///") and urls["nova_api"] == "sqlite://"
+    assert stack.database["engine"] == "sqlite"
+    assert "PostgreSQL is not installed" in stack.database["reason"]
+    assert stack.database["warning"] in capsys.readouterr().err
+    assert stack.database["warning"].startswith("WARNING")
+    with pytest.raises(ValueError, match="postgresql"):
+        OpenStackStack(tmp_path / "other", database="mysql")
+
+
 def _processes_mentioning(text: str) -> list[int]:
     found = []
     for entry in Path("/proc").iterdir():
@@ -356,7 +418,7 @@ def test_stop_leaves_no_process(tmp_path):
     stack.start()
     try:
         pids = stack.pids()
-        assert len(pids) == 5
+        assert len(pids) == 6  # five services (no Cinder here) and PostgreSQL
         assert _processes_mentioning(str(tmp_path))
     finally:
         stack.stop()

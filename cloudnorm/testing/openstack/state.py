@@ -70,6 +70,12 @@ class SandboxState:
         return dict(self._data["endpoints"])
 
     @property
+    def database(self) -> dict[str, Any]:
+        """What holds the services' data: ``engine`` "postgresql" (with ``socket_dir``,
+        ``databases``, ``psql``...) or "sqlite", the fallback, with its ``warning``."""
+        return dict(self._data.get("database") or {})
+
+    @property
     def cloud_names(self) -> list[str]:
         return [profile["cloud"] for profile in self._data["profiles"].values()]
 

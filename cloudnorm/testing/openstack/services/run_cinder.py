@@ -12,13 +12,20 @@ Cinder, and no message broker to run.
 Backend: ``services/cinder_driver.py`` (Cinder's ``FakeLoggingVolumeDriver``, shipped in
 the wheel): no kernel block device, iSCSI target or LVM. Its connection info is what
 Cinder's fake driver gives (``driver_volume_type: iscsi``), which Nova's fake virt driver
-records as attached. Database: SQLite, migrated with ``cinder-manage db sync``.
+records as attached. Database: the sandbox's PostgreSQL (SQLite only as its fallback),
+migrated with ``cinder-manage db sync``.
 """
 
 # Cinder's services run on eventlet; patching must come before anything creates threads.
 from cinder import monkey_patch  # isort: skip
 
 monkey_patch.patch()
+
+# psycopg2 waits for PostgreSQL in C; made green, a query yields to the other green
+# threads (API requests, the volume service) instead of blocking the whole process.
+from eventlet.support import psycopg2_patcher  # noqa: E402  isort: skip
+
+psycopg2_patcher.make_psycopg_green()
 
 import os  # noqa: E402
 import sys  # noqa: E402

@@ -1,19 +1,28 @@
 """Nova for the sandbox: the real compute API, conductor, scheduler and one compute host.
 
 Nova has no supported way to run without a hypervisor and a message bus, so this
-launcher drives Nova's own functional-test harness (shipped in the nova wheel): in-memory
-API and cell databases, in-process messaging, the fake virt driver. Everything it talks
-to is real and reached over HTTP through the Keystone catalog: Keystone tokens, Glance
-images, Neutron ports, Placement allocations, Cinder volumes and attachments (the fake
-driver takes whatever connection info Cinder's attachment API returns).
+launcher drives Nova's own functional-test harness (shipped in the nova wheel): in-process
+messaging, the fake virt driver. Everything it talks to is real and reached over HTTP
+through the Keystone catalog: Keystone tokens, Glance images, Neutron ports, Placement
+allocations, Cinder volumes and attachments (the fake driver takes whatever connection
+info Cinder's attachment API returns).
+
+Databases: the API database, cell0 and cell1 are the PostgreSQL databases nova.conf names
+(``[api_database]``, ``[database]``), migrated and mapped beforehand by
+``services/nova_setup.py`` as ``nova-manage`` does; Nova uses them as a deployment does
+(cells v2, no test stand-ins). Only when nova.conf names no server (the sandbox's SQLite
+fallback, ``sqlite://``) does the harness keep its own in-memory SQLite databases.
 
 The fake driver's console output is the file ``<console-dir>/<instance uuid>.log`` when it
 exists, so whoever plays the guest can publish what cloud-init would print.
 """
 
-# The harness's package applies eventlet monkey patching on import; it must happen before
-# anything else creates sockets, threads or locks.
-import nova.tests  # noqa: F401  isort: skip
+# The functional harness's package applies eventlet monkey patching on import
+# (nova.monkey_patch.patch(), as Nova's own commands do); it must come before anything
+# else creates sockets, threads or locks. (``nova.tests`` alone no longer patches: a
+# module-level threading.Lock of glanceclient imported unpatched then blocked the whole
+# process as soon as two server creates fetched the image schema at once.)
+import nova.tests.functional  # noqa: F401  isort: skip
 
 import configparser
 import logging
@@ -25,9 +34,12 @@ from pathlib import Path
 
 from _launch import announce, parse_args
 from _request_log import RequestLog
+from eventlet.support import psycopg2_patcher
 from keystoneauth1 import loading as ks_loading
 from nova import context as nova_context
 from nova import objects, test
+from nova.db.api import api as api_db_api
+from nova.db.main import api as main_db_api
 from nova.tests import fixtures as nova_fixtures
 from nova.tests.functional import integrated_helpers
 from nova.virt import fake
@@ -83,6 +95,11 @@ _canned_console_output = fake.FakeDriver.get_console_output
 fake.FakeDriver.get_console_output = console_output
 
 
+def uses_database_server(config: configparser.ConfigParser) -> bool:
+    url = config.get("api_database", "connection", fallback="sqlite://")
+    return not url.startswith("sqlite")
+
+
 class SandboxNova(integrated_helpers._IntegratedTestBase):
     STUB_KEYSTONE = False
     ADMIN_API = True
@@ -98,10 +115,30 @@ class SandboxNova(integrated_helpers._IntegratedTestBase):
         # Only the base set-up: _IntegratedTestBase would add in-process stand-ins for
         # Neutron, Glance, Cinder and Placement (its CinderFixture), and the real services
         # are used instead.
+        server = uses_database_server(self.config)
+        if server:
+            # The harness must not make its in-memory databases and cell stand-ins.
+            self.USES_DB, self.USES_DB_SELF = False, True
         test.TestCase.setUp(self)
         self.policy = self.useFixture(nova_fixtures.RealPolicyFixture())
         self._apply_config()
+        if server:
+            self._use_database_server()
         self._setup_services()
+
+    def _use_database_server(self):
+        """The databases nova.conf names, as nova's own services configure them."""
+        main_db_api.configure(test.CONF)
+        api_db_api.configure(test.CONF)
+        ctx = nova_context.get_admin_context()
+        for cell in objects.CellMappingList.get_all(ctx):
+            self.cell_mappings[cell.name] = cell
+        if "cell1" not in self.cell_mappings:
+            raise RuntimeError("no cell1 in the API database: services/nova_setup.py "
+                               "did not run")
+        # Now the harness may map the compute host to cell1 as it starts it, as
+        # ``nova-manage cell_v2 discover_hosts`` does in a deployment.
+        self.USES_DB = True
 
     def _apply_config(self):
         paste = write_api_paste(self.config, Path(args.config_dir) / "api-paste.ini")
@@ -134,6 +171,9 @@ def remove_default_flavors() -> None:
 
 
 def main() -> None:
+    # psycopg2 waits for PostgreSQL in C; made green, a query yields to other requests as
+    # PyMySQL does under eventlet in a deployment, instead of blocking the whole process.
+    psycopg2_patcher.make_psycopg_green()
     SandboxNova.config = read_config(Path(args.config_dir) / "nova.conf")
     harness = SandboxNova("runTest")
     try:
