@@ -10,9 +10,10 @@ import attrs
 
 from cloudnorm import errors, keys, ssh
 from cloudnorm.models import Address, Decision, Flavor, Image, KeyPair, Network, Server
+from cloudnorm.provision.delete import wait_deleted
 from cloudnorm.provision.ledger import Ledger, Reporter, StepCallback
 from cloudnorm.provision.request import CreateRequest
-from cloudnorm.state import ServerState, gone
+from cloudnorm.state import ServerState
 
 if TYPE_CHECKING:
     from cloudnorm.drivers.base import Created, Driver
@@ -106,8 +107,9 @@ class Run:
         return max(1.0, self.deadline - time.monotonic())
 
     def wait_gone(self, server_id: str) -> None:
-        self.cloud.watcher.wait(server_id, gone,
-                                time.monotonic() + min(120.0, self.request.timeout))
+        # A failed delete raises at once; the ledger asks again.
+        wait_deleted(self.cloud.watcher, server_id,
+                     time.monotonic() + min(120.0, self.request.timeout))
 
     def fail(self, exc: BaseException) -> None:
         """Report the failed step and undo everything made, naming what stayed."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -15,9 +16,50 @@ from cloudnorm.state import ServerState, gone
 if TYPE_CHECKING:
     from cloudnorm.provision.context import CloudView
 
+LOG = logging.getLogger(__name__)
+
 #: Removal order: what points at a server first, then the server, then what it used.
 ORDER = {"port_forwarding": 0, "floating_ip": 0, "server": 1, "port": 2, "volume": 2,
          "disk": 2, "security_group": 3, "keypair": 4}
+
+
+#: How many times a server is asked to go when the cloud fails its delete. Nova then
+#: puts the server in ERROR (its task state cleared) instead of removing it, and asking
+#: again is the documented remedy.
+DELETE_ATTEMPTS = 3
+
+
+def _gone_or_failed(state: ServerState | None) -> bool:
+    return gone(state) or (state is not None and state.phase == "error")
+
+
+def wait_deleted(watcher: ServerWatcher, server_id: str, deadline: float) -> None:
+    """Wait until a server asked to go is gone.
+
+    Raises :class:`~cloudnorm.errors.ProviderError` as soon as the cloud says the delete
+    failed (the server went to the error phase rather than away), with the cloud's
+    explanation, instead of waiting for the deadline.
+    """
+    state = watcher.wait(server_id, _gone_or_failed, deadline)
+    if state is not None and not gone(state):
+        raise errors.ProviderError(
+            f"the cloud failed to delete server {server_id}: it went to {state.status}"
+            + (f" ({state.fault})" if state.fault else ""), status=state.status)
+
+
+def remove_server(driver_delete: Callable[[Created], None], watcher: ServerWatcher,
+                  server: Created, deadline: float) -> None:
+    """Delete a server and wait until it is gone, asking again when the cloud failed
+    the delete (:data:`DELETE_ATTEMPTS` times in all)."""
+    for attempt in range(1, DELETE_ATTEMPTS + 1):
+        driver_delete(server)
+        try:
+            wait_deleted(watcher, server.id, deadline)
+            return
+        except errors.ProviderError as exc:
+            if attempt == DELETE_ATTEMPTS:
+                raise
+            LOG.warning("%s; asking again (%d of %d)", exc, attempt + 1, DELETE_ATTEMPTS)
 
 
 def remove_resources(driver_delete: Callable[[Created], None], watcher: ServerWatcher,
@@ -25,9 +67,10 @@ def remove_resources(driver_delete: Callable[[Created], None], watcher: ServerWa
     """Delete ``resources`` in :data:`ORDER`, waiting for a server to be gone before what
     it used (its ports and groups stay in use until then)."""
     for resource in sorted(resources, key=lambda r: ORDER.get(r.kind, 9)):
-        driver_delete(resource)
         if resource.kind == "server" and wait:
-            watcher.wait(resource.id, gone, deadline)
+            remove_server(driver_delete, watcher, resource, deadline)
+        else:
+            driver_delete(resource)
 
 
 def delete_server(cloud: CloudView, server: Server | str, *, wait: bool = True,

@@ -244,3 +244,71 @@ def test_volume_sizes_are_whole_positive_gib(fields):
     with pytest.raises(errors.InvalidRequest, match="at least 1") as info:
         CreateRequest("web", **fields)
     assert info.value.field == next(iter(fields))
+
+
+def _nova_record(status, task_state=None, fault=None):
+    # The fields of Nova's GET /servers/detail that decide a phase (API reference,
+    # "List Servers Detailed"); a failed delete leaves vm_state error with the task
+    # state cleared (nova/compute/manager.py, terminate_instance ->
+    # _set_instance_obj_error_state) and the exception as the server's fault.
+    record = {"id": "s1", "name": "web", "status": status, "OS-EXT-STS:task_state": task_state,
+              "metadata": {}}
+    if fault:
+        record["fault"] = {"code": 500, "created": "2026-12-06T15:40:00Z", "message": fault}
+    return record
+
+
+class FailingDeleteDriver:
+    """Nova whose first ``failures`` deletes of a server fail on the compute host."""
+
+    def __init__(self, failures):
+        self.failures = failures
+        self.deletes = 0
+
+    def delete(self, item):
+        self.deletes += 1
+
+    def poll_servers(self, ids):
+        from cloudnorm.drivers.openstack.normalize import server_state
+        if self.deletes > self.failures:
+            return {}
+        return {"s1": server_state(_nova_record(
+            "ERROR", fault="Failed to deallocate network for instance."))}
+
+
+@pytest.mark.parametrize("failures, deletes", [(0, 1), (1, 2), (2, 3)])
+def test_a_delete_the_cloud_failed_is_asked_again(failures, deletes):
+    from cloudnorm.provision.delete import remove_resources
+    driver = FailingDeleteDriver(failures)
+    watcher = ServerWatcher(driver, interval=0.01)
+    remove_resources(driver.delete, watcher, [Created("server", "s1", "web")],
+                     time.monotonic() + 5)
+    assert driver.deletes == deletes
+
+
+def test_a_delete_that_keeps_failing_is_a_typed_error_with_the_fault_and_no_wait():
+    from cloudnorm.provision.delete import DELETE_ATTEMPTS, remove_resources
+    driver = FailingDeleteDriver(failures=99)
+    watcher = ServerWatcher(driver, interval=0.01)
+    began = time.monotonic()
+    with pytest.raises(errors.ProviderError, match="deallocate network") as caught:
+        remove_resources(driver.delete, watcher, [Created("server", "s1", "web")],
+                         time.monotonic() + 60)
+    assert driver.deletes == DELETE_ATTEMPTS
+    assert caught.value.status == "ERROR"
+    assert time.monotonic() - began < 5  # not the 60 s deadline
+
+
+def test_a_server_being_deleted_is_waited_for_even_from_error():
+    # A server that failed to boot, once asked to go, shows ERROR with task state
+    # "deleting" until it is gone: that is progress, not a failed delete.
+    from cloudnorm.drivers.openstack.normalize import server_state
+    from cloudnorm.provision.delete import wait_deleted
+    polls = iter([{"s1": server_state(_nova_record("ERROR", task_state="deleting"))},
+                  {"s1": server_state(_nova_record("ERROR", task_state="deleting"))}])
+
+    class Driver:
+        def poll_servers(self, ids):
+            return next(polls, {})
+
+    wait_deleted(ServerWatcher(Driver(), interval=0.01), "s1", time.monotonic() + 5)
