@@ -857,3 +857,22 @@ def test_nova_takes_user_data_up_to_its_limit():
     from cloudnorm.drivers.openstack.driver import USER_DATA_LIMIT
 
     assert (USER_DATA_LIMIT.limit, USER_DATA_LIMIT.measured) == (65535, "base64")
+
+
+def test_a_metadata_merge_is_asked_again_after_a_transient_failure(connect, fake_os,
+                                                                   monkeypatch):
+    # Nova's "Create or Update Metadata Items" (POST /servers/{id}/metadata) merges the
+    # items, so repeating it after a 503 leaves the same metadata; a boot POST is not
+    # repeated (it would make a second server).
+    monkeypatch.setattr("cloudnorm.drivers.openstack.transport._BACKOFF_BASE", 0.0)
+    unavailable = {"status_code": 503,
+                   "json": {"computeFault": {"code": 503, "message": "try again"}}}
+    merged = fake_os.nova("/servers/srv-1/metadata", method="POST", response_list=[
+        unavailable, {"status_code": 200, "json": {"metadata": {"cloudnorm:create": "done"}}}])
+    boot = fake_os.nova("/servers", method="POST", **unavailable)
+    cloud = connect()
+    cloud._driver.set_server_metadata("srv-1", {"cloudnorm:create": "done"})
+    assert merged.call_count == 2
+    with pytest.raises(errors.ProviderError):
+        cloud._driver.transport.request("compute", "POST", "/servers", json={"server": {}})
+    assert boot.call_count == 1

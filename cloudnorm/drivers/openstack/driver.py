@@ -352,9 +352,10 @@ class OpenStackDriver(Driver):
             self.transport.request(service, "DELETE", path.format(resource.id))
 
     def set_server_metadata(self, server_id: str, items: dict[str, str]) -> None:
-        # One request for all items: POST merges them into the server's metadata.
+        # Nova merges the items ("Create or Update Metadata Items"): asking twice after a
+        # lost reply leaves the same metadata, so the POST is retried like a PUT.
         self.transport.request("compute", "POST", f"/servers/{server_id}/metadata",
-                               json={"metadata": items})
+                               json={"metadata": items}, repeatable=True)
 
     def owned_resources(self, owner: str | None) -> list[Created]:
         found: list[Created] = []

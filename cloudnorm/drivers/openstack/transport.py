@@ -130,7 +130,7 @@ class Transport:
                                        cloud=name) from exc
 
     def request(self, service: str, method: str, path: str, *, reads_only: bool = False,
-                **kwargs: Any) -> Any:
+                repeatable: bool = False, **kwargs: Any) -> Any:
         """One REST call through openstacksdk's proxy; returns the decoded JSON body.
 
         Each attempt waits for its turn in the account's rate limit. Throttled
@@ -139,12 +139,14 @@ class Transport:
         methods that are safe to repeat. All attempts together stay within
         ``RETRY_DEADLINE``. ``reads_only`` marks a POST that changes nothing (a
         server action such as reading the console): limited and retried as a read.
+        ``repeatable`` marks a write whose repetition changes nothing more (a POST that
+        merges the same items): limited as a write, retried like a PUT.
         """
         from keystoneauth1 import exceptions as ksa_exc
 
         if service == "compute":
             kwargs.setdefault("microversion", self.compute_microversion())
-        idempotent = reads_only or method.upper() in _IDEMPOTENT
+        idempotent = reads_only or repeatable or method.upper() in _IDEMPOTENT
         write = not (reads_only or ratelimit.is_read(method))
         deadline = time.monotonic() + RETRY_DEADLINE
         what = f"calling {service} {method} {path.split('?')[0]}"
