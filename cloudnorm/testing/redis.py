@@ -11,7 +11,6 @@ its own directory and no persistence, and stops it::
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import signal
 import socket
@@ -22,7 +21,7 @@ import time
 from pathlib import Path
 from types import TracebackType
 
-from cloudnorm.testing.dataplane.install import POLICY_RC_D, apt, forbid_service_start
+from cloudnorm.testing.dataplane.install import apt_install
 
 REDIS_SERVER = Path("/usr/bin/redis-server")
 PACKAGE = "redis-server"
@@ -44,24 +43,7 @@ def ensure_redis(timeout: float = APT_TIMEOUT) -> str:
     found = executable()
     if found:
         return found
-    if os.geteuid() != 0:
-        raise InstallError(f"redis-server is not installed and this process is not root; "
-                           f"run as root: apt-get install -y {PACKAGE}")
-    if shutil.which("apt-get") is None:
-        raise InstallError("redis-server is not installed and apt-get is not available")
-    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive", NEEDRESTART_MODE="l")
-    # The package would start a system-wide Redis on port 6379; tests start their own.
-    created_policy = forbid_service_start()
-    try:
-        apt(["apt-get", "update", "-q"], env, timeout)
-        apt(["apt-get", "install", "-y", "-q", "--no-install-recommends",
-              "-o", "Dpkg::Options::=--force-confdef", "-o", "Dpkg::Options::=--force-confold",
-              PACKAGE], env, timeout)
-    except Exception as exc:
-        raise InstallError(str(exc)) from exc
-    finally:
-        if created_policy:
-            POLICY_RC_D.unlink(missing_ok=True)
+    apt_install([PACKAGE], timeout)
     found = executable()
     if not found:
         raise InstallError("apt-get finished but redis-server is still missing")

@@ -47,33 +47,32 @@ def ensure_openssh(timeout: float = APT_TIMEOUT) -> None:
     packages = missing()
     if not packages:
         return
+    apt_install(PACKAGES, timeout)
+    still = missing()
+    if still:
+        raise InstallError(f"apt-get finished but {', '.join(still)} is still missing")
+
+
+def apt_install(packages: Iterable[str], timeout: float = APT_TIMEOUT) -> None:
+    """``apt-get install`` Debian ``packages`` as root, without starting their services
+    (the sandboxes run their own servers, never the machine's); raises
+    :class:`InstallError` naming the command to run where this process cannot."""
+    packages = list(packages)
     if os.geteuid() != 0:
-        raise InstallError(
-            f"{', '.join(packages)} not installed and this process is not root; "
-            f"run as root: apt-get install -y {' '.join(PACKAGES)}"
-        )
+        raise InstallError(f"{', '.join(packages)} not installed and this process is not "
+                           f"root; run as root: apt-get install -y {' '.join(packages)}")
     if shutil.which("apt-get") is None:
         raise InstallError(f"{', '.join(packages)} not installed and apt-get is not available")
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive", NEEDRESTART_MODE="l")
     created_policy = forbid_service_start()
     try:
         apt(["apt-get", "update", "-q"], env, timeout)
-        apt(
-            [
-                "apt-get", "install", "-y", "-q", "--no-install-recommends",
-                "-o", "Dpkg::Options::=--force-confdef",
-                "-o", "Dpkg::Options::=--force-confold",
-                *PACKAGES,
-            ],
-            env,
-            timeout,
-        )
+        apt(["apt-get", "install", "-y", "-q", "--no-install-recommends",
+             "-o", "Dpkg::Options::=--force-confdef", "-o", "Dpkg::Options::=--force-confold",
+             *packages], env, timeout)
     finally:
         if created_policy:
             POLICY_RC_D.unlink(missing_ok=True)
-    still = missing()
-    if still:
-        raise InstallError(f"apt-get finished but {', '.join(still)} is still missing")
 
 
 def forbid_service_start() -> bool:

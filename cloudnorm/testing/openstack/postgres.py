@@ -31,6 +31,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from cloudnorm.testing.openstack.processes import log_tail
+
 PACKAGE = "postgresql-15"
 #: Where Debian's packages put each major version's programs.
 LIB_DIR = Path("/usr/lib/postgresql")
@@ -105,28 +107,12 @@ def ensure_installed(timeout: float = APT_TIMEOUT) -> Path:
     found = bin_dir()
     if found is not None:
         return found
-    if os.geteuid() != 0:
-        raise PostgresUnavailable(f"PostgreSQL is not installed and this process is not root; "
-                                  f"as root: apt-get install -y {PACKAGE}")
-    if shutil.which("apt-get") is None:
-        raise PostgresUnavailable("PostgreSQL is not installed and apt-get is not available")
-    from cloudnorm.testing.dataplane.install import apt, forbid_service_start
+    from cloudnorm.testing.dataplane.install import InstallError, apt_install
 
-    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive", NEEDRESTART_MODE="l")
-    # The package would start the machine's own cluster; the sandbox runs its own.
-    created_policy = forbid_service_start()
     try:
-        apt(["apt-get", "update", "-q"], env, timeout)
-        apt(["apt-get", "install", "-y", "-q", "--no-install-recommends",
-             "-o", "Dpkg::Options::=--force-confdef", "-o", "Dpkg::Options::=--force-confold",
-             PACKAGE], env, timeout)
-    except Exception as error:
-        raise PostgresUnavailable(f"apt-get install {PACKAGE} failed: {error}") from error
-    finally:
-        if created_policy:
-            from cloudnorm.testing.dataplane.install import POLICY_RC_D
-
-            POLICY_RC_D.unlink(missing_ok=True)
+        apt_install([PACKAGE], timeout)
+    except InstallError as error:
+        raise PostgresUnavailable(f"cannot install {PACKAGE}: {error}") from error
     found = bin_dir()
     if found is None:
         raise PostgresUnavailable(f"apt-get installed {PACKAGE} but initdb/postgres are "
@@ -269,7 +255,7 @@ class PostgresServer:
     def check_alive(self) -> None:
         if self.process is not None and self.process.poll() is not None:
             raise PostgresUnavailable(f"PostgreSQL exited with status {self.process.returncode}"
-                                      f":\n{_tail(self.log)}")
+                                      f":\n{log_tail(self.log)}")
 
     # -- pieces -----------------------------------------------------------------------
 
@@ -296,12 +282,12 @@ class PostgresServer:
                                         check=False)
             except subprocess.TimeoutExpired:
                 raise PostgresUnavailable(f"PostgreSQL: {what} did not finish in time:\n"
-                                          + _tail(self.log)) from None
+                                          + log_tail(self.log)) from None
             except OSError as error:
                 raise PostgresUnavailable(f"PostgreSQL: cannot {what}: {error}") from error
         if result.returncode != 0:
             raise PostgresUnavailable(f"PostgreSQL: {what} failed with exit status "
-                                      f"{result.returncode}:\n{_tail(self.log)}")
+                                      f"{result.returncode}:\n{log_tail(self.log)}")
 
     def _wait_ready(self, deadline: float) -> None:
         # postmaster.pid's eighth line is the server's state; "ready" once it takes clients.
@@ -312,7 +298,7 @@ class PostgresServer:
             if self.process.poll() is not None:
                 raise PostgresUnavailable(
                     f"PostgreSQL exited with status {self.process.returncode} while "
-                    f"starting:\n{_tail(self.log)}")
+                    f"starting:\n{log_tail(self.log)}")
             try:
                 lines = pid_file.read_text().splitlines()
             except OSError:
@@ -321,7 +307,7 @@ class PostgresServer:
                 return
             if time.monotonic() > deadline:
                 raise PostgresUnavailable("PostgreSQL did not become ready in time:\n"
-                                          + _tail(self.log))
+                                          + log_tail(self.log))
             time.sleep(0.05)
 
     def _server_version(self, deadline: float) -> str:
@@ -386,11 +372,3 @@ def _signal_group(pid: int, sig: int) -> None:
         os.killpg(pid, sig)
     except (ProcessLookupError, PermissionError):
         pass
-
-
-def _tail(path: Path, lines: int = 30) -> str:
-    try:
-        text = path.read_text(errors="replace")
-    except OSError:
-        return "    (no log)"
-    return "\n".join("    " + line for line in text.splitlines()[-lines:])
