@@ -1025,3 +1025,37 @@ def test_what_gce_cannot_do_is_refused_before_insert(sandbox, extra, field):
     with pytest.raises(errors.InvalidRequest):
         driver.boot(_debian_boot(name="refused", **extra))
     assert driver.get_server("refused") == []
+
+
+def test_refused_connections_give_up_after_a_few_tries():
+    # google-api-core's default predicate retries ConnectionError for its whole 120 s
+    # deadline; an endpoint that refuses every connection is not passing, and the person
+    # should learn so in seconds (botocore's standard mode: 3 attempts).
+    import requests
+    from google.api_core import exceptions as gexc
+
+    from cloudnorm.drivers.gce.transport import CONNECTION_ATTEMPTS
+
+    driver = make_driver()
+    driver.transport.retry_initial = 0.001
+    tries = []
+
+    def call():
+        tries.append(1)
+        raise requests.ConnectionError("[Errno 111] Connection refused")
+
+    with pytest.raises(errors.ServiceUnavailable, match="127.0.0.1:9"):
+        with driver.transport.translate("listing machine types"):
+            driver.transport.retry()(call)()
+    assert len(tries) == CONNECTION_ATTEMPTS
+
+    # A server's passing fault keeps the longer patience.
+    replies = [gexc.ServiceUnavailable("busy")] * (CONNECTION_ATTEMPTS + 1) + ["done"]
+
+    def busy():
+        reply = replies.pop(0)
+        if isinstance(reply, Exception):
+            raise reply
+        return reply
+
+    assert driver.transport.retry()(busy)() == "done"

@@ -49,6 +49,8 @@ _TIMEOUT = 60.0
 _WAIT_TIMEOUT = 150.0
 #: Seconds an operation is waited for before the caller goes on without its end.
 OPERATION_LIMIT = 600.0
+#: Tries of a call whose connection fails (refused, reset, cut short) before giving up.
+CONNECTION_ATTEMPTS = 4
 _RATE_REASONS = {"rateLimitExceeded", "userRateLimitExceeded", "RATE_LIMIT_EXCEEDED"}
 # compute_v1 methods that only read (each REST transport calls its interceptor's
 # ``pre_<method>`` per HTTP attempt); an operation's wait is a read too.
@@ -245,18 +247,27 @@ class Transport:
         from google.api_core import exceptions as gexc
         from google.api_core.retry import Retry
 
+        connection_failures = 0
+
         def transient(exc: Exception) -> bool:
             # Throttling (403 rateLimitExceeded, 429), the server's own passing faults and
             # connections lost on the way; writes are safe to repeat: each carries a
             # requestId GCE deduplicates.
+            nonlocal connection_failures
             if isinstance(exc, gexc.TooManyRequests) or (
                     isinstance(exc, gexc.Forbidden) and bool(_reasons(exc) & _RATE_REASONS)):
                 self.limiter.throttled()  # the kind of this thread's request
                 return True
+            if isinstance(exc, (requests.ConnectionError,
+                                requests.exceptions.ChunkedEncodingError)):
+                # A lost connection passes; an endpoint that refuses every connection (a
+                # wrong endpoint_url, a proxy down) does not, and a whole minute of
+                # backoff would only hide that. A few attempts, as botocore's standard
+                # retry mode makes.
+                connection_failures += 1
+                return connection_failures < CONNECTION_ATTEMPTS
             return isinstance(exc, (gexc.ServiceUnavailable, gexc.InternalServerError,
-                                    gexc.BadGateway, gexc.GatewayTimeout,
-                                    requests.ConnectionError,
-                                    requests.exceptions.ChunkedEncodingError))
+                                    gexc.BadGateway, gexc.GatewayTimeout))
 
         return Retry(predicate=transient, initial=self.retry_initial, maximum=16.0,
                      multiplier=2.0, timeout=60.0)
