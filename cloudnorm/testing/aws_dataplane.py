@@ -81,11 +81,13 @@ class AwsDataPlaneSync(Watcher):
         tables = {r: self._clients[r].describe_route_tables()["RouteTables"] for r in regions}
         groups = {r: {g["GroupId"]: g for g in self._clients[r].describe_security_groups()[
             "SecurityGroups"]} for r in regions}
-        for iid, (region, instance) in running.items():
+
+        def bring_up(iid: str) -> None:
+            region, instance = running[iid]
             user = self._sandbox.login_user(instance.get("ImageId", ""))
             key = self._key(region, iid, instance)
             if not user or not key:
-                continue
+                return
             addresses = self._reachable(instance, tables[region])
             if not addresses:
                 # Nothing reaches it from outside: no node to answer (and no console).
@@ -93,7 +95,7 @@ class AwsDataPlaneSync(Watcher):
                     self._fleet.remove(iid)
                     self._sandbox.set_console(iid, None)
                     self._known.discard(iid)
-                continue
+                return
             attached = {g["GroupId"] for g in instance.get("SecurityGroups") or ()}
             attached |= {g["GroupId"] for nic in instance.get("NetworkInterfaces") or ()
                          for g in nic.get("Groups") or ()}
@@ -105,6 +107,8 @@ class AwsDataPlaneSync(Watcher):
             text = self._fleet.console_text(iid)
             if text:
                 self._sandbox.set_console(iid, text)
+
+        self.each(running, bring_up)
 
     def _read_user_data(self, region: str, iid: str) -> bytes | None:
         """The instance's UserData, read once (EC2 fixes it while the instance runs)."""

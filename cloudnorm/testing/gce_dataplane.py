@@ -223,8 +223,8 @@ class GceDataPlaneSync(Watcher):
         if running:
             rules = {p: self._get(f"{p}/global/firewalls").get("items") or []
                      for p in {p for p, _ in running.values()}}
-            for iid, (project, instance) in running.items():
-                self._reconcile(iid, project, instance, rules[project])
+            self.each(running, lambda iid: self._reconcile(
+                iid, running[iid][0], running[iid][1], rules[running[iid][0]]))
         self.rounds += 1
 
     def _reconcile(self, iid: str, project: str, instance: dict[str, Any],

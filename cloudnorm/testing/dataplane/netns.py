@@ -8,6 +8,7 @@ route, where those addresses sit on the loopback link.
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import os
 import shutil
@@ -27,10 +28,19 @@ def _ip_binary() -> str:
 
 
 def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(
-        [_ip_binary(), *args], capture_output=True, text=True, timeout=IP_TIMEOUT,
-        stdin=subprocess.DEVNULL,
-    )
+    for attempt in range(3):
+        try:
+            proc = subprocess.run(
+                [_ip_binary(), *args], capture_output=True, text=True, timeout=IP_TIMEOUT,
+                stdin=subprocess.DEVNULL,
+            )
+            break
+        except OSError as exc:
+            # Starting the program failed before it ran: seen as EFAULT from execve now and
+            # then while many threads start processes at once (CPython starts children with
+            # vfork). Nothing happened yet, so asking again is safe.
+            if exc.errno != errno.EFAULT or attempt == 2:
+                raise
     if check and proc.returncode != 0:
         raise RuntimeError(f"ip {' '.join(args)} failed: {proc.stderr.strip()}")
     return proc

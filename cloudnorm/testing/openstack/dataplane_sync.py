@@ -121,7 +121,9 @@ class DataPlaneSync(Watcher):
             reachable[sid] = (mine, *self._reachable(mine, fips, subnets, forwardings,
                                                      inside))
         self._share_forwarded_addresses(reachable)
-        for sid, (mine, addresses, port_number) in reachable.items():
+
+        def bring_up(sid: str) -> None:
+            mine, addresses, port_number = reachable[sid]
             allow = any(not p.get("port_security_enabled", True)
                         or any(_opens_ssh(r) for g in p.get("security_groups", [])
                                for r in groups.get(g, {}).get("security_group_rules", []))
@@ -131,12 +133,16 @@ class DataPlaneSync(Watcher):
                                allow_ssh=allow and bool(addresses),
                                userdata=self._user_data.get(sid))
             self._known.add(sid)
+            # Written as soon as this node is up, not once the whole round is: a real
+            # console shows a server's boot while its neighbours are still booting.
             console = self._console_dir / f"{sid}.log"
             text = self._fleet.console_text(sid)
             if text and (not console.exists() or console.read_text() != text):
                 tmp = console.with_suffix(".tmp")
                 tmp.write_text(text)
                 tmp.replace(console)
+
+        self.each(reachable, bring_up)
         self.rounds += 1
 
     def _learn(self, sid: str, server: dict[str, Any]) -> bool:
