@@ -94,7 +94,8 @@ def test_soak_create_delete_under_faults(openstack_sandbox, openstack_dataplane,
     proxy.add(*SOAK_FAULTS)
     # Writes a little faster than the OpenStack default, so that more cycles fit in CI.
     cloud = connect(proxy, rate_limit={"reads": 20, "writes": 4})
-    record = {"cycles": 0, "created": 0, "typed_errors": 0, "escaped": [], "delete_errors": 0}
+    record = {"cycles": 0, "created": 0, "typed_errors": 0, "escaped": [], "delete_errors": 0,
+              "rollback_leaks": []}
     undeleted: list[str] = []
     started = time.monotonic()
     try:
@@ -107,8 +108,12 @@ def test_soak_create_delete_under_faults(openstack_sandbox, openstack_dataplane,
                 server = cloud.create_server(name, min_ram=2048, timeout=90)
             except errors.CloudnormError as exc:
                 record["typed_errors"] += 1
-                LOG.info("cycle %d: create failed, typed: %s: %s", cycle,
-                         type(exc).__name__, exc)
+                LOG.warning("cycle %d: create failed, typed: %s: %s", cycle,
+                            type(exc).__name__, exc)
+                # The rollback is over when the error is raised: what is left now leaked.
+                left = left_behind(openstack_sandbox, name)
+                if left:
+                    record["rollback_leaks"].append(f"cycle {cycle}: {exc}: left {left}")
                 continue
             except Exception as exc:  # what this test is looking for
                 record["escaped"].append(f"{type(exc).__name__}: {exc}")
@@ -121,7 +126,7 @@ def test_soak_create_delete_under_faults(openstack_sandbox, openstack_dataplane,
                 # A typed failure to delete is an answer; the person deletes again.
                 record["delete_errors"] += 1
                 undeleted.append(server.id)
-                LOG.info("cycle %d: delete failed, typed: %s", cycle, exc)
+                LOG.warning("cycle %d: delete failed, typed: %s", cycle, exc)
             except Exception as exc:
                 record["escaped"].append(f"{type(exc).__name__}: {exc}")
                 undeleted.append(server.id)
@@ -144,5 +149,6 @@ def test_soak_create_delete_under_faults(openstack_sandbox, openstack_dataplane,
         **record, "seconds": round(time.monotonic() - started, 1), "faults": injected,
         "requests": injected + passed, "leaked": leaks})
     assert record["escaped"] == []
+    assert record["rollback_leaks"] == []
     assert leaks == []
     assert injected > 0 and record["created"] > 0
