@@ -67,8 +67,8 @@ class AwsDataPlaneSync(Watcher):
                 for instance in reservation.get("Instances") or ():
                     running[instance["InstanceId"]] = (region, instance)
         for gone in self._known - set(running):
+            self.hide_console(gone)
             self._fleet.remove(gone)
-            self._sandbox.set_console(gone, None)
             self._keys.pop(gone, None)
             self._user_data.pop(gone, None)
         self._known &= set(running)
@@ -92,8 +92,8 @@ class AwsDataPlaneSync(Watcher):
             if not addresses:
                 # Nothing reaches it from outside: no node to answer (and no console).
                 if iid in self._known:
+                    self.hide_console(iid)
                     self._fleet.remove(iid)
-                    self._sandbox.set_console(iid, None)
                     self._known.discard(iid)
                 return
             attached = {g["GroupId"] for g in instance.get("SecurityGroups") or ()}
@@ -104,11 +104,12 @@ class AwsDataPlaneSync(Watcher):
             self._fleet.ensure(iid, addresses, user=user, authorized_key=key, port=22,
                                allow_ssh=allow, userdata=self._read_user_data(region, iid))
             self._known.add(iid)
-            text = self._fleet.console_text(iid)
-            if text:
-                self._sandbox.set_console(iid, text)
+            self.show_console(iid, lambda: self._fleet.console_text(iid))
 
         self.each(running, bring_up)
+
+    def write_console(self, node_id: str, text: str | None) -> None:
+        self._sandbox.set_console(node_id, text)
 
     def _read_user_data(self, region: str, iid: str) -> bytes | None:
         """The instance's UserData, read once (EC2 fixes it while the instance runs)."""

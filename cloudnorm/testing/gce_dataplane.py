@@ -34,7 +34,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from cloudnorm.testing.dataplane.watch import Watcher
+from cloudnorm.testing.dataplane.watch import Watcher, write_console_file
 from cloudnorm.testing.gce import catalog
 
 LOG = logging.getLogger(__name__)
@@ -206,6 +206,9 @@ class GceDataPlaneSync(Watcher):
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
+    def write_console(self, node_id: str, text: str | None) -> None:
+        write_console_file(self._console_dir, node_id, text)
+
     def sync_once(self) -> None:
         running: dict[str, tuple[str, dict[str, Any]]] = {}
         for project in self._projects:
@@ -215,8 +218,8 @@ class GceDataPlaneSync(Watcher):
                     if instance.get("status") == "RUNNING":
                         running[instance["id"]] = (project, instance)
         for gone in self._known - set(running):
+            self.hide_console(gone)
             self._fleet.remove(gone)
-            (self._console_dir / f"{gone}.log").unlink(missing_ok=True)
             self._logins.pop(gone, None)
             self._published.discard(gone)
         self._known &= set(running)
@@ -247,8 +250,8 @@ class GceDataPlaneSync(Watcher):
         if not addresses:
             # Nothing reaches it from outside: no node to answer (and no console).
             if iid in self._known:
+                self.hide_console(iid)
                 self._fleet.remove(iid)
-                (self._console_dir / f"{iid}.log").unlink(missing_ok=True)
                 self._known.discard(iid)
             return
         tags = set((instance.get("tags") or {}).get("items") or ())
@@ -268,11 +271,7 @@ class GceDataPlaneSync(Watcher):
                                   userdata=user_data(instance))
         self._known.add(iid)
         if channel == "guest-attributes":
-            text = guest_agent_console(instance["name"], node.started_at or time.time())
+            booted = node.started_at or time.time()
+            self.show_console(iid, lambda: guest_agent_console(instance["name"], booted))
         else:
-            text = self._fleet.console_text(iid)
-        console = self._console_dir / f"{iid}.log"
-        if text and (not console.exists() or console.read_text() != text):
-            tmp = console.with_suffix(".tmp")
-            tmp.write_text(text)
-            tmp.replace(console)
+            self.show_console(iid, lambda: self._fleet.console_text(iid))

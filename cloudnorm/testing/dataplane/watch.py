@@ -8,6 +8,7 @@ import concurrent.futures
 import logging
 import threading
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import TypeVar
 
 LOG = logging.getLogger(__name__)
@@ -17,6 +18,8 @@ T = TypeVar("T")
 #: Servers a watcher brings in line at once. A cloud boots many servers side by side;
 #: one after another, the fiftieth of a batch would wait for forty-nine first boots.
 PARALLEL = 8
+#: Seconds between two copies of the nodes' consoles to where the cloud shows them.
+CONSOLE_INTERVAL = 0.25
 
 
 class Watcher(abc.ABC):
@@ -32,14 +35,57 @@ class Watcher(abc.ABC):
     def __init__(self, interval: float) -> None:
         self._interval = interval
         self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
+        self._console_lock = threading.Lock()
+        self._consoles: dict[str, Callable[[], str]] = {}  # node id -> its console's text
+        self._shown: dict[str, str] = {}  # node id -> the text the cloud shows now
         self.errors: list[str] = []
         self.rounds = 0
 
     @abc.abstractmethod
     def sync_once(self) -> None:
         """One round: read the cloud, steer the fleet."""
+
+    @abc.abstractmethod
+    def write_console(self, node_id: str, text: str | None) -> None:
+        """Put ``text`` where the cloud's console API reads node ``node_id``'s console
+        (None: the node is gone, and so is its console)."""
+
+    def show_console(self, node_id: str, source: Callable[[], str]) -> None:
+        """From now on the cloud shows what ``source()`` returns as the node's console,
+        copied as it grows (every :data:`CONSOLE_INTERVAL` seconds), not once a round:
+        a round busy booting other servers must not hold back what this one printed."""
+        with self._console_lock:
+            self._consoles[node_id] = source
+        self._copy_console(node_id)
+
+    def hide_console(self, node_id: str) -> None:
+        with self._console_lock:
+            self._consoles.pop(node_id, None)
+            self._shown.pop(node_id, None)
+            self.write_console(node_id, None)
+
+    def _copy_console(self, node_id: str) -> None:
+        # One copy at a time, and none while a node's console is taken away: the hide
+        # comes before the node stops, so no copy reads a stopped node or brings the
+        # console of a gone one back.
+        with self._console_lock:
+            source = self._consoles.get(node_id)
+            text = source() if source is not None else ""
+            if text and self._shown.get(node_id) != text:
+                self.write_console(node_id, text)
+                self._shown[node_id] = text
+
+    def _copy_consoles(self) -> None:
+        while not self._stop.wait(CONSOLE_INTERVAL):
+            with self._console_lock:
+                nodes = list(self._consoles)
+            for node_id in nodes:
+                try:
+                    self._copy_console(node_id)
+                except Exception as exc:  # one console's trouble must not stop the others
+                    self.record_error(f"console of {node_id}: {exc}")
 
     def each(self, items: Iterable[T], work: Callable[[T], None]) -> None:
         """Call ``work`` for every item, up to :data:`PARALLEL` at once, and wait for all.
@@ -62,14 +108,18 @@ class Watcher(abc.ABC):
         del self.errors[:-20]
 
     def start(self) -> Watcher:
-        self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
-        self._thread.start()
+        self._threads = [
+            threading.Thread(target=self._run, name=self.name, daemon=True),
+            threading.Thread(target=self._copy_consoles, name=f"{self.name}-consoles",
+                             daemon=True)]
+        for thread in self._threads:
+            thread.start()
         return self
 
     def stop(self) -> None:
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=30)
+        for thread in self._threads:
+            thread.join(timeout=30)
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
 
@@ -80,3 +130,15 @@ class Watcher(abc.ABC):
             except Exception as exc:  # keep watching: a passing error must not kill the plane
                 self.record_error(str(exc))
             self._stop.wait(self._interval)
+
+
+def write_console_file(folder: Path, node_id: str, text: str | None) -> None:
+    """A console kept as ``<folder>/<node id>.log``, replaced whole so that a reader never
+    sees half of it (None removes it)."""
+    console = folder / f"{node_id}.log"
+    if text is None:
+        console.unlink(missing_ok=True)
+        return
+    tmp = console.with_suffix(".tmp")
+    tmp.write_text(text)
+    tmp.replace(console)

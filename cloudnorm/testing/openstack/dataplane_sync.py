@@ -32,7 +32,7 @@ from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any
 
-from cloudnorm.testing.dataplane.watch import Watcher
+from cloudnorm.testing.dataplane.watch import Watcher, write_console_file
 
 LOG = logging.getLogger(__name__)
 
@@ -100,8 +100,8 @@ class DataPlaneSync(Watcher):
                             headers={"OpenStack-API-Version": "compute 2.79"})["servers"]
         active = {s["id"]: s for s in servers if s.get("status") == "ACTIVE"}
         for gone in self._known - set(active):
+            self.hide_console(gone)
             self._fleet.remove(gone)
-            (self._console_dir / f"{gone}.log").unlink(missing_ok=True)
         self._known &= set(active)
         if not active:
             self.rounds += 1
@@ -133,17 +133,13 @@ class DataPlaneSync(Watcher):
                                allow_ssh=allow and bool(addresses),
                                userdata=self._user_data.get(sid))
             self._known.add(sid)
-            # Written as soon as this node is up, not once the whole round is: a real
-            # console shows a server's boot while its neighbours are still booting.
-            console = self._console_dir / f"{sid}.log"
-            text = self._fleet.console_text(sid)
-            if text and (not console.exists() or console.read_text() != text):
-                tmp = console.with_suffix(".tmp")
-                tmp.write_text(text)
-                tmp.replace(console)
+            self.show_console(sid, lambda: self._fleet.console_text(sid))
 
         self.each(reachable, bring_up)
         self.rounds += 1
+
+    def write_console(self, node_id: str, text: str | None) -> None:
+        write_console_file(self._console_dir, node_id, text)
 
     def _learn(self, sid: str, server: dict[str, Any]) -> bool:
         """Fetch, once, what the server was booted with: its key and its image's user."""
