@@ -100,9 +100,13 @@ def announced_host_keys(driver: Driver, server_id: str, deadline: float, verify:
         return hostkeys.HostKeys(), ""
     has_channel = driver.capabilities.published_host_keys
     published = driver.published_host_keys if has_channel else None
-    # Asked once sshd answers: cloud-init prints the keys about then, sometimes a little
-    # later. Ask often at first, then back off, so a slow print costs few console reads.
-    interval = 0.5
+    # Asked once sshd answers. cloud-init makes the keys in its init stage, after which
+    # sshd starts, but prints them (keys-to-console) only near the end of its final
+    # stage, after the config stage and the user's scripts (the module order of its
+    # default cloud.cfg): a second or two later on an idle machine, much later under
+    # load or behind long user data. So the first read rarely finds them, and the next
+    # ones come a second apart, then back off: a slow print costs few console reads.
+    interval = 1.0
     while True:
         keys: tuple[str, ...] = ()
         if published is not None:
@@ -135,7 +139,7 @@ def announced_host_keys(driver: Driver, server_id: str, deadline: float, verify:
                 + "; cannot verify whom cloudnorm would log in to. Pass "
                 "verify_host_keys=False to accept any key (not recommended)")
         time.sleep(interval)
-        interval = min(interval * 1.3, 5.0)
+        interval = min(interval * 1.5, 5.0)
 
 
 def _store_login(driver: Driver, server_id: str, user: str, address: str, port: int,
