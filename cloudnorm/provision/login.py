@@ -100,13 +100,15 @@ def announced_host_keys(driver: Driver, server_id: str, deadline: float, verify:
         return hostkeys.HostKeys(), ""
     has_channel = driver.capabilities.published_host_keys
     published = driver.published_host_keys if has_channel else None
-    # Asked once sshd answers. cloud-init makes the keys in its init stage, after which
-    # sshd starts, but prints them (keys-to-console) only near the end of its final
-    # stage, after the config stage and the user's scripts (the module order of its
-    # default cloud.cfg): a second or two later on an idle machine, much later under
-    # load or behind long user data. So the first read rarely finds them, and the next
-    # ones come a second apart, then back off: a slow print costs few console reads.
+    # cloud-init makes the host keys in its init stage, after which sshd starts, but
+    # prints them (keys-to-console) only near the end of its final stage, after the
+    # config stage and the user's scripts (the module order of its default cloud.cfg):
+    # a second or more after sshd answers on an idle machine, much later under load or
+    # behind long user data. So the console is first read a second after sshd answered,
+    # then at growing waits: a slow print costs few console reads. A guest environment
+    # that publishes its keys (GCE's) does so before sshd serves: that copy is read at once.
     interval = 1.0
+    first = True
     while True:
         keys: tuple[str, ...] = ()
         if published is not None:
@@ -118,20 +120,23 @@ def announced_host_keys(driver: Driver, server_id: str, deadline: float, verify:
                 LOG.warning("server %s: cannot read the host keys published for it (%s); "
                             "reading the console instead", server_id, exc)
                 published = None
-        console = driver.console_output(server_id)
         if keys:
             report.decide(Decision(
                 "host_keys", f"{len(keys)} published",
                 "the server's guest environment published them through the cloud's API "
                 "(GCE: guest attributes, hostkeys/) and they were read back over that API, "
                 "not from the network"))
-            return hostkeys.HostKeys(keys=keys), console
-        found = hostkeys.parse_console(console)
-        if found:
-            report.decide(Decision("host_keys", f"{len(found.keys) or len(found.fingerprints)}"
-                                   " announced", "read from the console output cloud-init "
-                                   "printed at first boot"))
-            return found, console
+            # Read for its login-user table.
+            return hostkeys.HostKeys(keys=keys), driver.console_output(server_id)
+        if not first or time.monotonic() + interval >= deadline:
+            console = driver.console_output(server_id)
+            found = hostkeys.parse_console(console)
+            if found:
+                report.decide(Decision(
+                    "host_keys", f"{len(found.keys) or len(found.fingerprints)} announced",
+                    "read from the console output cloud-init printed at first boot"))
+                return found, console
+        first = False
         if time.monotonic() + interval >= deadline:
             raise errors.Timeout(
                 f"server {server_id} never printed its SSH host keys on the console"
