@@ -202,6 +202,12 @@ class DataPlaneSync(Watcher):
     def _port_forwardings(self, fips: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
         found: dict[str, list[dict[str, Any]]] = {}
         for fip in fips:
+            if fip.get("port_id"):
+                # Neutron refuses forwardings on a floating IP associated with a port
+                # (FloatingIPPortAlreadyAssociated) and the association of one that has
+                # some (FipInUseByPortForwarding; services/portforwarding/pf_plugin.py):
+                # nothing to ask of this one. Asking anyway cost a request per server a round.
+                continue
             entries = fip.get("port_forwardings")
             # The floating IP shows its forwardings only with the expose-port-forwarding-in-fip
             # extension, and then without port ranges: ask the forwardings themselves then.
