@@ -37,6 +37,7 @@ Any other HTTP API works the same way with a single upstream, named as you like;
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import http.server
 import json
@@ -184,6 +185,8 @@ class FaultProxy:
     def __init__(self, upstreams: dict[str, str], *, seed: int = 0,
                  max_faults: int | None = None) -> None:
         self.upstreams = dict(upstreams)
+        #: A clouds.yaml that goes through this proxy, once one is written for a test.
+        self.clouds_yaml_path: Path | None = None
         self.rules: list[Rule] = []
         self.injected: list[Injected] = []
         self.forwarded = 0
@@ -555,6 +558,23 @@ def catalog_endpoints(conn: Any, services: tuple[str, ...] = ("compute", "image"
         else:
             found[service] = getattr(conn, service).get_endpoint()
     return found
+
+
+@contextlib.contextmanager
+def in_front_of(sandbox: Any, profile: str, cloud: str, clouds_yaml: Path,
+                services: tuple[str, ...] = ("compute", "image", "network"),
+                seed: int = 0) -> Iterator[FaultProxy]:
+    """A fault proxy in front of ``services`` of a running local OpenStack's ``profile``,
+    and at ``clouds_yaml`` (its ``clouds_yaml_path``) a clouds.yaml whose entry ``cloud``
+    reaches them through it."""
+    sdk = sandbox.connect(profile)
+    try:
+        upstreams = catalog_endpoints(sdk, services)
+    finally:
+        sdk.close()
+    with FaultProxy(upstreams, seed=seed) as running:
+        running.clouds_yaml_path = running.clouds_yaml(sandbox.clouds_yaml, cloud, clouds_yaml)
+        yield running
 
 
 def summary(proxy: FaultProxy) -> Iterator[str]:

@@ -11,7 +11,9 @@ together. Everything stays on 127.0.0.1.
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import threading
 import time
 import uuid
@@ -20,7 +22,8 @@ import pytest
 
 import cloudnorm
 from cloudnorm import ratelimit
-from cloudnorm.testing.faults import FaultProxy, catalog_endpoints, summary
+from cloudnorm.testing.faults import in_front_of, summary
+from cloudnorm.testing.openstack.leftovers import leftovers
 from cloudnorm.testing.redis import RedisServer
 
 pytestmark = pytest.mark.functional
@@ -43,14 +46,8 @@ def _own_limiters(monkeypatch):
 
 @pytest.fixture
 def proxy(openstack_sandbox, tmp_path):
-    sdk = openstack_sandbox.connect(PROFILE)
-    try:
-        upstreams = catalog_endpoints(sdk, ("compute",))
-    finally:
-        sdk.close()
-    with FaultProxy(upstreams, seed=1) as running:
-        running.clouds_yaml_path = running.clouds_yaml(openstack_sandbox.clouds_yaml, CLOUD,
-                                                       tmp_path / "clouds.yaml")
+    with in_front_of(openstack_sandbox, PROFILE, CLOUD, tmp_path / "clouds.yaml",
+                     ("compute",), seed=1) as running:
         yield running
 
 
@@ -125,6 +122,109 @@ def test_key_pairs_through_a_throttling_cloud(openstack_sandbox, proxy, caplog):
     assert bucket.refused <= writes["slowdowns"] * (THREADS + 1), bucket.refused
     # and the limiter kept near what the cloud takes, not at the 1 write/s of old
     assert 2 * KEYS / elapsed > 0.5 * RATE
+
+
+#: Servers created at once through a throttling cloud: a few in CI; ``bash scripts/fleet``
+#: runs fifty and writes the record to bench/results/throttled-fleet.json.
+FLEET = int(os.environ.get("THROTTLED_FLEET", "4"))
+FLEET_THREADS = 10
+# What the cloud takes, compute and network writes each: below the profile's 10/s start.
+FLEET_RATE, FLEET_BURST = 3.0, 3
+
+
+@pytest.fixture
+def fleet_proxy(openstack_sandbox, tmp_path):
+    sdk = openstack_sandbox.connect(PROFILE)
+    admin = openstack_sandbox.connect_admin()
+    try:
+        if FLEET > 10:  # Nova's default quota is ten instances a project
+            project = sdk.current_project_id
+            admin.set_compute_quotas(project, instances=FLEET + 5, cores=4 * FLEET + 20,
+                                     ram=4096 * FLEET + 20480)
+            admin.network.update_quota(admin.network.get_quota(project),
+                                       security_groups=FLEET + 20,
+                                       security_group_rules=10 * FLEET + 200,
+                                       floating_ips=FLEET + 10, ports=3 * FLEET + 50)
+    finally:
+        sdk.close()
+        admin.close()
+    with in_front_of(openstack_sandbox, PROFILE, CLOUD, tmp_path / "clouds.yaml",
+                     ("compute", "network"), seed=2) as running:
+        yield running
+
+
+def test_servers_at_once_through_a_throttling_cloud(openstack_sandbox, openstack_dataplane,
+                                                    fleet_proxy, caplog):
+    """Threads sharing one ``Cloud`` create servers (floating IPs, key logins and all)
+    while the cloud's compute and network APIs each take 3 writes a second: every create
+    finishes, nothing escapes, the limiter slows down and says so, and the cloud refuses
+    only the first few writes of each overload."""
+    caplog.set_level(logging.INFO, logger="cloudnorm.ratelimit")
+    prefix = f"cn-fleet-{uuid.uuid4().hex[:6]}"
+    cloud = cloudnorm.connect(CLOUD, config_files=[str(fleet_proxy.clouds_yaml_path)])
+    servers: dict[int, object] = {}
+    failures: list[str] = []
+    try:
+        cloud.driver.list_keypairs()  # token and microversions, before the buckets
+        buckets = [fleet_proxy.throttle(service, rate=FLEET_RATE, burst=FLEET_BURST,
+                                        methods=("POST", "PUT", "DELETE"))
+                   for service in ("compute", "network")]
+        pending = list(range(FLEET))
+        lock = threading.Lock()
+
+        def work() -> None:
+            while True:
+                with lock:
+                    if not pending:
+                        return
+                    i = pending.pop(0)
+                try:
+                    servers[i] = cloud.create_server(f"{prefix}-{i:02d}", min_ram=2048,
+                                                     timeout=600)
+                except Exception as exc:  # every failure counts against the test
+                    failures.append(f"{i}: {type(exc).__name__}: {exc}")
+
+        started = time.monotonic()
+        threads = [threading.Thread(target=work, daemon=True)
+                   for _ in range(min(FLEET_THREADS, FLEET))]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=max(1.0, 60 + 30 * FLEET - (time.monotonic() - started)))
+        elapsed = time.monotonic() - started
+        assert not any(t.is_alive() for t in threads), "creates still running"
+        status = cloud.driver.limiter.status()
+        report = list(summary(fleet_proxy))
+        fleet_proxy.clear()
+        for server in servers.values():
+            cloud.delete_server(server)
+    finally:
+        fleet_proxy.clear()
+        cloud.close()
+    leaks = leftovers(openstack_sandbox, PROFILE, servers_named=prefix)
+    refused = sum(b.refused for b in buckets)
+    slowed = [r.getMessage() for r in caplog.records
+              if r.name == "cloudnorm.ratelimit" and "slowing down" in r.getMessage()]
+    writes = status["writes"]
+    record = {"servers": FLEET, "threads": len(threads), "seconds": round(elapsed, 1),
+              "created": len(servers), "failures": failures, "leaked": leaks,
+              "cloud_rate_per_service": FLEET_RATE, "refused_429": refused,
+              "slowdowns": writes["slowdowns"], "final_write_rate": round(writes["rate"], 2),
+              "slow_downs_logged": slowed}
+    print(f"\n{json.dumps(record, indent=1)}")
+    for line in report:
+        print(line)
+    if os.environ.get("THROTTLED_FLEET_RESULTS"):
+        path = os.path.join(os.environ["THROTTLED_FLEET_RESULTS"], "throttled-fleet.json")
+        with open(path, "w", encoding="utf-8") as out:
+            json.dump(record, out, indent=1)
+    assert failures == []
+    assert len(servers) == FLEET and leaks == []
+    # A fleet's writes exceed what the cloud takes: it did throttle, the limiter heard
+    # it and slowed down (logged) ...
+    assert refused > 0 and len(slowed) == writes["slowdowns"] >= 1
+    # ... and the cloud refused only the writes in flight at each overload.
+    assert refused <= writes["slowdowns"] * (len(threads) + 1), (refused, writes)
 
 
 def test_processes_sharing_redis_slow_down_together(tmp_path, caplog):

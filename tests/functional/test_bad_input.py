@@ -10,7 +10,7 @@ import yaml
 
 import cloudnorm
 from cloudnorm import errors
-from cloudnorm.testing.faults import FaultProxy, Rule, catalog_endpoints
+from cloudnorm.testing.faults import Rule, in_front_of
 from cloudnorm.testing.openstack.leftovers import leftovers
 from cloudnorm.testing.openstack.quotas import no_floating_ips
 
@@ -150,15 +150,10 @@ def test_impossible_asks(openstack_sandbox, openstack_dataplane, cloud, ask, set
      "image GET /v2/images"),
 ], ids=["malformed-json", "truncated-reply"])
 def test_unreadable_replies(openstack_sandbox, tmp_path, rule, where):
-    sdk = openstack_sandbox.connect(PROFILE)
-    try:
-        upstreams = catalog_endpoints(sdk)
-    finally:
-        sdk.close()
-    with FaultProxy(upstreams, seed=3) as proxy:
+    with in_front_of(openstack_sandbox, PROFILE, CLOUD, tmp_path / "c.yaml",
+                     seed=3) as proxy:
         proxy.add(rule)
-        path = proxy.clouds_yaml(openstack_sandbox.clouds_yaml, CLOUD, tmp_path / "c.yaml")
-        with cloudnorm.connect(CLOUD, config_files=[str(path)]) as cloud:
+        with cloudnorm.connect(CLOUD, config_files=[str(proxy.clouds_yaml_path)]) as cloud:
             cloud.refresh()
             with pytest.raises(errors.ProviderError) as info:
                 cloud.create_server(NAME, min_ram=2048, timeout=60)

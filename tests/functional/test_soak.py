@@ -14,7 +14,7 @@ import pytest
 import cloudnorm
 from cloudnorm import errors
 from cloudnorm.testing import soak
-from cloudnorm.testing.faults import FaultProxy, Rule, catalog_endpoints, summary
+from cloudnorm.testing.faults import Rule, in_front_of, summary
 from cloudnorm.testing.openstack.leftovers import leftovers
 
 pytestmark = pytest.mark.functional
@@ -25,14 +25,8 @@ LOG = logging.getLogger(__name__)
 
 @pytest.fixture
 def proxy(openstack_sandbox, tmp_path):
-    sdk = openstack_sandbox.connect(PROFILE)
-    try:
-        upstreams = catalog_endpoints(sdk)
-    finally:
-        sdk.close()
-    with FaultProxy(upstreams, seed=20261124) as running:
-        running.clouds_yaml_path = running.clouds_yaml(openstack_sandbox.clouds_yaml, CLOUD,
-                                                       tmp_path / "clouds.yaml")
+    with in_front_of(openstack_sandbox, PROFILE, CLOUD, tmp_path / "clouds.yaml",
+                     seed=20261124) as running:
         yield running
 
 
