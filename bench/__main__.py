@@ -1,6 +1,6 @@
 """``python -m bench``: start the sandbox clouds, run every scenario for cloudnorm and its
-peers on the same backend in the same run, write ``bench/results/report.{md,json}`` and
-``bench/results/concurrency.png``, stop everything.
+peers on the same backend in the same run, write ``bench/results/report.{md,json}``,
+``fleet.png`` and ``processes.png``, stop everything.
 
 A run of some scenarios only (``--only``) merges its results into the existing
 ``report.json``: the other scenarios' results stay, and the report says which run each
@@ -35,20 +35,30 @@ SCENARIOS = ("startup", "create", "concurrent", "bfv", "processes", "login", "no
 # What a run of only some scenarios keeps of earlier runs (bench/results/report.json).
 PARTIAL_RUNS_KEPT = 10
 STARTED_VARIABLE = "CLOUDNORM_BENCH_STARTED"
+# The default budget (s): installs, the backend's start and every scenario but the fleets;
+# the fleets (scenario "concurrent", N = 1 to 50 for two libraries: about 14 minutes
+# here); and the installs and the backend's start alone, for a run of the fleets only.
+BUDGET = 585.0
+FLEET_BUDGET = 1000.0
+START_BUDGET = 100.0
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--only", default=",".join(SCENARIOS),
                         help=f"comma-separated scenarios to run (default: all of {SCENARIOS})")
-    parser.add_argument("--budget", type=float, default=585.0,
-                        help="seconds for the whole run, installs included (default 585)")
+    parser.add_argument("--budget", type=float, default=None,
+                        help=f"seconds for the whole run, installs included (default "
+                             f"{BUDGET:.0f}, and {FLEET_BUDGET:.0f} more when scenario "
+                             f"'concurrent' runs; {START_BUDGET + FLEET_BUDGET:.0f} for "
+                             "--only concurrent)")
     parser.add_argument("--reps", type=int, default=3,
                         help="cold+warm creates per library in scenario 1, and create+delete "
                              "rounds per library in scenario bfv (default 3)")
-    parser.add_argument("--sizes", default="5,10",
-                        help="N for the concurrent creates (default 5,10; N = 1 is taken "
-                             "from scenario 1's cold creates unless listed)")
+    parser.add_argument("--sizes", default="1,10,25,50",
+                        help="N for the fleet scenario 'concurrent': N servers created at "
+                             "once by N threads sharing one client, for cloudnorm and "
+                             "openstacksdk (default 1,10,25,50)")
     parser.add_argument("--login-reps", type=int, default=10)
     parser.add_argument("--startup-reps", type=int, default=12)
     parser.add_argument("--normalize-processes", type=int, default=3)
@@ -62,9 +72,6 @@ def _parser() -> argparse.ArgumentParser:
                         help="where report.md, report.json and the PNG go")
     parser.add_argument("--workdir", type=Path,
                         help="sandbox state and logs (default: a temporary directory)")
-    parser.add_argument("--no-serialize-writes", action="store_true",
-                        help="let concurrent writes reach the sandbox's services directly "
-                             "(they fail or deadlock there; see bench/proxy.py)")
     parser.add_argument("--report-only", action="store_true",
                         help="rebuild report.md and the PNG from report.json")
     return parser
@@ -103,13 +110,19 @@ def _versions() -> dict[str, str]:
 
 def _run(args: argparse.Namespace) -> int:
     started_at = float(os.environ.get(STARTED_VARIABLE) or time.time())
-    budget = Budget(args.budget - (time.time() - started_at))
     wanted = [s.strip() for s in args.only.split(",") if s.strip()]
     unknown = set(wanted) - set(SCENARIOS)
     if unknown:
         print(f"unknown scenarios: {', '.join(sorted(unknown))}", file=sys.stderr)
         return 2
-    sizes = [int(n) for n in args.sizes.split(",")]
+    if args.budget is None:
+        others = BUDGET if set(wanted) - {"concurrent"} else START_BUDGET
+        args.budget = others + (FLEET_BUDGET if "concurrent" in wanted else 0.0)
+    budget = Budget(args.budget - (time.time() - started_at))
+    sizes = sorted({int(n) for n in args.sizes.split(",") if n.strip()})
+    if not sizes or min(sizes) < 1:
+        print("--sizes: positive numbers, e.g. 1,10,25,50", file=sys.stderr)
+        return 2
     process_sizes = [int(n) for n in args.process_sizes.split(",") if n.strip()]
     if not process_sizes or min(process_sizes) < 1:
         print("--process-sizes: positive numbers, e.g. 1,4,8,16", file=sys.stderr)
@@ -125,14 +138,13 @@ def _run(args: argparse.Namespace) -> int:
         "options": {"reps": args.reps, "sizes": sizes, "login_reps": args.login_reps,
                     "startup_reps": args.startup_reps,
                     "normalize_processes": args.normalize_processes,
-                    "process_sizes": process_sizes, "process_reps": args.process_reps,
-                    "writes_serialized": not args.no_serialize_writes},
+                    "process_sizes": process_sizes, "process_reps": args.process_reps},
     }
     # What the later scenarios need at least, kept back from the earlier ones (s).
     # processes: its forking process and one repetition of every N (~13 s here).
     reserve = dict.fromkeys(SCENARIOS, 0.0)
     # bfv: one cloudnorm and one openstacksdk create and delete (~60 s here).
-    later = {"create": 0.0, "concurrent": 150.0, "bfv": 60.0, "processes": 15.0,
+    later = {"create": 0.0, "concurrent": 300.0, "bfv": 60.0, "processes": 15.0,
              "login": 20.0, "normalize": 45.0}
     for i, name in enumerate(SCENARIOS):
         reserve[name] = sum(later.get(n, 0.0) for n in SCENARIOS[i + 1:] if n in wanted)
@@ -169,9 +181,7 @@ def _run(args: argparse.Namespace) -> int:
             dataplane = bool({"create", "concurrent", "bfv"} & set(wanted))
             say(f"starting the local OpenStack ({', '.join(('fip-required', *extra))})"
                 + (" and its SSH data plane" if dataplane else ""))
-            backend = Backend(workdir, dataplane=dataplane,
-                              serialize_writes=not args.no_serialize_writes,
-                              extra_profiles=extra)
+            backend = Backend(workdir, dataplane=dataplane, extra_profiles=extra)
             backend.start()
             data["backend"] = {"profile": "fip-required", "profiles": backend.profiles,
                                "started_in_s": backend.started_in,
@@ -183,7 +193,7 @@ def _run(args: argparse.Namespace) -> int:
             attempt("create", lambda: s1_create.run(backend, budget, args.reps,
                                                     reserve["create"]))
             attempt("concurrent", lambda: s2_concurrent.run(
-                backend, budget, sizes, reserve["concurrent"], data["scenarios"].get("create")))
+                backend, budget, sizes, reserve["concurrent"]))
             if "bfv" in wanted:
                 from bench import s7_boot_from_volume
 
@@ -204,7 +214,6 @@ def _run(args: argparse.Namespace) -> int:
             attempt("normalize", lambda: s3_normalize.run(backend, budget,
                                                           args.normalize_processes,
                                                           reserve["normalize"]))
-            data["write_serialization"] = backend.proxy_stats()
             backend.stop()
             backend = None
     finally:
@@ -225,6 +234,23 @@ def _run(args: argparse.Namespace) -> int:
     return 1 if errors else 0
 
 
+# What earlier runs recorded about things the bench no longer does: the proxy that let one
+# write at a time through to Nova, Neutron and Placement (before the sandbox ran on
+# PostgreSQL and took concurrent writes). A merge drops them.
+RETIRED_KEYS = ("write_serialization",)
+RETIRED_OPTIONS = ("writes_serialized",)
+
+
+def _without_retired(record: dict[str, Any]) -> dict[str, Any]:
+    out = {k: v for k, v in record.items() if k not in RETIRED_KEYS}
+    if isinstance(out.get("options"), dict):
+        out["options"] = {k: v for k, v in out["options"].items() if k not in RETIRED_OPTIONS}
+    if isinstance(out.get("partial_runs"), list):
+        out["partial_runs"] = [_without_retired(p) if isinstance(p, dict) else p
+                               for p in out["partial_runs"]]
+    return out
+
+
 def merge(previous_path: Path, new: dict[str, Any], wanted: list[str]) -> dict[str, Any]:
     """A run of some scenarios (``new``, those of ``wanted``) merged into the results of
     earlier runs: each scenario it ran replaces the earlier results of that scenario, the
@@ -238,7 +264,7 @@ def merge(previous_path: Path, new: dict[str, Any], wanted: list[str]) -> dict[s
         return new
     if not isinstance(previous, dict) or not isinstance(previous.get("scenarios"), dict):
         return new
-    merged = dict(previous)
+    merged = _without_retired(previous)
     ran = [name for name in wanted if name in new["scenarios"]]
     merged["scenarios"] = {**previous["scenarios"],
                            **{name: new["scenarios"][name] for name in ran}}
@@ -257,14 +283,12 @@ def merge(previous_path: Path, new: dict[str, Any], wanted: list[str]) -> dict[s
         for e in new.get("errors") or []]
     if "startup" in ran and "cli_startup" in new:
         merged["cli_startup"] = new["cli_startup"]
-    for key in ("backend", "write_serialization"):
-        if key not in merged and key in new:
-            merged[key] = new[key]
+    if "backend" not in merged and "backend" in new:
+        merged["backend"] = new["backend"]
     partial = {key: new.get(key) for key in ("started", "elapsed_s", "budget_s", "machine",
-                                             "versions", "options", "backend",
-                                             "write_serialization", "errors")}
+                                             "versions", "options", "backend", "errors")}
     partial["only"] = list(wanted)
-    merged["partial_runs"] = [*(previous.get("partial_runs") or []), partial][
+    merged["partial_runs"] = [*(merged.get("partial_runs") or []), partial][
         -PARTIAL_RUNS_KEPT:]
     return merged
 

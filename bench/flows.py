@@ -128,20 +128,31 @@ def cloudnorm_create(backend: Backend, cloud: Any, name: str, operator_key: str)
 
 
 def _limiter_state(cloud: Any) -> dict[str, Any] | None:
-    """cloudnorm's client-side rate limiter (one per account, process-wide): its setting,
-    and how many requests went through it and how long they waited, so far."""
+    """cloudnorm's client-side rate limiter (one per account, process-wide): its setting
+    (fixed rates, or the start rates of an adaptive budget), how many requests went
+    through it, how long they waited and how often the cloud throttled, so far."""
     limiter = getattr(getattr(cloud, "driver", None), "limiter", None)
     if limiter is None:
         return None
-    return {"reads_per_s": limiter.limit.reads, "writes_per_s": limiter.limit.writes,
-            "counts": dict(limiter.counts), "waited": dict(limiter.waited)}
+    adaptive = bool(getattr(limiter.limit, "adaptive", False))
+    state = {"reads_per_s": limiter.limit.reads, "writes_per_s": limiter.limit.writes,
+             "adaptive": adaptive, "counts": dict(limiter.counts),
+             "waited": dict(limiter.waited),
+             "throttles": dict(getattr(limiter, "throttles", {}) or {})}
+    if adaptive:
+        state["rates_now"] = {kind: limiter.rate(kind) for kind in ("write", "read")}
+    return state
 
 
 def _limiter_delta(before: dict[str, Any] | None, after: dict[str, Any] | None
                    ) -> dict[str, Any] | None:
     if before is None or after is None:
         return None
+    throttles = {kind: after["throttles"].get(kind, 0) - before["throttles"].get(kind, 0)
+                 for kind in ("write", "read")} if "throttles" in after else None
     return {"reads_per_s": after["reads_per_s"], "writes_per_s": after["writes_per_s"],
+            "adaptive": after.get("adaptive", False), "throttles": throttles,
+            "rates_at_end": after.get("rates_now"),
             "writes": after["counts"]["write"] - before["counts"]["write"],
             "reads": after["counts"]["read"] - before["counts"]["read"],
             "write_wait_s": round(after["waited"]["write"] - before["waited"]["write"], 3),

@@ -37,7 +37,7 @@ def _one(backend: Backend, lib: str, state: dict[str, Any] | None, name: str, ta
     out["requests"] = len(client)
     out["project_requests"] = len(project) + sum(1 for r in client if r.get("project") is None)
     out["breakdown"] = breakdown(client)
-    # For scenario 2's N = 1: the same measures as its concurrent runs.
+    # Status polls, counted as scenario 2 counts them.
     interval = POLL_INTERVAL[lib]
     polls = [r["t"] for r in client if is_status_poll(r)]
     out["status_polls"] = len(polls)

@@ -1,178 +1,219 @@
-"""Scenario 2: N creates at once from threads sharing one client.
+"""Scenario 2 ("concurrent"): a fleet of N servers made at once, N = 1, 10, 25, 50.
 
-cloudnorm: N threads call ``create_server`` on one :class:`~cloudnorm.cloud.Cloud`
-(its ServerWatcher is meant to serve every waiter with one list call per interval).
-openstacksdk: N threads call ``create_server(auto_ip=True, wait=True)`` on one
-Connection, after the one key pair and security group they all use. Both clients are
-fresh, so everything from the first token on is counted.
+cloudnorm: N threads call ``create_server`` on one shared :class:`~cloudnorm.cloud.Cloud`,
+as ``doc/source/usage.rst`` ("Many servers at once") prescribes; it returns after a key
+login with a verified host key (and hardening). openstacksdk: N threads call
+``create_server(auto_ip=True, wait=True)`` on one shared Connection, after the one key
+pair and security group they all use; once a create returns, its thread waits for the
+SSH banner on the reported address and logs in with the operator's key (OpenSSH's
+client, :func:`bench.flows.wait_for_key_login`), as a person's script would. Libcloud is
+left out of the fleets (scenario 1 measures it alone). Each fleet runs in a worker
+process of its own (``bench/fleet_worker.py``), so that its peak RSS is its own.
+
+Per library and N, in the same run on the same backend: the wall time from the fresh
+client until every server has accepted a key login; the client's requests (from the
+services' own request log, by user agent) per server; status polls (``GET
+/servers/detail``, ``GET /servers/{id}``) per poll interval of the library, most and mean
+over the wait; the worker's peak RSS; errors. Everything is deleted afterwards and the
+project checked for leftovers.
 """
 
 from __future__ import annotations
 
 import contextlib
-import threading
+import json
+import subprocess
+import sys
 import time
 import traceback
+from pathlib import Path
 from typing import Any
 
-from bench import flows
-from bench.common import RAW, Budget, breakdown, is_status_poll, make_key, peak_in_window, say
+from bench.common import RAW, ROOT, Budget, breakdown, is_status_poll, make_key, peak_in_window, say
 from bench.sandbox import Backend
 
-SDK_POLL_INTERVAL = 5.0  # openstacksdk's wait_for_server: wait=min(5, timeout)
+LIBRARIES = ("cloudnorm", "openstacksdk")
+# Each library's own interval between status polls: cloudnorm's ServerWatcher (the worker
+# reads it from the Cloud; 1 s while a server is younger than 10 s), openstacksdk's
+# wait_for_server (wait=min(5, timeout)).
+SDK_POLL_INTERVAL = 5.0
+CN_POLL_INTERVAL = 2.0
+LOGIN_USER = "ubuntu"  # the image's user: a person hard-codes it, as the image id
+SWEEP_TIMEOUT = 240.0
+# Seconds past its own deadline a worker may take (imports, joining its threads, the
+# result) before it is killed.
+WORKER_GRACE = 90.0
+
+
+def create_timeout(n: int) -> float:
+    """Seconds every server of a fleet of N gets, until its key login: the data plane
+    starts the servers' SSH nodes (cloud-init's first stages each) eight at a time on
+    two cores, so the last node of a large fleet comes up a while after its server is
+    ACTIVE."""
+    return 90.0 + 4.0 * n
 
 
 def _cost(lib: str, n: int) -> float:
-    """Rough seconds one run takes here (create, wait, sweep), to stay in the budget."""
-    # cloudnorm waits for every server's SSH node (the data plane starts them one at a
-    # time) and hardens it; openstacksdk stops at ACTIVE + floating IP.
-    return 12.0 + 8.0 * n if lib == "cloudnorm" else 18.0 + 1.5 * n
+    """Rough seconds one run takes here (worker, creates, logins, sweep, leftovers
+    check), to stay in the budget: N = 50 about 230 s, N = 1 about 15 s."""
+    return 10.0 + 4.4 * n
 
 
-def _threads(n: int, work: Any, timeout: float) -> tuple[list[Any], float]:
-    results: list[Any] = [None] * n
-    barrier = threading.Barrier(n)
-
-    def run(i: int) -> None:
-        barrier.wait()
-        try:
-            results[i] = work(i)
-        except Exception as exc:  # recorded, not raised: one failure must not hide the rest
-            results[i] = exc
-            traceback.print_exc()
-
-    # Daemon threads, joined against one deadline: a hung backend cannot hang the bench.
-    threads = [threading.Thread(target=run, args=(i,), name=f"create-{i}", daemon=True)
-               for i in range(n)]
-    started = time.monotonic()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=max(0.1, started + timeout - time.monotonic()))
-    for i, t in enumerate(threads):
-        if t.is_alive():
-            results[i] = TimeoutError(f"create {i} still running after {timeout:.0f}s")
-    return results, time.monotonic() - started
+def _per_interval(times: list[float], interval: float) -> dict[str, Any]:
+    """Status polls per poll interval over the wait (from the first poll to the last, cut
+    into intervals of the library's own length): the most in one and the mean."""
+    if not times:
+        return {"max": 0, "mean": 0.0, "intervals": 0}
+    first = min(times)
+    count = int((max(times) - first) // interval) + 1
+    bins = [0] * count
+    for t in times:
+        bins[int((t - first) // interval)] += 1
+    return {"max": max(bins), "mean": round(len(times) / count, 2), "intervals": count}
 
 
-def _measure(backend: Backend, lib: str, n: int, operator_key: str,
-             timeout: float = 240.0) -> dict[str, Any]:
-    queued = {k: v["write_wait_s"] for k, v in backend.proxy_stats().items()}
-    steps: list[dict[str, float]] = [{} for _ in range(n)]
+def _measure(backend: Backend, lib: str, n: int, key_path: Path, operator_key: str,
+             timeout: float) -> dict[str, Any]:
+    """One fleet in a worker process of its own (``bench/fleet_worker.py``); its requests
+    counted from the services' log, by user agent."""
+    scratch = RAW / "fleet"
+    scratch.mkdir(parents=True, exist_ok=True)
+    spec_path, out_path = scratch / f"{lib}-{n}.spec.json", scratch / f"{lib}-{n}.out.json"
+    out_path.unlink(missing_ok=True)
+    spec_path.write_text(json.dumps({
+        "library": lib, "n": n, "timeout": timeout, "clouds_yaml": str(backend.clouds_yaml),
+        "cloud": backend.cloud, "image_id": backend.image_id(), "key_path": str(key_path),
+        "operator_key": operator_key, "login_user": LOGIN_USER}))
+    sync = backend.dataplane.sync if backend.dataplane else None
+    errors_before = len(sync.errors) if sync else 0
     since = backend.mark()
-    interval = SDK_POLL_INTERVAL
-    if lib == "cloudnorm":
-        cloud = flows.cloudnorm_connect(backend)
-        interval = float(cloud.watcher.interval)
-        began = time.monotonic()
-
-        def note(i: int) -> Any:
-            return lambda e: steps[i].setdefault(f"{e.step}:{e.status}",
-                                                 time.monotonic() - began)
-
-        before = flows._limiter_state(cloud)
-        results, wall = _threads(n, lambda i: cloud.create_server(
-            f"bench-n{n}-cn-{i}", image="ubuntu-22.04", min_ram=2048,
-            authorized_keys=[operator_key], timeout=timeout, on_step=note(i)), timeout + 10)
-        polls_made = cloud.watcher.polls
-        rate_limit = flows._limiter_delta(before, flows._limiter_state(cloud))
-        cloud.close()
-    else:
-        conn = flows.sdk_connect(backend)
-        access = flows.sdk_access(conn, f"n{n}", operator_key)
-        results, wall = _threads(n, lambda i: conn.create_server(
-            f"bench-n{n}-sdk-{i}", image=backend.image_id(), flavor=flows.FLAVOR,
-            network=flows.NETWORK, key_name=access["key_name"],
-            security_groups=[access["security_group"]], auto_ip=True, wait=True,
-            timeout=timeout), timeout + 10)
-        polls_made = None
-        rate_limit = None
-        conn.close()
+    rounds: list[tuple[float, int]] = []  # (s after since, the data plane's rounds so far)
+    proc = subprocess.Popen([sys.executable, "-m", "bench.fleet_worker", str(spec_path),
+                             str(out_path)], cwd=ROOT, stdin=subprocess.DEVNULL)
+    deadline = time.monotonic() + timeout + WORKER_GRACE
+    while proc.poll() is None:
+        if time.monotonic() > deadline:  # its servers are swept afterwards
+            proc.kill()
+            proc.wait(timeout=30)
+            break
+        if sync is not None and (not rounds or rounds[-1][1] != sync.rounds):
+            rounds.append((time.time() - since, sync.rounds))
+        time.sleep(0.1)
     until = backend.mark()
+    nodes = _node_starts(backend, since)
+    try:
+        worker = json.loads(out_path.read_text())
+    except (OSError, ValueError):
+        worker = {"error": f"the worker left no result within {timeout + WORKER_GRACE:.0f} s"}
+    if "error" in worker:
+        raise RuntimeError(f"fleet worker: {worker['error']}")
     client = backend.client_requests(lib, since, until)
+    interval = float(worker.get("poll_interval")
+                     or (CN_POLL_INTERVAL if lib == "cloudnorm" else SDK_POLL_INTERVAL))
     polls = [r["t"] for r in client if is_status_poll(r)]
-    failures = [f"{type(r).__name__}: {r}"[:300] for r in results if isinstance(r, Exception)
-                or r is None]
-    span = (max(polls) - min(polls)) if len(polls) > 1 else 0.0
+    per_interval = _per_interval(polls, interval)
+    dataplane_errors = (backend.dataplane.sync.errors[errors_before:]
+                        if backend.dataplane else [])
     return {
-        "n": n, "library": lib, "wall": wall, "ok": n - len(failures), "failures": failures,
-        "requests": len(client), "requests_per_create": len(client) / n,
+        "n": n, "library": lib, **worker,
+        # Until every server accepted a key login (None when not every one did).
+        "wall": worker["wall_until_all_returned"] if worker["ok"] == n else None,
+        "requests": len(client), "requests_per_server": len(client) / n,
+        "requests_per_create": len(client) / n,  # the name earlier reports used
         "project_requests": len(backend.project_requests(since, until)),
         "status_polls": len(polls), "poll_interval": interval,
-        "peak_polls_per_interval": peak_in_window(polls, interval),
-        "mean_polls_per_interval": (len(polls) / max(1.0, span / interval)) if polls else 0.0,
+        "polls_per_interval_max": per_interval["max"],
+        "polls_per_interval_mean": per_interval["mean"],
+        "poll_intervals": per_interval["intervals"],
+        "peak_polls_per_interval": peak_in_window(polls, interval),  # sliding window
         "peak_requests_per_5s": peak_in_window([r["t"] for r in client], 5.0),
-        "watcher_polls": polls_made,
-        "rate_limit": rate_limit,
-        "write_queue_s": {k: round(v["write_wait_s"] - queued.get(k, 0.0), 2)
-                          for k, v in backend.proxy_stats().items()},
         "breakdown": breakdown(client),
-        "timeline": [round(r["t"] - since, 3) for r in client if is_status_poll(r)],
-        "last_step_done": _last_done(steps) if lib == "cloudnorm" else None,
+        "timeline": [round(t - since, 3) for t in polls],
+        "dataplane_errors": dataplane_errors[-5:],
+        "dataplane": {
+            "rounds": (rounds[-1][1] - rounds[0][1]) if rounds else None,
+            "longest_round_s": round(max((b[0] - a[0] for a, b in
+                                          zip(rounds, rounds[1:], strict=False)),
+                                         default=0.0), 1),
+            **nodes},
     }
 
 
-def from_single_creates(create: dict[str, Any] | None) -> list[dict[str, Any]]:
-    """N = 1 is scenario 1's cold create (a fresh client, every request counted): the
-    run with the median request count of each library."""
-    out = []
-    for lib in ("cloudnorm", "openstacksdk"):
-        cold = ((create or {}).get("runs") or {}).get(lib, {}).get("cold") or []
-        if not cold:
-            continue
-        run = sorted(cold, key=lambda r: r["requests"])[len(cold) // 2]
-        out.append({
-            "n": 1, "library": lib, "wall": run.get("active_and_fip") if lib != "cloudnorm"
-            else run["wall"], "ok": 1, "failures": [], "requests": run["requests"],
-            "requests_per_create": float(run["requests"]),
-            "project_requests": run.get("project_only_requests"),
-            "status_polls": run.get("status_polls"), "poll_interval": run.get("poll_interval"),
-            "peak_polls_per_interval": run.get("peak_polls_per_interval"),
-            "peak_requests_per_5s": run.get("peak_requests_per_5s"),
-            "breakdown": run.get("breakdown"), "write_queue_s": {},
-            "rate_limit": run.get("rate_limit"),
-            "source": "scenario 1, cold run with the median request count",
-        })
-    return out
+def _node_starts(backend: Backend, since: float) -> dict[str, Any]:
+    """When the SSH data plane started the nodes it runs now (s after ``since``): the
+    fleet's, before the sweep."""
+    if backend.dataplane is None:
+        return {}
+    fleet = backend.dataplane.fleet
+    starts = sorted(t - since for t in (getattr(fleet.get(i), "started_at", None)
+                                         for i in fleet.node_ids()) if t is not None)
+    if not starts:
+        return {"nodes": 0}
+    return {"nodes": len(starts), "first_node_s": round(starts[0], 1),
+            "last_node_s": round(starts[-1], 1)}
 
 
-def run(backend: Backend, budget: Budget, sizes: list[int], reserve: float,
-        create: dict[str, Any] | None = None) -> dict[str, Any]:
-    _, operator_key = make_key(RAW / "keys", "operator")
+def _clean_up(backend: Backend) -> dict[str, Any]:
+    """Delete everything the run made (the bench's sweep, through its own uncounted
+    connection) and check that nothing is left, the data plane's nodes included; a
+    second sweep if the first left something (said so)."""
+    began = time.monotonic()
+    left: dict[str, int] = {}
+    sweeps = 0
+    while sweeps < 2:
+        sweeps += 1
+        backend.sweep(timeout=SWEEP_TIMEOUT)
+        # The data plane removes a deleted server's node on its next round.
+        deadline = time.monotonic() + 30
+        while True:
+            left = backend.leftovers()
+            if not any(left.values()) or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        if not any(left.values()):
+            break
+    return {"leftovers": {k: v for k, v in left.items() if v}, "sweeps": sweeps,
+            "cleanup_s": round(time.monotonic() - began, 1)}
+
+
+def run(backend: Backend, budget: Budget, sizes: list[int], reserve: float) -> dict[str, Any]:
+    key_path, operator_key = make_key(RAW / "keys", "operator")
     runs: list[dict[str, Any]] = []
     skipped: list[str] = []
-    if 1 not in sizes:
-        runs += from_single_creates(create)
-    for n in sorted(sizes, reverse=True):  # the largest N first: it matters most
-        for lib in ("cloudnorm", "openstacksdk"):
+    errors: list[str] = []
+    capacity = None
+    with contextlib.suppress(Exception):
+        capacity = backend.floating_ip_capacity()
+    start_state = _clean_up(backend)  # an empty project to start from
+    if start_state["leftovers"]:
+        errors.append(f"the project was not empty before the fleets: {start_state}")
+    # The largest N first (it matters most); at each N the other library goes first than
+    # at the N before, so neither always meets the machine in the same state.
+    for index, n in enumerate(sorted(set(sizes), reverse=True)):
+        order = LIBRARIES if index % 2 == 0 else LIBRARIES[::-1]
+        for lib in order:
             if budget.left() - reserve < _cost(lib, n):
                 skipped.append(f"{lib} N={n}: not enough time left in the budget")
                 say(f"skipping {skipped[-1]}")
                 continue
-            say(f"concurrent: {lib} N={n} ...")
+            timeout = max(60.0, min(create_timeout(n), budget.left() - reserve - 60))
+            say(f"fleet: {lib} N={n} (every create within {timeout:.0f} s) ...")
             try:
-                timeout = max(60.0, min(200.0, budget.left() - reserve - 20))
-                out = _measure(backend, lib, n, operator_key, timeout=timeout)
+                out = _measure(backend, lib, n, key_path, operator_key, timeout=timeout)
             except Exception as exc:
                 skipped.append(f"{lib} N={n}: {type(exc).__name__}: {exc}")
                 traceback.print_exc()
                 with contextlib.suppress(Exception):
-                    backend.sweep()
+                    _clean_up(backend)
                 continue
-            say(f"concurrent: {lib} N={n}: {out['ok']}/{n} ok, {out['requests']} requests, "
-                f"peak {out['peak_polls_per_interval']} status polls per "
-                f"{out['poll_interval']:.0f}s, {out['wall']:.1f}s")
+            out["cleanup"] = _clean_up(backend)
+            say(f"fleet: {lib} N={n}: {out['ok']}/{n} logged in, "
+                f"{out['wall_until_all_returned']:.1f} s, "
+                f"{out['requests_per_server']:.1f} requests/server, status polls per "
+                f"{out['poll_interval']:.0f} s max {out['polls_per_interval_max']} mean "
+                f"{out['polls_per_interval_mean']}, peak RSS {out['rss']['peak_mib']} MiB, "
+                f"left {out['cleanup']['leftovers'] or 'nothing'}")
             runs.append(out)
-            backend.sweep(timeout=120)
-    return {"runs": runs, "skipped": skipped}
-
-
-def _last_done(steps: list[dict[str, float]]) -> dict[str, float]:
-    """When the last of the N creates finished each step (s after the threads started)."""
-    out: dict[str, float] = {}
-    for per_thread in steps:
-        for key, at in per_thread.items():
-            if key.endswith(":done"):
-                step = key.split(":")[0]
-                out[step] = round(max(out.get(step, 0.0), at), 2)
-    return out
+    return {"runs": runs, "skipped": skipped, "errors": errors, "sizes": sorted(set(sizes)),
+            "floating_ip_capacity": capacity, "login_user": LOGIN_USER,
+            "finished_at": time.time()}

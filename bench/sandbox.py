@@ -24,9 +24,13 @@ AGENTS: dict[str, Callable[[str], bool]] = {
     "openstacksdk": lambda ua: ua.startswith("openstacksdk/"),
     "libcloud": lambda ua: ua.startswith("libcloud/"),
 }
-SETTLE = 0.4
-# Services whose writes the bench serializes (see bench/proxy.py for why).
-SERIALIZED = ("compute", "network", "placement")  # the services log a request once they answered it
+SETTLE = 0.4  # the services log a request once they answered it
+# The fleet scenario's largest N (bench/s2_concurrent.py) and some room: what the project's
+# quotas and the floating IP pool must allow at once.
+FLEET_ROOM = 60
+# The fip-required profile's public subnet is a /27 (about 28 floating IPs); the bench adds
+# this one to the same external network (TEST-NET-3, as the profile's own) for the fleet.
+EXTRA_FLOATING_SUBNET = {"name": "bench-public-v4-extra", "cidr": "203.0.113.128/25"}
 
 
 class Backend:
@@ -35,18 +39,16 @@ class Backend:
     The stack is started with the fip-required profile and ``extra_profiles``; the
     project-scoped facts and helpers (state, auth, request counts, sweep) are the
     fip-required project's, and :meth:`view` gives the same for another profile's project
-    on the same stack, proxies and data plane."""
+    on the same stack and data plane."""
 
     def __init__(self, workdir: Path, dataplane: bool = True,
-                 serialize_writes: bool = True, extra_profiles: tuple[str, ...] = ()) -> None:
+                 extra_profiles: tuple[str, ...] = ()) -> None:
         self.workdir = Path(workdir)
         self.want_dataplane = dataplane
-        self.serialize = serialize_writes
         self.profiles = list(dict.fromkeys([PROFILE, *extra_profiles]))
         self.profile_name = PROFILE
         self.stack: Any = None
         self.dataplane: Any = None
-        self.proxies: dict[str, Any] = {}
         self.started_in = 0.0
         self._cleanup_conn: Any = None
         self._views: dict[str, Backend] = {}
@@ -54,29 +56,13 @@ class Backend:
 
     # -- life cycle ---------------------------------------------------------------
     def start(self) -> Backend:
-        from cloudnorm.testing.openstack import catalog
         from cloudnorm.testing.openstack.stack import OpenStackStack
 
         began = time.monotonic()
-        original = catalog.register
-
-        def register(conn: Any, region: str, identity_url: str, urls: dict[str, str]) -> None:
-            from bench.proxy import SerializingProxy
-
-            urls = dict(urls)
-            for service in SERIALIZED:
-                self.proxies[service] = SerializingProxy(service, urls[service])
-                urls[service] = self.proxies[service].start()
-            original(conn, region, identity_url, urls)
-
         self.stack = OpenStackStack(self.workdir / "sandbox", self.profiles)
-        if self.serialize:
-            catalog.register = register  # type: ignore[assignment]
-        try:
-            self.stack.start()
-        finally:
-            catalog.register = original  # type: ignore[assignment]
+        self.stack.start()
         self._raise_quotas()
+        self._widen_floating_ip_pool()
         if self.want_dataplane:
             self.start_dataplane()
         self.started_in = time.monotonic() - began
@@ -131,11 +117,6 @@ class Backend:
         if self.stack is not None:
             self.stack.stop()
             self.stack = None
-        for proxy in self.proxies.values():
-            proxy.stop()
-
-    def proxy_stats(self) -> dict[str, Any]:
-        return {name: proxy.stats() for name, proxy in self.proxies.items()}
 
     def __enter__(self) -> Backend:
         return self.start()
@@ -203,15 +184,62 @@ class Backend:
         return self.stack.connect_admin()
 
     def _raise_quotas(self) -> None:
-        """Room for the largest concurrent run (defaults: 10 instances, 10 security groups)."""
+        """Room for the largest fleet (scenario "concurrent", N = 50) and the keys and
+        groups of earlier scenarios: Nova's defaults are 10 instances, 20 cores, 50 GiB of
+        RAM; Neutron's 10 security groups, 100 rules, 50 floating IPs, 50 ports. A fleet
+        server takes (at most) 1 instance, 1 core, 2 GiB (m1.small), 1 port, 1 floating
+        IP, 1 key pair and 1 security group with 4 rules (cloudnorm's own group: IPv4 and
+        IPv6 egress and port 22)."""
         admin = self._admin()
         try:
             pid = self.state["project_id"]
-            admin.set_compute_quotas(pid, instances=200, cores=2000, ram=2_000_000,
-                                     key_pairs=1000)
-            admin.network.update_quota(admin.network.get_quota(pid), security_groups=500,
-                                       security_group_rules=5000, floating_ips=500,
-                                       ports=2000)
+            admin.set_compute_quotas(pid, instances=4 * FLEET_ROOM, cores=8 * FLEET_ROOM,
+                                     ram=8 * 2048 * FLEET_ROOM, key_pairs=20 * FLEET_ROOM)
+            admin.network.update_quota(admin.network.get_quota(pid),
+                                       security_groups=10 * FLEET_ROOM,
+                                       security_group_rules=100 * FLEET_ROOM,
+                                       floating_ips=10 * FLEET_ROOM, ports=40 * FLEET_ROOM)
+        finally:
+            admin.close()
+
+    def _widen_floating_ip_pool(self) -> None:
+        """A second subnet on the fip-required profile's external network
+        (:data:`EXTRA_FLOATING_SUBNET`): its own /27 holds fewer floating IPs than a fleet
+        of 50 needs. Neutron allocates a floating IP from any subnet of the network with
+        room; clients see one pool, as on clouds whose public network grew."""
+        admin = self._admin()
+        try:
+            network = self._floating_ip_network(admin)
+            if not any(s.cidr == EXTRA_FLOATING_SUBNET["cidr"]
+                       for s in admin.network.subnets(network_id=network.id)):
+                admin.network.create_subnet(
+                    network_id=network.id, name=EXTRA_FLOATING_SUBNET["name"],
+                    cidr=EXTRA_FLOATING_SUBNET["cidr"], ip_version=4, is_dhcp_enabled=False,
+                    gateway_ip=None)
+        finally:
+            admin.close()
+
+    def _floating_ip_network(self, admin: Any) -> Any:
+        """The profile's external network (the seed records its id by name)."""
+        name = self.state["expect"].get("floating_ip_network") or "public"
+        network_id = ((self.state.get("networks") or {}).get(name)
+                      or self.state["expect"]["networks"][name]["id"])
+        return admin.network.get_network(network_id)
+
+    def floating_ip_capacity(self) -> int:
+        """How many floating IPs the external network's IPv4 subnets hold in all (their
+        allocation pools), for the report."""
+        import ipaddress
+
+        admin = self._admin()
+        try:
+            network = self._floating_ip_network(admin)
+            total = 0
+            for subnet in admin.network.subnets(network_id=network.id, ip_version=4):
+                for pool in subnet.allocation_pools or []:
+                    total += (int(ipaddress.ip_address(pool["end"]))
+                              - int(ipaddress.ip_address(pool["start"])) + 1)
+            return total
         finally:
             admin.close()
 
@@ -265,6 +293,24 @@ class Backend:
                     conn.network.delete_security_group(group)
         if volumes:
             self.sweep_volumes(timeout=timeout)
+
+    def leftovers(self) -> dict[str, int]:
+        """What the project holds besides its seeded network (router ports, the DHCP
+        port, the default security group), counted through the bench-cleanup connection
+        (never counted as a library's requests); and the SSH data plane's nodes."""
+        conn = self.cleanup_connection()
+        found = {
+            "servers": len(list(conn.compute.servers())),
+            "floating_ips": len(list(conn.network.ips())),
+            "ports": sum(1 for p in conn.network.ports()
+                         if not (p.device_owner or "").startswith("network:")),
+            "key_pairs": len(list(conn.compute.keypairs())),
+            "security_groups": sum(1 for g in conn.network.security_groups()
+                                   if g.name != "default"),
+        }
+        if self.dataplane is not None:
+            found["dataplane_nodes"] = len(self.dataplane.fleet.node_ids())
+        return found
 
     def volumes(self) -> list[Any]:
         """The project's volumes, listed with openstacksdk's ``block_storage.volumes()``
