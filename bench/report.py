@@ -532,6 +532,12 @@ def _fleet_missed(c: dict[str, Any] | None) -> list[str]:
     return out
 
 
+def _by_endpoint(lib: str, n: int, breakdown: dict[str, int]) -> str:
+    """A library's most frequent requests of a fleet, by endpoint."""
+    return (f"At N = {n}, {lib}'s requests by endpoint: "
+            + ", ".join(f"`{e}` {k}" for e, k in list(breakdown.items())[:14]) + ".")
+
+
 def _dataplane_text(dp: dict[str, Any]) -> str:
     if not dp or not dp.get("rounds"):
         return "its rounds were not recorded in this run."
@@ -665,8 +671,7 @@ def _concurrent(c: dict[str, Any], png: str | None, data: dict[str, Any]) -> lis
         out.append("")
     if cn:
         b = cn.get("breakdown") or {}
-        out.append(f"At N = {top}, cloudnorm's requests by endpoint: "
-                   + ", ".join(f"`{e}` {n}" for e, n in list(b.items())[:14]) + ".")
+        out.append(_by_endpoint("cloudnorm", top, b))
         versions = b.get("nova GET /v2.1", 0)
         if versions > 1:
             out.append("")
@@ -677,9 +682,7 @@ def _concurrent(c: dict[str, Any], png: str | None, data: dict[str, Any]) -> lis
                 "lock: something else asks for the compute versions.")
         out.append("")
     if sdk:
-        b = sdk.get("breakdown") or {}
-        out.append(f"At N = {top}, openstacksdk's requests by endpoint: "
-                   + ", ".join(f"`{e}` {n}" for e, n in list(b.items())[:14]) + ".")
+        out.append(_by_endpoint("openstacksdk", top, sdk.get("breakdown") or {}))
         out.append("")
     capacity = c.get("floating_ip_capacity")
     out.append(
