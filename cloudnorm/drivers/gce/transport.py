@@ -265,7 +265,11 @@ class Transport:
                 # backoff would only hide that. A few attempts, as botocore's standard
                 # retry mode makes.
                 connection_failures += 1
-                return connection_failures < CONNECTION_ATTEMPTS
+                if connection_failures >= CONNECTION_ATTEMPTS:
+                    # Given up, as when the backoff runs out: say so the same way.
+                    raise gexc.RetryError(
+                        f"{CONNECTION_ATTEMPTS} connections failed", cause=exc) from exc
+                return True
             return isinstance(exc, (gexc.ServiceUnavailable, gexc.InternalServerError,
                                     gexc.BadGateway, gexc.GatewayTimeout))
 
