@@ -524,7 +524,7 @@ def _fleet_missed(c: dict[str, Any] | None) -> list[str]:
             "shares one discovery (token, version documents, images, flavors, networks, "
             "subnets, routers, ports, floating IPs: about a dozen requests), which is what "
             "N = 1 pays alone. cloudnorm reads the console until the host keys are on it "
-            "(1 s after sshd answers, then at waits growing by 1.5× to 5 s); "
+            "(1 s after sshd answers, 0.5 s later, then at waits growing by 1.5× to 5 s); "
             "cloud-init prints them in the node's late boot stages, which take longer the "
             "more nodes boot at once on the machine's two cores, so a larger fleet reads "
             "it more often per server.")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import attrs
 
@@ -15,6 +15,9 @@ from cloudnorm.provision.context import Run
 from cloudnorm.provision.ledger import STEPS, Reporter
 
 LOG = logging.getLogger(__name__)
+
+#: Seconds after sshd first answers until a new server's console is first read.
+FIRST_CONSOLE_READ = 1.0
 
 
 def log_in(run: Run) -> None:
@@ -105,11 +108,13 @@ def announced_host_keys(driver: Driver, server_id: str, deadline: float, verify:
     # config stage and the user's scripts (the module order of its default cloud.cfg):
     # a second or more after sshd answers on an idle machine, much later under load or
     # behind long user data. So the console is first read a second after sshd answered,
-    # then at growing waits: a slow print costs few console reads. A guest environment
-    # that publishes its keys (GCE's) does so before sshd serves: that copy is read at once.
-    interval = 1.0
+    # then half a second later and at growing waits: a quick print is seen about as it
+    # comes, a slow one costs few console reads. A guest environment that publishes its
+    # keys (GCE's) does so before sshd serves: that copy is read at once.
+    waits = _console_waits()
     first = True
     while True:
+        wait = next(waits)
         keys: tuple[str, ...] = ()
         if published is not None:
             try:
@@ -128,7 +133,7 @@ def announced_host_keys(driver: Driver, server_id: str, deadline: float, verify:
                 "not from the network"))
             # Read for its login-user table.
             return hostkeys.HostKeys(keys=keys), driver.console_output(server_id)
-        if not first or time.monotonic() + interval >= deadline:
+        if not first or time.monotonic() + wait >= deadline:
             console = driver.console_output(server_id)
             found = hostkeys.parse_console(console)
             if found:
@@ -137,14 +142,24 @@ def announced_host_keys(driver: Driver, server_id: str, deadline: float, verify:
                     "read from the console output cloud-init printed at first boot"))
                 return found, console
         first = False
-        if time.monotonic() + interval >= deadline:
+        if time.monotonic() + wait >= deadline:
             raise errors.Timeout(
                 f"server {server_id} never printed its SSH host keys on the console"
                 + (" nor published them through the cloud's API" if has_channel else "")
                 + "; cannot verify whom cloudnorm would log in to. Pass "
                 "verify_host_keys=False to accept any key (not recommended)")
-        time.sleep(interval)
-        interval = min(interval * 1.5, 5.0)
+        time.sleep(wait)
+
+
+def _console_waits() -> Iterator[float]:
+    """Seconds before each look at a new server's host keys: the first console read
+    :data:`FIRST_CONSOLE_READ` after sshd answered, the next half a second later, then
+    half as long again each time, up to five seconds."""
+    yield FIRST_CONSOLE_READ
+    wait = 0.5
+    while True:
+        yield wait
+        wait = min(wait * 1.5, 5.0)
 
 
 def _store_login(driver: Driver, server_id: str, user: str, address: str, port: int,
