@@ -12,6 +12,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from cloudnorm.testing.openstack.room import floating_ip_network_id, make_room
+
 PROFILE = "fip-required"
 CLOUD = f"sandbox-{PROFILE}"
 # Zero-disk flavors only, images with min_disk, a real Cinder (scenario "bfv").
@@ -28,9 +30,6 @@ SETTLE = 0.4  # the services log a request once they answered it
 # The fleet scenario's largest N (bench/s2_concurrent.py) and some room: what the project's
 # quotas and the floating IP pool must allow at once.
 FLEET_ROOM = 60
-# The fip-required profile's public subnet is a /27 (about 28 floating IPs); the bench adds
-# this one to the same external network (TEST-NET-3, as the profile's own) for the fleet.
-EXTRA_FLOATING_SUBNET = {"name": "bench-public-v4-extra", "cidr": "203.0.113.128/25"}
 
 
 class Backend:
@@ -61,8 +60,7 @@ class Backend:
         began = time.monotonic()
         self.stack = OpenStackStack(self.workdir / "sandbox", self.profiles)
         self.stack.start()
-        self._raise_quotas()
-        self._widen_floating_ip_pool()
+        make_room(self.stack, self.profile_name, FLEET_ROOM)
         if self.want_dataplane:
             self.start_dataplane()
         self.started_in = time.monotonic() - began
@@ -183,49 +181,6 @@ class Backend:
     def _admin(self) -> Any:
         return self.stack.connect_admin()
 
-    def _raise_quotas(self) -> None:
-        """Room for the largest fleet (scenario "concurrent", N = 50) and the keys and
-        groups of earlier scenarios: Nova's defaults are 10 instances, 20 cores, 50 GiB of
-        RAM; Neutron's 10 security groups, 100 rules, 50 floating IPs, 50 ports. A fleet
-        server takes (at most) 1 instance, 1 core, 2 GiB (m1.small), 1 port, 1 floating
-        IP, 1 key pair and 1 security group with 4 rules (cloudnorm's own group: IPv4 and
-        IPv6 egress and port 22)."""
-        admin = self._admin()
-        try:
-            pid = self.state["project_id"]
-            admin.set_compute_quotas(pid, instances=4 * FLEET_ROOM, cores=8 * FLEET_ROOM,
-                                     ram=8 * 2048 * FLEET_ROOM, key_pairs=20 * FLEET_ROOM)
-            admin.network.update_quota(admin.network.get_quota(pid),
-                                       security_groups=10 * FLEET_ROOM,
-                                       security_group_rules=100 * FLEET_ROOM,
-                                       floating_ips=10 * FLEET_ROOM, ports=40 * FLEET_ROOM)
-        finally:
-            admin.close()
-
-    def _widen_floating_ip_pool(self) -> None:
-        """A second subnet on the fip-required profile's external network
-        (:data:`EXTRA_FLOATING_SUBNET`): its own /27 holds fewer floating IPs than a fleet
-        of 50 needs. Neutron allocates a floating IP from any subnet of the network with
-        room; clients see one pool, as on clouds whose public network grew."""
-        admin = self._admin()
-        try:
-            network = self._floating_ip_network(admin)
-            if not any(s.cidr == EXTRA_FLOATING_SUBNET["cidr"]
-                       for s in admin.network.subnets(network_id=network.id)):
-                admin.network.create_subnet(
-                    network_id=network.id, name=EXTRA_FLOATING_SUBNET["name"],
-                    cidr=EXTRA_FLOATING_SUBNET["cidr"], ip_version=4, is_dhcp_enabled=False,
-                    gateway_ip=None)
-        finally:
-            admin.close()
-
-    def _floating_ip_network(self, admin: Any) -> Any:
-        """The profile's external network (the seed records its id by name)."""
-        name = self.state["expect"].get("floating_ip_network") or "public"
-        network_id = ((self.state.get("networks") or {}).get(name)
-                      or self.state["expect"]["networks"][name]["id"])
-        return admin.network.get_network(network_id)
-
     def floating_ip_capacity(self) -> int:
         """How many floating IPs the external network's IPv4 subnets hold in all (their
         allocation pools), for the report."""
@@ -233,7 +188,7 @@ class Backend:
 
         admin = self._admin()
         try:
-            network = self._floating_ip_network(admin)
+            network = admin.network.get_network(floating_ip_network_id(self.state))
             total = 0
             for subnet in admin.network.subnets(network_id=network.id, ip_version=4):
                 for pool in subnet.allocation_pools or []:

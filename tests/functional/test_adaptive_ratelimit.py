@@ -24,6 +24,7 @@ import cloudnorm
 from cloudnorm import ratelimit
 from cloudnorm.testing.faults import in_front_of, summary
 from cloudnorm.testing.openstack.leftovers import leftovers
+from cloudnorm.testing.openstack.room import make_room
 from cloudnorm.testing.redis import RedisServer
 
 pytestmark = pytest.mark.functional
@@ -134,20 +135,8 @@ FLEET_RATE, FLEET_BURST = 3.0, 3
 
 @pytest.fixture
 def fleet_proxy(openstack_sandbox, tmp_path):
-    sdk = openstack_sandbox.connect(PROFILE)
-    admin = openstack_sandbox.connect_admin()
-    try:
-        if FLEET > 10:  # Nova's default quota is ten instances a project
-            project = sdk.current_project_id
-            admin.set_compute_quotas(project, instances=FLEET + 5, cores=4 * FLEET + 20,
-                                     ram=4096 * FLEET + 20480)
-            admin.network.update_quota(admin.network.get_quota(project),
-                                       security_groups=FLEET + 20,
-                                       security_group_rules=10 * FLEET + 200,
-                                       floating_ips=FLEET + 10, ports=3 * FLEET + 50)
-    finally:
-        sdk.close()
-        admin.close()
+    if FLEET > 10:  # beyond the default quotas and the profile's floating IP subnet
+        make_room(openstack_sandbox, PROFILE, FLEET)
     with in_front_of(openstack_sandbox, PROFILE, CLOUD, tmp_path / "clouds.yaml",
                      ("compute", "network"), seed=2) as running:
         yield running
