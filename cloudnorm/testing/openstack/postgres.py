@@ -122,8 +122,11 @@ def ensure_installed(timeout: float = APT_TIMEOUT) -> Path:
 
 def _unprivileged(command: list[str]) -> list[str]:
     """``command`` as run by the server's user: itself when not root, else a user of a new
-    user namespace; it receives SIGINT (fast shutdown) if the sandbox's process dies."""
-    prefix = ["setpriv", "--pdeathsig", "INT", "--"]
+    user namespace. It receives SIGTERM if the sandbox's process dies (a smart shutdown,
+    over once the services, which end with that process too, have hung up): not SIGINT,
+    which a shell leaves ignored in what it starts in the background (``sandbox up &``),
+    and an ignored signal stays ignored through every exec."""
+    prefix = ["setpriv", "--pdeathsig", "TERM", "--"]
     if os.geteuid() != 0:
         return prefix + command
     return prefix + ["unshare", "--user", f"--map-user={NAMESPACE_ID}",
