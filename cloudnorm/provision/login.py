@@ -133,7 +133,8 @@ def announced_host_keys(driver: Driver, server_id: str, deadline: float, verify:
                 "not from the network"))
             # Read for its login-user table.
             return hostkeys.HostKeys(keys=keys), driver.console_output(server_id)
-        if not first or time.monotonic() + wait >= deadline:
+        last_look = time.monotonic() + wait >= deadline
+        if not first or last_look:
             console = driver.console_output(server_id)
             found = hostkeys.parse_console(console)
             if found:
@@ -142,7 +143,7 @@ def announced_host_keys(driver: Driver, server_id: str, deadline: float, verify:
                     "read from the console output cloud-init printed at first boot"))
                 return found, console
         first = False
-        if time.monotonic() + wait >= deadline:
+        if last_look:
             raise errors.Timeout(
                 f"server {server_id} never printed its SSH host keys on the console"
                 + (" nor published them through the cloud's API" if has_channel else "")

@@ -242,9 +242,7 @@ class DataPlaneSync(Watcher):
                        f"{', '.join(f'{sid} (port {port})' for port, sid in claims)}; the "
                        f"data plane gives an address to one node only: {claims[0][1]} answers")
             if message not in self.errors:
-                LOG.warning("%s", message)
-                self.errors.append(message)
-                del self.errors[:-20]
+                self.record_error(message)
             for _, sid in claims[1:]:
                 mine, addresses, port_number = reachable[sid]
                 reachable[sid] = (mine, [a for a in addresses if a != address], port_number)
