@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import statistics
 import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -25,6 +26,9 @@ if TYPE_CHECKING:
 NetworkView = tuple[list[Network], list[networks.Router]]
 
 LOG = logging.getLogger(__name__)
+
+#: How many of the latest host key delays of an image its next creates go by.
+DELAY_SAMPLES = 9
 
 
 class Cloud:
@@ -327,6 +331,21 @@ class Cloud:
         """The user an earlier login to a server of ``image`` worked with, if any."""
         learned: str | None = self._cache.peek("login_user", image.id)
         return learned
+
+    def host_keys_delay(self, image: Image) -> float | None:
+        """Seconds after sshd answered until servers of ``image`` lately showed their
+        host keys on the console (the median of the last few), if any did."""
+        seen = self._cache.peek("host_keys_delay", image.id)
+        return statistics.median(seen) if seen else None
+
+    def remember_host_keys_delay(self, image: Image, seconds: float) -> None:
+        """Record how long a server of ``image`` took to show its host keys, so that the
+        next creates read the console about then instead of several times before (shared
+        with other processes where the cache is). Concurrent creates may overwrite one
+        another's record: one sample lost does not move a median."""
+        seen = tuple(self._cache.peek("host_keys_delay", image.id) or ())
+        self._cache.set("host_keys_delay", image.id,
+                        (*seen[-(DELAY_SAMPLES - 1):], round(seconds, 2)))
 
     def close(self) -> None:
         self._driver.close()

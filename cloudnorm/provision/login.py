@@ -16,8 +16,14 @@ from cloudnorm.provision.ledger import STEPS, Reporter
 
 LOG = logging.getLogger(__name__)
 
-#: Seconds after sshd first answers until a new server's console is first read.
+#: Seconds after sshd first answers until a new server's console is first read, unless
+#: earlier servers of the image printed their host keys later (then up to
+#: :data:`LATEST_FIRST_READ`).
 FIRST_CONSOLE_READ = 1.0
+LATEST_FIRST_READ = 5.0
+#: How much shorter than the wait a first look that found the keys counts, so that the
+#: learned wait comes down again when servers print sooner (it found them at most then).
+FOUND_AT_ONCE = 0.75
 
 
 def log_in(run: Run) -> None:
@@ -30,8 +36,13 @@ def log_in(run: Run) -> None:
     report.emit(run.step, "started", f"waiting for SSH on {address}")
     ssh.wait_for_port(address, run.ssh_port, timeout=run.left(),
                       on_attempt=lambda last: report.emit(STEPS[5], "waiting", last))
-    announced, console = announced_host_keys(driver, run.server.id, run.deadline,
-                                             request.verify_host_keys, report)
+    learned = run.cloud.host_keys_delay(run.image)
+    first_read = min(LATEST_FIRST_READ, max(FIRST_CONSOLE_READ, learned or 0.0))
+    announced, console, seen = announced_host_keys(driver, run.server.id, run.deadline,
+                                                   request.verify_host_keys, report,
+                                                   first_read=first_read)
+    if seen is not None:
+        run.cloud.remember_host_keys_delay(run.image, delay_to_learn(seen, first_read))
     users, users_why = run.users, run.users_why
     if len(users) > 1:
         named = hostkeys.console_login_users(console, run.node_key.public_key)
@@ -93,25 +104,29 @@ def result(run: Run) -> Server:
 
 
 def announced_host_keys(driver: Driver, server_id: str, deadline: float, verify: bool,
-                        report: Reporter) -> tuple[hostkeys.HostKeys, str]:
+                        report: Reporter, first_read: float = FIRST_CONSOLE_READ,
+                        ) -> tuple[hostkeys.HostKeys, str, float | None]:
     """Host keys the server's guest environment published through the cloud's API (GCE's
     guest attributes), else those cloud-init printed on the console, waiting (bounded) for
-    either; and the console text (its login-user table is read either way)."""
+    either; the console text (its login-user table is read either way); and, for keys
+    read from the console, how many seconds after the call it showed them. The console
+    is first read ``first_read`` seconds after the call."""
     if not verify:
         report.decide(Decision("host_keys", "not verified",
                                "verify_host_keys=False was passed: any host key is accepted"))
-        return hostkeys.HostKeys(), ""
+        return hostkeys.HostKeys(), "", None
     has_channel = driver.capabilities.published_host_keys
     published = driver.published_host_keys if has_channel else None
     # cloud-init makes the host keys in its init stage, after which sshd starts, but
     # prints them (keys-to-console) only near the end of its final stage, after the
     # config stage and the user's scripts (the module order of its default cloud.cfg):
     # a second or more after sshd answers on an idle machine, much later under load or
-    # behind long user data. So the console is first read a second after sshd answered,
-    # then half a second later and at growing waits: a quick print is seen about as it
-    # comes, a slow one costs few console reads. A guest environment that publishes its
-    # keys (GCE's) does so before sshd serves: that copy is read at once.
-    waits = _console_waits()
+    # behind long user data. So the console is first read a second after sshd answered
+    # (later when the image's earlier servers printed later: log_in learns it), then half
+    # a second later and at growing waits: a quick print is seen about as it comes, a
+    # slow one costs few console reads. A guest environment that publishes its keys
+    # (GCE's) does so before sshd serves: that copy is read at once.
+    waits, started = _console_waits(first_read), time.monotonic()
     first = True
     while True:
         wait = next(waits)
@@ -132,7 +147,7 @@ def announced_host_keys(driver: Driver, server_id: str, deadline: float, verify:
                 "(GCE: guest attributes, hostkeys/) and they were read back over that API, "
                 "not from the network"))
             # Read for its login-user table.
-            return hostkeys.HostKeys(keys=keys), driver.console_output(server_id)
+            return hostkeys.HostKeys(keys=keys), driver.console_output(server_id), None
         last_look = time.monotonic() + wait >= deadline
         if not first or last_look:
             console = driver.console_output(server_id)
@@ -141,7 +156,7 @@ def announced_host_keys(driver: Driver, server_id: str, deadline: float, verify:
                 report.decide(Decision(
                     "host_keys", f"{len(found.keys) or len(found.fingerprints)} announced",
                     "read from the console output cloud-init printed at first boot"))
-                return found, console
+                return found, console, time.monotonic() - started
         first = False
         if last_look:
             raise errors.Timeout(
@@ -152,11 +167,20 @@ def announced_host_keys(driver: Driver, server_id: str, deadline: float, verify:
         time.sleep(wait)
 
 
-def _console_waits() -> Iterator[float]:
+def delay_to_learn(seen: float, first_read: float) -> float:
+    """What a create that found the host keys ``seen`` seconds after sshd answered tells
+    the next ones. Keys found at the first read came at most then: they count shorter
+    (:data:`FOUND_AT_ONCE`), so that the learned wait comes down again once servers
+    print sooner; found later, they count as seen (they came after the read before)."""
+    found_at_first_read = seen < first_read + 0.5  # the second read comes 0.5 s later
+    return seen * FOUND_AT_ONCE if found_at_first_read else seen
+
+
+def _console_waits(first: float) -> Iterator[float]:
     """Seconds before each look at a new server's host keys: the first console read
-    :data:`FIRST_CONSOLE_READ` after sshd answered, the next half a second later, then
-    half as long again each time, up to five seconds."""
-    yield FIRST_CONSOLE_READ
+    ``first`` seconds after sshd answered, the next half a second later, then half as
+    long again each time, up to five seconds."""
+    yield first
     wait = 0.5
     while True:
         yield wait

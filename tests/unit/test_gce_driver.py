@@ -901,8 +901,8 @@ def announced(driver, deadline=2.0):
     from cloudnorm.provision.login import announced_host_keys
 
     report = Reporter(None, "web")
-    keys, console = announced_host_keys(driver, "web", time.monotonic() + deadline, True,
-                                        report)
+    keys, console, _ = announced_host_keys(driver, "web", time.monotonic() + deadline,
+                                           True, report)
     return keys, console, {d.step: d for d in report.decisions}
 
 
