@@ -56,7 +56,6 @@ class AwsDataPlaneSync(Watcher):
         self._clients = {region: sandbox.client("ec2", region) for region in sandbox.regions}
         self._keys: dict[str, str] = {}  # instance id -> public key of its key pair
         self._user_data: dict[str, bytes | None] = {}  # instance id -> its UserData
-        self._known: set[str] = set()
 
     def sync_once(self) -> None:
         running: dict[str, tuple[str, dict[str, Any]]] = {}
@@ -66,12 +65,7 @@ class AwsDataPlaneSync(Watcher):
             for reservation in reply.get("Reservations") or ():
                 for instance in reservation.get("Instances") or ():
                     running[instance["InstanceId"]] = (region, instance)
-        for gone in self._known - set(running):
-            self.hide_console(gone)
-            self._fleet.remove(gone)
-            self._keys.pop(gone, None)
-            self._user_data.pop(gone, None)
-        self._known &= set(running)
+        self.retire(running, forget=self._forget)
         if running:
             self._reconcile(running)
         self.rounds += 1
@@ -91,10 +85,7 @@ class AwsDataPlaneSync(Watcher):
             addresses = self._reachable(instance, tables[region])
             if not addresses:
                 # Nothing reaches it from outside: no node to answer (and no console).
-                if iid in self._known:
-                    self.hide_console(iid)
-                    self._fleet.remove(iid)
-                    self._known.discard(iid)
+                self.take_down(iid)
                 return
             attached = {g["GroupId"] for g in instance.get("SecurityGroups") or ()}
             attached |= {g["GroupId"] for nic in instance.get("NetworkInterfaces") or ()
@@ -103,13 +94,20 @@ class AwsDataPlaneSync(Watcher):
                         for p in groups[region].get(g, {}).get("IpPermissions") or ())
             self._fleet.ensure(iid, addresses, user=user, authorized_key=key, port=22,
                                allow_ssh=allow, userdata=self._read_user_data(region, iid))
-            self._known.add(iid)
+            self.known.add(iid)
             self.show_console(iid, lambda: self._fleet.console_text(iid))
 
         self.each(running, bring_up)
 
     def write_console(self, node_id: str, text: str | None) -> None:
         self._sandbox.set_console(node_id, text)
+
+    def remove_node(self, node_id: str) -> None:
+        self._fleet.remove(node_id)
+
+    def _forget(self, node_id: str) -> None:
+        self._keys.pop(node_id, None)
+        self._user_data.pop(node_id, None)
 
     def _read_user_data(self, region: str, iid: str) -> bytes | None:
         """The instance's UserData, read once (EC2 fixes it while the instance runs)."""

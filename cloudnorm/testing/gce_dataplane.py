@@ -160,7 +160,6 @@ class GceDataPlaneSync(Watcher):
         self._fleet = fleet
         self._logins: dict[str, tuple[str, str]] = {}  # instance id -> (user, key)
         self._published: set[str] = set()  # instances whose agent published its keys
-        self._known: set[str] = set()
 
     def _get(self, path: str) -> dict[str, Any]:
         request = urllib.request.Request(self._base + path,
@@ -209,6 +208,13 @@ class GceDataPlaneSync(Watcher):
     def write_console(self, node_id: str, text: str | None) -> None:
         write_console_file(self._console_dir, node_id, text)
 
+    def remove_node(self, node_id: str) -> None:
+        self._fleet.remove(node_id)
+
+    def _forget(self, node_id: str) -> None:
+        self._logins.pop(node_id, None)
+        self._published.discard(node_id)
+
     def sync_once(self) -> None:
         running: dict[str, tuple[str, dict[str, Any]]] = {}
         for project in self._projects:
@@ -217,12 +223,7 @@ class GceDataPlaneSync(Watcher):
                 for instance in scope.get("instances") or ():
                     if instance.get("status") == "RUNNING":
                         running[instance["id"]] = (project, instance)
-        for gone in self._known - set(running):
-            self.hide_console(gone)
-            self._fleet.remove(gone)
-            self._logins.pop(gone, None)
-            self._published.discard(gone)
-        self._known &= set(running)
+        self.retire(running, forget=self._forget)
         if running:
             rules = {p: self._get(f"{p}/global/firewalls").get("items") or []
                      for p in {p for p, _ in running.values()}}
@@ -249,10 +250,7 @@ class GceDataPlaneSync(Watcher):
                       and {str(nic.get("network", "")).rsplit("/", 1)[-1], "*"} & inside]
         if not addresses:
             # Nothing reaches it from outside: no node to answer (and no console).
-            if iid in self._known:
-                self.hide_console(iid)
-                self._fleet.remove(iid)
-                self._known.discard(iid)
+            self.take_down(iid)
             return
         tags = set((instance.get("tags") or {}).get("items") or ())
         allow = ssh_open(rules, nics[0].get("network", ""), tags)
@@ -262,14 +260,14 @@ class GceDataPlaneSync(Watcher):
             node = self._fleet.ensure(iid, addresses, user=user, authorized_key=key, port=22,
                                       allow_ssh=False, hostname=instance["name"],
                                       userdata=user_data(instance))
-            self._known.add(iid)
+            self.known.add(iid)
             self._publish_host_keys(project, instance,
                                     node.host_keys.keys if node.host_keys else ())
             self._published.add(iid)
         node = self._fleet.ensure(iid, addresses, user=user, authorized_key=key, port=22,
                                   allow_ssh=allow, hostname=instance["name"],
                                   userdata=user_data(instance))
-        self._known.add(iid)
+        self.known.add(iid)
         if channel == "guest-attributes":
             booted = node.started_at or time.time()
             self.show_console(iid, lambda: guest_agent_console(instance["name"], booted))

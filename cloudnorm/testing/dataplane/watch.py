@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import abc
 import concurrent.futures
+import functools
 import logging
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Hashable, Iterable
 from pathlib import Path
 from typing import TypeVar
 
@@ -18,8 +19,12 @@ T = TypeVar("T")
 #: Servers a watcher brings in line at once. A cloud boots many servers side by side;
 #: one after another, the fiftieth of a batch would wait for forty-nine first boots.
 PARALLEL = 8
+Key = TypeVar("Key", bound=Hashable)
 #: Seconds between two copies of the nodes' consoles to where the cloud shows them.
 CONSOLE_INTERVAL = 0.25
+#: Seconds between rounds at least while nodes are being brought up: a round reads the
+#: whole project from the cloud, whose API the creates under way need more.
+BUSY_INTERVAL = 1.0
 
 
 class Watcher(abc.ABC):
@@ -40,6 +45,10 @@ class Watcher(abc.ABC):
         self._console_lock = threading.Lock()
         self._consoles: dict[str, Callable[[], str]] = {}  # node id -> its console's text
         self._shown: dict[str, str] = {}  # node id -> the text the cloud shows now
+        self._busy: set[Hashable] = set()  # items whose work is queued or under way
+        self._busy_lock = threading.Lock()
+        #: Nodes this watcher runs (it brought them up and has not removed them).
+        self.known: set[str] = set()
         self.errors: list[str] = []
         self.rounds = 0
 
@@ -87,20 +96,60 @@ class Watcher(abc.ABC):
                 except Exception as exc:  # one console's trouble must not stop the others
                     self.record_error(f"console of {node_id}: {exc}")
 
-    def each(self, items: Iterable[T], work: Callable[[T], None]) -> None:
-        """Call ``work`` for every item, up to :data:`PARALLEL` at once, and wait for all.
+    def each(self, items: Iterable[Key], work: Callable[[Key], None]) -> None:
+        """Start ``work`` for every item whose work is not already under way, up to
+        :data:`PARALLEL` at once, and return without waiting for it.
 
-        A failure for one item is logged and kept in ``errors`` while the others go on,
-        as one server that fails to boot does not hold up the rest of a batch.
+        The next round finds the items still under way busy and leaves them be: a round
+        does not wait for its slowest first boot, as a cloud starts the servers that
+        became ready meanwhile without waiting for the others. A failure for one item is
+        logged and kept in ``errors`` while the others go on.
         """
         if self._pool is None:
             self._pool = concurrent.futures.ThreadPoolExecutor(
                 PARALLEL, thread_name_prefix=self.name)
-        futures = {self._pool.submit(work, item): item for item in items}
-        for future in concurrent.futures.as_completed(futures):
-            exc = future.exception()
-            if exc is not None:
-                self.record_error(f"{futures[future]}: {exc}")
+        for item in items:
+            with self._busy_lock:
+                if item in self._busy:
+                    continue
+                self._busy.add(item)
+            try:
+                future = self._pool.submit(work, item)
+            except RuntimeError:  # stopping: the pool takes no more work
+                self._done(item, None)
+                return
+            future.add_done_callback(functools.partial(self._done, item))
+
+    def _done(self, item: Hashable, future: concurrent.futures.Future[None] | None) -> None:
+        with self._busy_lock:
+            self._busy.discard(item)
+        if future is not None and not future.cancelled() and future.exception() is not None:
+            self.record_error(f"{item}: {future.exception()}")
+
+    def busy(self, item: Hashable) -> bool:
+        """Whether work started by :meth:`each` for ``item`` is queued or under way."""
+        with self._busy_lock:
+            return item in self._busy
+
+    def retire(self, alive: Iterable[str], forget: Callable[[str], None]) -> None:
+        """Take down the nodes of servers no longer alive: console hidden, node removed,
+        then ``forget(node_id)`` for what the watcher kept about it. A node whose work is
+        under way is left to the next round, so a removal never races its bring-up."""
+        for gone in self.known - set(alive):
+            if not self.busy(gone):
+                self.take_down(gone)
+                forget(gone)
+
+    def take_down(self, node_id: str) -> None:
+        """Hide the node's console and remove the node, if this watcher runs it."""
+        if node_id in self.known:
+            self.hide_console(node_id)
+            self.remove_node(node_id)
+            self.known.discard(node_id)
+
+    @abc.abstractmethod
+    def remove_node(self, node_id: str) -> None:
+        """Stop and remove the data plane's node ``node_id``."""
 
     def record_error(self, message: str) -> None:
         LOG.warning("%s failed: %s", self.name, message)
@@ -129,7 +178,9 @@ class Watcher(abc.ABC):
                 self.sync_once()
             except Exception as exc:  # keep watching: a passing error must not kill the plane
                 self.record_error(str(exc))
-            self._stop.wait(self._interval)
+            with self._busy_lock:
+                busy = bool(self._busy)
+            self._stop.wait(max(self._interval, BUSY_INTERVAL) if busy else self._interval)
 
 
 def write_console_file(folder: Path, node_id: str, text: str | None) -> None:

@@ -80,7 +80,6 @@ class DataPlaneSync(Watcher):
         self._keys: dict[str, str] = {}  # server id -> public key injected at boot
         self._users: dict[str, str] = {}  # server id -> the image's login user
         self._user_data: dict[str, bytes | None] = {}  # server id -> what cloud-init reads
-        self._known: set[str] = set()
 
     def _get(self, service: str, path: str, **kwargs: Any) -> Any:
         resp = self._session.get(path, endpoint_filter={
@@ -99,10 +98,7 @@ class DataPlaneSync(Watcher):
         servers = self._get("compute", "/servers/detail?all_tenants=1",
                             headers={"OpenStack-API-Version": "compute 2.79"})["servers"]
         active = {s["id"]: s for s in servers if s.get("status") == "ACTIVE"}
-        for gone in self._known - set(active):
-            self.hide_console(gone)
-            self._fleet.remove(gone)
-        self._known &= set(active)
+        self.retire(active, forget=lambda gone: None)
         if not active:
             self.rounds += 1
             return
@@ -132,7 +128,7 @@ class DataPlaneSync(Watcher):
                                authorized_key=self._keys[sid], port=port_number,
                                allow_ssh=allow and bool(addresses),
                                userdata=self._user_data.get(sid))
-            self._known.add(sid)
+            self.known.add(sid)
             self.show_console(sid, lambda: self._fleet.console_text(sid))
 
         self.each(reachable, bring_up)
@@ -140,6 +136,9 @@ class DataPlaneSync(Watcher):
 
     def write_console(self, node_id: str, text: str | None) -> None:
         write_console_file(self._console_dir, node_id, text)
+
+    def remove_node(self, node_id: str) -> None:
+        self._fleet.remove(node_id)
 
     def _learn(self, sid: str, server: dict[str, Any]) -> bool:
         """Fetch, once, what the server was booted with: its key and its image's user."""
