@@ -1,6 +1,6 @@
 """How long the create/delete soaks run, and where a long run leaves its results.
 
-The test suite runs a fixed number of cycles per provider (``SOAK_CYCLES``, 6 unless
+The test suite runs a fixed number of cycles per provider (``SOAK_CYCLES``, 4 unless
 set): each meets faults of several kinds, and a CI run stays under 30 minutes; the
 long soaks meet every kind many times.
 ``bash scripts/soak`` runs the 100-cycle soaks and writes each provider's record to
@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 #: Create/delete cycles per provider.
-CYCLES = int(os.environ.get("SOAK_CYCLES", "6"))
+CYCLES = int(os.environ.get("SOAK_CYCLES", "4"))
 #: Seconds of cycles per provider at most: a bound, not the length (cycles end first).
 BUDGET = float(os.environ.get("SOAK_BUDGET", "600"))
 

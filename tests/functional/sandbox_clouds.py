@@ -632,9 +632,9 @@ def _openstack(profile: str) -> OpenStackCloud:
     }
     if profile == "fip-required":  # the profile where every kind of resource gets created
         contract.update({
-            "faults": {"login_timeout": 25},
+            "faults": {"login_timeout": 16},
             "public_address_fault": True,
-            "no_host_keys": {"timeout": 25, "detail_prefix": "203.0.113.",
+            "no_host_keys": {"timeout": 16, "detail_prefix": "203.0.113.",
                              "detail_has": "floating IP"},
             "boot": {"marks": {"server", "key pair", "security group"}},
             "discovery": {"image_request": "/images"},
@@ -694,7 +694,7 @@ CLOUDS: list[SandboxCloud] = [
             "decisions": [("public_address", "reason", "in",
                            "subnet maps a public IPv4 at launch")],
             "public_address_reason": "assigned at launch"},
-        "no_host_keys": {"timeout": 15, "detail_prefix": "198.51.100.",
+        "no_host_keys": {"timeout": 10, "detail_prefix": "198.51.100.",
                          "detail_has": "public IPv4 AWS assigned at launch"},
         "host_key_mismatch": True,
         "user_data_runs": True,
@@ -728,9 +728,9 @@ CLOUDS: list[SandboxCloud] = [
             "ssh_user": "ec2-user", "public_v4_is_interface": True,
             "interface_in": "198.51.100.128/25",  # the Elastic IP range
             "decisions": [("public_address", "reason", "in", "Elastic IP")]},
-        "no_host_keys": {"timeout": 15, "detail_prefix": "198.51.100.",
+        "no_host_keys": {"timeout": 10, "detail_prefix": "198.51.100.",
                          "detail_has": "Elastic IP eipalloc-"},
-        "faults": {"login_timeout": 12},
+        "faults": {"login_timeout": 9},
         "public_address_fault": True,
     }),
     AwsCloud("aws-nodefault", "sandbox-aws-nodefault", {
@@ -812,9 +812,9 @@ CLOUDS: list[SandboxCloud] = [
             "decisions": [("ssh_access", "choice", "startswith",
                            "firewall rule cloudnorm-{owner} on network 'custom-vpc'"),
                           ("network", "choice", "==", "custom-vpc")]},
-        "no_host_keys": {"timeout": 15, "detail_prefix": "198.51.100.",
+        "no_host_keys": {"timeout": 10, "detail_prefix": "198.51.100.",
                          "detail_has": "ONE_TO_ONE_NAT"},
-        "faults": {"login_timeout": 12},
+        "faults": {"login_timeout": 9},
         "boot": {"create": {"image": "debian-12"},
                  "marks": {"instance", "disk", "firewall rule"}},
         "refusals": {
@@ -857,3 +857,19 @@ def check_decision(value: str, op: str, text: str) -> None:
 
 def in_network(address: str, network: str) -> bool:
     return ipaddress.ip_address(address) in ipaddress.ip_network(network)
+
+
+def processes_mentioning(text: str) -> list[int]:
+    """Processes (other than this one) whose command line holds ``text``: what a stopped
+    sandbox must not leave running."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if text.encode() in cmdline:
+            found.append(int(entry.name))
+    return found

@@ -17,9 +17,11 @@ import time
 from pathlib import Path
 
 import pytest
+from sandbox_clouds import processes_mentioning
 
 import cloudnorm
 from cloudnorm.cli import sandbox_control as cli_sandbox
+from cloudnorm.cli.render import conformance_markdown, conformance_text
 from cloudnorm.drivers.base import Created
 from cloudnorm.models import OWNER_KEY
 from cloudnorm.state import gone
@@ -116,16 +118,18 @@ def test_conformance_fip_required_closes_the_public_address_gap(os_env):
 
 
 def test_conformance_direct_public_has_a_public_address_raw(os_env):
-    proc = run_cli("conformance", "sandbox-direct-public", "--markdown", env=os_env)
-    rows = {line.split(" | ")[0].strip("| "): line for line in proc.stdout.splitlines()
-            if line.startswith("| ")}
+    # One run (a create and a plain boot); its JSON rendered both ways the CLI renders.
+    proc = run_cli("conformance", "sandbox-direct-public", "--json", env=os_env)
+    (report,) = json.loads(proc.stdout)
+    rows = {line.split(" | ")[0].strip("| "): line
+            for line in conformance_markdown([report]).splitlines() if line.startswith("| ")}
     assert rows["5 public address"].startswith(
         "| 5 public address | **YES**: public address after boot: 203.0.113.")
     through, gap = rows["5 public address"].split(" | ")[2:4]
     assert through.startswith("**YES**: 203.0.113.") and gap == "- |"
     # images named without os_* properties: only the name says which OS they hold
     assert "**PARTIAL**: image 'ubuntu-22.04-x86_64': only its name" in rows["3 choice"]
-    text = run_cli("conformance", "sandbox-direct-public", env=os_env).stdout
+    text = conformance_text(report)
     assert "conforms through cloudnorm" in text
     assert "5 public address  YES: public address after boot" in text
 
@@ -362,6 +366,8 @@ def test_sandbox_up_status_down(tmp_path):
         assert json.loads(inside.stdout)[0]["default_network"]["choice"] == "public"
         services = json.loads((Path(info["clouds_yaml"]).parent / "sandbox.json")
                               .read_text())["pids"]
+        assert len(services) == 6  # five services (no Cinder here) and PostgreSQL
+        assert processes_mentioning(str(state))
     finally:
         down = run_cli("sandbox", "down", *options, env=env, timeout=300)
     assert down.stdout.strip() == "sandbox stopped"
@@ -369,6 +375,7 @@ def test_sandbox_up_status_down(tmp_path):
     running = [p for p in (info["pid"], info["runner_pid"], info["pid_in_sandbox"],
                            *services) if cli_sandbox.alive(p)]
     assert running == []
+    assert processes_mentioning(str(state)) == []
     assert run_cli("sandbox", "down", *options, env=env).stdout.strip() == \
         "no sandbox was running"
 

@@ -202,7 +202,7 @@ def test_ssh_guest_attributes_refused_and_no_console_keys_rolls_back(connect, sa
     with sandbox.inject("GET", r"/getGuestAttributes$", 403, "forbidden",
                         "Guest attributes are disabled for this instance.") as fault, \
             pytest.raises(errors.Timeout, match="on the console nor published them"):
-        cloud.create_server("ga-refused", image="debian-12", timeout=25)
+        cloud.create_server("ga-refused", image="debian-12", timeout=14)
     assert fault.failed >= 1
 
 

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import configparser
 import ipaddress
-import os
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
+from sandbox_clouds import processes_mentioning
 
 from cloudnorm.testing import profile_data
 
@@ -397,38 +397,6 @@ def test_without_postgresql_the_sandbox_warns_and_uses_sqlite(tmp_path, monkeypa
         OpenStackStack(tmp_path / "other", database="mysql")
 
 
-def _processes_mentioning(text: str) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes()
-        except OSError:
-            continue
-        if text.encode() in cmdline:
-            found.append(int(entry.name))
-    return found
-
-
-def test_stop_leaves_no_process(tmp_path):
-    from cloudnorm.testing.openstack.stack import OpenStackStack
-
-    stack = OpenStackStack(tmp_path / "sandbox", ["direct-public"])
-    stack.start()
-    try:
-        pids = stack.pids()
-        assert len(pids) == 6  # five services (no Cinder here) and PostgreSQL
-        assert _processes_mentioning(str(tmp_path))
-    finally:
-        stack.stop()
-
-    assert _processes_mentioning(str(tmp_path)) == []
-    for pid in pids:
-        with pytest.raises(ProcessLookupError):
-            os.kill(pid, 0)
-
-
 def test_failed_start_leaves_no_process(tmp_path, monkeypatch):
     from cloudnorm.testing.openstack import seed
     from cloudnorm.testing.openstack.stack import OpenStackStack
@@ -441,4 +409,4 @@ def test_failed_start_leaves_no_process(tmp_path, monkeypatch):
 
     with pytest.raises(seed.SeedError, match="on purpose"):
         stack.start()
-    assert _processes_mentioning(str(tmp_path)) == []
+    assert processes_mentioning(str(tmp_path)) == []
