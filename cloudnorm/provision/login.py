@@ -23,6 +23,8 @@ LOG = logging.getLogger(__name__)
 #: two cores).
 FIRST_CONSOLE_READ = 1.0
 LATEST_FIRST_READ = 15.0
+#: Seconds from the first console read to the second; the next waits grow from it.
+SECOND_CONSOLE_READ = 0.5
 #: How much shorter than the wait a first look that found the keys counts, so that the
 #: learned wait comes down again when servers print sooner (it found them at most then).
 FOUND_AT_ONCE = 0.75
@@ -174,7 +176,7 @@ def delay_to_learn(seen: float, first_read: float) -> float:
     the next ones. Keys found at the first read came at most then: they count shorter
     (:data:`FOUND_AT_ONCE`), so that the learned wait comes down again once servers
     print sooner; found later, they count as seen (they came after the read before)."""
-    found_at_first_read = seen < first_read + 0.5  # the second read comes 0.5 s later
+    found_at_first_read = seen < first_read + SECOND_CONSOLE_READ
     return seen * FOUND_AT_ONCE if found_at_first_read else seen
 
 
@@ -183,7 +185,7 @@ def _console_waits(first: float) -> Iterator[float]:
     ``first`` seconds after sshd answered, the next half a second later, then half as
     long again each time, up to five seconds."""
     yield first
-    wait = 0.5
+    wait = SECOND_CONSOLE_READ
     while True:
         yield wait
         wait = min(wait * 1.5, 5.0)

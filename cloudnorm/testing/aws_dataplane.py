@@ -51,8 +51,7 @@ class AwsDataPlaneSync(Watcher):
 
     def __init__(self, sandbox: Any, fleet: Any, interval: float = 0.2) -> None:
         self._sandbox = sandbox
-        self._fleet = fleet
-        super().__init__(interval)
+        super().__init__(interval, fleet)
         self._clients = {region: sandbox.client("ec2", region) for region in sandbox.regions}
         self._keys: dict[str, str] = {}  # instance id -> public key of its key pair
         self._user_data: dict[str, bytes | None] = {}  # instance id -> its UserData
@@ -92,18 +91,15 @@ class AwsDataPlaneSync(Watcher):
                          for g in nic.get("Groups") or ()}
             allow = any(_opens_ssh(p) for g in attached
                         for p in groups[region].get(g, {}).get("IpPermissions") or ())
-            self._fleet.ensure(iid, addresses, user=user, authorized_key=key, port=22,
+            self.fleet.ensure(iid, addresses, user=user, authorized_key=key, port=22,
                                allow_ssh=allow, userdata=self._read_user_data(region, iid))
             self.known.add(iid)
-            self.show_console(iid, lambda: self._fleet.console_text(iid))
+            self.show_console(iid, lambda: self.fleet.console_text(iid))
 
         self.each(running, bring_up)
 
     def write_console(self, node_id: str, text: str | None) -> None:
         self._sandbox.set_console(node_id, text)
-
-    def remove_node(self, node_id: str) -> None:
-        self._fleet.remove(node_id)
 
     def _forget(self, node_id: str) -> None:
         self._keys.pop(node_id, None)
@@ -137,7 +133,7 @@ class AwsDataPlaneSync(Watcher):
         subnet, vpc = instance.get("SubnetId"), instance.get("VpcId")
         # A client inside the VPC (or the subnet) reaches the private address too.
         found = ([instance["PrivateIpAddress"]] if instance.get("PrivateIpAddress")
-                 and {subnet, vpc, "*"} & set(self._fleet.inside) else [])
+                 and {subnet, vpc, "*"} & set(self.fleet.inside) else [])
         public = instance.get("PublicIpAddress")
         if not public:
             return found

@@ -153,11 +153,10 @@ class GceDataPlaneSync(Watcher):
 
     def __init__(self, endpoint_url: str, projects: Sequence[str], console_dir: Path,
                  fleet: Any, interval: float = 0.2) -> None:
-        super().__init__(interval)
+        super().__init__(interval, fleet)
         self._base = endpoint_url.rstrip("/") + "/compute/v1/projects/"
         self._projects = tuple(projects)
         self._console_dir = Path(console_dir)
-        self._fleet = fleet
         self._logins: dict[str, tuple[str, str]] = {}  # instance id -> (user, key)
         self._published: set[str] = set()  # instances whose agent published its keys
 
@@ -208,9 +207,6 @@ class GceDataPlaneSync(Watcher):
     def write_console(self, node_id: str, text: str | None) -> None:
         write_console_file(self._console_dir, node_id, text)
 
-    def remove_node(self, node_id: str) -> None:
-        self._fleet.remove(node_id)
-
     def _forget(self, node_id: str) -> None:
         self._logins.pop(node_id, None)
         self._published.discard(node_id)
@@ -245,7 +241,7 @@ class GceDataPlaneSync(Watcher):
         addresses = [a["natIP"] for nic in nics[:1] for a in nic.get("accessConfigs") or ()
                      if a.get("natIP")]
         # A client inside the VPC reaches the internal address too.
-        inside = self._fleet.inside
+        inside = self.fleet.inside
         addresses += [nic["networkIP"] for nic in nics if nic.get("networkIP")
                       and {str(nic.get("network", "")).rsplit("/", 1)[-1], "*"} & inside]
         if not addresses:
@@ -257,14 +253,14 @@ class GceDataPlaneSync(Watcher):
         channel = host_key_channel(instance)
         if channel == "guest-attributes" and iid not in self._published:
             # The agent publishes the keys it made before sshd serves them.
-            node = self._fleet.ensure(iid, addresses, user=user, authorized_key=key, port=22,
+            node = self.fleet.ensure(iid, addresses, user=user, authorized_key=key, port=22,
                                       allow_ssh=False, hostname=instance["name"],
                                       userdata=user_data(instance))
             self.known.add(iid)
             self._publish_host_keys(project, instance,
                                     node.host_keys.keys if node.host_keys else ())
             self._published.add(iid)
-        node = self._fleet.ensure(iid, addresses, user=user, authorized_key=key, port=22,
+        node = self.fleet.ensure(iid, addresses, user=user, authorized_key=key, port=22,
                                   allow_ssh=allow, hostname=instance["name"],
                                   userdata=user_data(instance))
         self.known.add(iid)
@@ -272,4 +268,4 @@ class GceDataPlaneSync(Watcher):
             booted = node.started_at or time.time()
             self.show_console(iid, lambda: guest_agent_console(instance["name"], booted))
         else:
-            self.show_console(iid, lambda: self._fleet.console_text(iid))
+            self.show_console(iid, lambda: self.fleet.console_text(iid))

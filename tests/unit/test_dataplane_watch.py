@@ -10,10 +10,18 @@ import pytest
 from cloudnorm.testing.dataplane.watch import Watcher
 
 
+class Fleet:
+    def __init__(self) -> None:
+        self.removed: list[str] = []
+
+    def remove(self, node_id: str) -> None:
+        self.removed.append(node_id)
+
+
 class Plane(Watcher):
     def __init__(self) -> None:
-        super().__init__(interval=0.05)
-        self.removed: list[str] = []
+        super().__init__(interval=0.05, fleet=Fleet())
+        self.removed = self.fleet.removed
         self.started: list[str] = []
         self.release = threading.Event()
 
@@ -22,9 +30,6 @@ class Plane(Watcher):
 
     def write_console(self, node_id, text):
         pass
-
-    def remove_node(self, node_id):
-        self.removed.append(node_id)
 
     def bring_up(self, node_id: str) -> None:
         self.started.append(node_id)

@@ -10,11 +10,9 @@ import logging
 import threading
 from collections.abc import Callable, Hashable, Iterable
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 LOG = logging.getLogger(__name__)
-
-T = TypeVar("T")
 
 #: Servers a watcher brings in line at once. A cloud boots many servers side by side;
 #: one after another, the fiftieth of a batch would wait for forty-nine first boots.
@@ -37,8 +35,10 @@ class Watcher(abc.ABC):
 
     name = "dataplane-watch"
 
-    def __init__(self, interval: float) -> None:
+    def __init__(self, interval: float, fleet: Any) -> None:
         self._interval = interval
+        #: The data plane's nodes (a Fleet), which this watcher keeps in line.
+        self.fleet = fleet
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
@@ -131,25 +131,23 @@ class Watcher(abc.ABC):
         with self._busy_lock:
             return item in self._busy
 
-    def retire(self, alive: Iterable[str], forget: Callable[[str], None]) -> None:
+    def retire(self, alive: Iterable[str],
+               forget: Callable[[str], None] | None = None) -> None:
         """Take down the nodes of servers no longer alive: console hidden, node removed,
         then ``forget(node_id)`` for what the watcher kept about it. A node whose work is
         under way is left to the next round, so a removal never races its bring-up."""
         for gone in self.known - set(alive):
             if not self.busy(gone):
                 self.take_down(gone)
-                forget(gone)
+                if forget is not None:
+                    forget(gone)
 
     def take_down(self, node_id: str) -> None:
         """Hide the node's console and remove the node, if this watcher runs it."""
         if node_id in self.known:
             self.hide_console(node_id)
-            self.remove_node(node_id)
+            self.fleet.remove(node_id)
             self.known.discard(node_id)
-
-    @abc.abstractmethod
-    def remove_node(self, node_id: str) -> None:
-        """Stop and remove the data plane's node ``node_id``."""
 
     def record_error(self, message: str) -> None:
         LOG.warning("%s failed: %s", self.name, message)

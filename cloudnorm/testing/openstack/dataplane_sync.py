@@ -71,10 +71,9 @@ class DataPlaneSync(Watcher):
                  without_metadata: Collection[str] = ()) -> None:
         self._session = session
         self._region = region
-        self._fleet = fleet
         self._console_dir = console_dir
         self._login_user = login_user
-        super().__init__(interval)
+        super().__init__(interval, fleet)
         self._without_metadata = frozenset(without_metadata)
         self._orphan_key: str | None = None
         self._keys: dict[str, str] = {}  # server id -> public key injected at boot
@@ -98,7 +97,7 @@ class DataPlaneSync(Watcher):
         servers = self._get("compute", "/servers/detail?all_tenants=1",
                             headers={"OpenStack-API-Version": "compute 2.79"})["servers"]
         active = {s["id"]: s for s in servers if s.get("status") == "ACTIVE"}
-        self.retire(active, forget=lambda gone: None)
+        self.retire(active)
         if not active:
             self.rounds += 1
             return
@@ -124,21 +123,18 @@ class DataPlaneSync(Watcher):
                         or any(_opens_ssh(r) for g in p.get("security_groups", [])
                                for r in groups.get(g, {}).get("security_group_rules", []))
                         for p in mine)
-            self._fleet.ensure(sid, addresses, user=self._users[sid],
+            self.fleet.ensure(sid, addresses, user=self._users[sid],
                                authorized_key=self._keys[sid], port=port_number,
                                allow_ssh=allow and bool(addresses),
                                userdata=self._user_data.get(sid))
             self.known.add(sid)
-            self.show_console(sid, lambda: self._fleet.console_text(sid))
+            self.show_console(sid, lambda: self.fleet.console_text(sid))
 
         self.each(reachable, bring_up)
         self.rounds += 1
 
     def write_console(self, node_id: str, text: str | None) -> None:
         write_console_file(self._console_dir, node_id, text)
-
-    def remove_node(self, node_id: str) -> None:
-        self._fleet.remove(node_id)
 
     def _learn(self, sid: str, server: dict[str, Any]) -> bool:
         """Fetch, once, what the server was booted with: its key and its image's user."""
@@ -249,7 +245,7 @@ class DataPlaneSync(Watcher):
     def _inside_network_ids(self) -> set[str]:
         """The networks (named by name or id in ``Fleet.inside``) whose private addresses
         a client of this data plane reaches, as from a machine inside the cloud."""
-        wanted = set(self._fleet.inside)
+        wanted = set(self.fleet.inside)
         if not wanted:
             return set()
         nets = self._get("network", "/v2.0/networks")["networks"]
