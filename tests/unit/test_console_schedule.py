@@ -1,10 +1,13 @@
 """When a create reads a new server's console for its host keys: a second after sshd
 answered, or about when the image's earlier servers showed them.
 
-cloud-init prints the host keys near the end of its final stage (keys-to-console, after
-the config stage and the user's scripts), so on a busy cloud they come seconds after
-sshd answers; every read before that is a wasted console request (on OpenStack an RPC
-to the compute host)."""
+cloud-init starts sshd from its init stage (module ``ssh`` in ``cloud_init_modules``)
+but prints the host keys last in its final stage (``keys-to-console`` after
+``scripts-user`` and ``ssh-authkey-fingerprints`` in ``cloud_final_modules``; Debian's
+cloud-init package, /etc/cloud/cloud.cfg), so on a busy cloud they come seconds after
+sshd answers. Every read before that is a wasted console request: on OpenStack the
+``os-getConsoleOutput`` server action (``POST /servers/{id}/action``, Nova API
+reference), which Nova answers with a call to the compute host."""
 
 from __future__ import annotations
 
