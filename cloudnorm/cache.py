@@ -30,6 +30,7 @@ import datetime
 import hashlib
 import json
 import logging
+import os
 import re
 import threading
 import time
@@ -83,6 +84,15 @@ class DiscoveryCache:
                 # dogpile's advice for distributed locks: a lock taken by one
                 # thread may be released by another.
                 arguments.setdefault("thread_local_lock", False)
+        if settings.backend == "dogpile.cache.dbm":
+            # The dbm backend's creation lock is one file lock for every key:
+            # discovery that fills two kinds at once (threads, or one creator
+            # asking for another kind) would wait on itself forever. Per-key locks
+            # in each process instead; two processes may then both ask the cloud
+            # once, as with Redis without distributed_lock.
+            arguments.setdefault("dogpile_lockfile", False)
+            if isinstance(arguments.get("filename"), str):
+                arguments["filename"] = os.path.expanduser(arguments["filename"])
         try:
             self.region: CacheRegion = make_region().configure(
                 settings.backend,

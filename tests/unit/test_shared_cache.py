@@ -351,3 +351,45 @@ def test_lock_expired_in_the_store_is_not_an_error(flaky):
     mutex.shared.release = expired
     mutex.release()
     assert not cache.fallback.degraded
+
+
+# -- a file on disk (dogpile.cache.dbm) ---------------------------------------------------------
+def test_dbm_file_fills_two_kinds_at_once_without_waiting_on_itself(tmp_path):
+    """dogpile's dbm backend takes one file lock for every key (``dogpile_lockfile``):
+    a creator that needs another kind filled from a second thread, as network
+    discovery does, would wait for a lock its own caller holds. cloudnorm makes the
+    creation lock per key and per process there."""
+    import threading
+
+    cache = DiscoveryCache(CacheSettings(backend="dogpile.cache.dbm",
+                                         arguments={"filename": str(tmp_path / "d.dbm")}),
+                           "cloud-a")
+    found: list[object] = []
+
+    def outer() -> None:
+        def creator() -> str:
+            inner = threading.Thread(
+                target=lambda: found.append(cache.get_or_create("subnet", "all", lambda: "s")))
+            inner.start()
+            inner.join()
+            return "n"
+        found.append(cache.get_or_create("network", "view", creator))
+
+    worker = threading.Thread(target=outer, daemon=True)
+    worker.start()
+    worker.join(timeout=10)
+    assert not worker.is_alive(), "the dbm cache waited on its own lock"
+    assert found == ["s", "n"]
+    # and a second process (here: a second cache on the same file) reads both
+    other = DiscoveryCache(CacheSettings(backend="dogpile.cache.dbm",
+                                         arguments={"filename": str(tmp_path / "d.dbm")}),
+                           "cloud-a")
+    assert other.peek("network", "view") == "n" and other.peek("subnet", "all") == "s"
+
+
+def test_dbm_lock_file_named_in_clouds_yaml_is_kept(tmp_path):
+    lock = str(tmp_path / "mine.lock")
+    cache = DiscoveryCache(CacheSettings(backend="dogpile.cache.dbm", arguments={
+        "filename": str(tmp_path / "d.dbm"), "dogpile_lockfile": lock}), "cloud-a")
+    assert cache.region.get_or_create("k", lambda: 1) == 1
+    assert (tmp_path / "mine.lock").exists()
