@@ -18,12 +18,15 @@ import re
 import threading
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
 from cloudnorm import __version__, errors, ratelimit
 from cloudnorm.drivers.openstack.config import PROVIDER
 from cloudnorm.settings import CloudSettings
+
+if TYPE_CHECKING:  # pragma: no cover
+    from cloudnorm.cache import DiscoveryCache
 
 LOG = logging.getLogger(__name__)
 
@@ -66,6 +69,9 @@ class Transport:
         self._conn: Any = None
         self._conn_lock = threading.RLock()
         self._microversion: str | None = None
+        #: Where the compute API version found is kept beyond this process (see
+        #: :meth:`compute_microversion`); None keeps it in this object only.
+        self.cache: DiscoveryCache | None = None
         self._microversion_lock = threading.Lock()
         self.limiter = ratelimit.limiter_for(
             identity, ratelimit.for_cloud(settings, PROVIDER.writes_per_second))
@@ -155,8 +161,12 @@ class Transport:
             self.limiter.acquire(write, deadline)
             try:
                 with self.translate(what):
+                    # skip_cache: with a cache class in openstack.config's cache:
+                    # section, openstacksdk would keep each GET's reply -- pickled,
+                    # with the request's token -- in that store, and could hand a
+                    # status poll an old reply. cloudnorm caches discovery itself.
                     resp = self._proxy(service).request(path, method, raise_exc=False,
-                                                        **kwargs)
+                                                        skip_cache=True, **kwargs)
             except errors.ServiceUnavailable as exc:
                 # Only a broken connection is worth another try; a missing service is not.
                 lost = isinstance(exc.__cause__, ksa_exc.ConnectionError)
@@ -219,18 +229,26 @@ class Transport:
         highest where that is lower."""
         if self._microversion is not None:
             return self._microversion
-        # One discovery for all threads of this driver, not one each.
+        # One discovery for all threads of this driver, not one each; with a cache
+        # shared between processes, one for all of them (Nova's version document is
+        # the only request a process with cached discovery and a kept token would make).
         with self._microversion_lock:
             if self._microversion is None:
-                with self.translate("discovering the compute API version"):
-                    data = self.conn.compute.get_endpoint_data()
-                highest = getattr(data, "max_microversion", None)
-                want = tuple(int(p) for p in COMPUTE_MICROVERSION.split("."))
-                if highest and tuple(highest) < want:
-                    self._microversion = f"{highest[0]}.{highest[1]}"
+                if self.cache is None:
+                    self._microversion = self._discover_microversion()
                 else:
-                    self._microversion = COMPUTE_MICROVERSION if highest else "2.1"
+                    self._microversion = str(self.cache.get_or_create(
+                        "api_version", "compute", self._discover_microversion))
             return self._microversion
+
+    def _discover_microversion(self) -> str:
+        with self.translate("discovering the compute API version"):
+            data = self.conn.compute.get_endpoint_data()
+        highest = getattr(data, "max_microversion", None)
+        want = tuple(int(p) for p in COMPUTE_MICROVERSION.split("."))
+        if highest and tuple(highest) < want:
+            return f"{highest[0]}.{highest[1]}"
+        return COMPUTE_MICROVERSION if highest else "2.1"
 
     def paged(self, service: str, path: str, key: str, **query: Any) -> list[dict[str, Any]]:
         """Every record of a paginated list: follows Glance's ``next`` and the
