@@ -46,6 +46,7 @@ class Cloud:
         self.profile = driver.profile
         self._driver = driver
         self._cache = DiscoveryCache(settings.cache, driver.identity())
+        driver.keep_discovery_in(self._cache)
         #: Waits for this cloud's servers with one poll for all of them; its ``interval``
         #: (seconds between polls) may be set lower for a local cloud.
         self.watcher = ServerWatcher(driver)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import abc
 import datetime
 from collections.abc import Callable, Sequence
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import attrs
 
@@ -20,6 +20,9 @@ from cloudnorm.networks import NetworkFacts, NetworkHints, Router
 from cloudnorm.profiles import Profile
 from cloudnorm.settings import CloudSettings
 from cloudnorm.state import Capabilities, ServerState
+
+if TYPE_CHECKING:  # pragma: no cover
+    from cloudnorm.cache import DiscoveryCache
 
 
 @attrs.frozen
@@ -237,6 +240,10 @@ class Driver(abc.ABC):
     def owned_resources(self, owner: str | None) -> list[Created]:
         """Everything carrying this owner marker, or any owner marker when ``owner`` is
         None (servers last), for cleanup."""
+
+    def keep_discovery_in(self, cache: DiscoveryCache) -> None:  # noqa: B027 - most have none
+        """Keep what the driver discovers on its own (an API version) in the cloud's
+        discovery cache, so that another process sharing that cache skips it."""
 
     def close(self) -> None:  # noqa: B027 - most drivers hold nothing to release
         """Release connections."""

@@ -226,6 +226,50 @@ def test_eight_processes_cost_the_discovery_of_one(openstack_sandbox, tmp_path):
         json.loads(value.partition(b"|")[2])  # dogpile's metadata, then JSON, never a pickle
 
 
+def test_a_process_after_another_starts_warm(openstack_sandbox, tmp_path):
+    """Discovery kept in a file (``cache: class: dogpile.cache.dbm``) and the token in
+    the keyring (openstack.config's own ``cache: auth: true``): the next process on
+    the machine asks the cloud nothing before its first real call -- no token, no
+    version documents, no lists. Counted in the services' own request log, Keystone
+    included, by cloudnorm's user agent."""
+    entry = yaml.safe_load(Path(openstack_sandbox.clouds_yaml).read_text())["clouds"][CLOUD]
+    path = tmp_path / "warm.yaml"
+    path.write_text(yaml.safe_dump({
+        "cache": {"class": "dogpile.cache.dbm", "auth": True,
+                  "arguments": {"filename": str(tmp_path / "discovery.dbm")}},
+        "clouds": {CLOUD: entry}}))
+    # A file keyring in this test's own directory (a desktop would use its own).
+    env = {"PYTHON_KEYRING_BACKEND": "keyrings.alt.file.PlaintextKeyring",
+           "XDG_DATA_HOME": str(tmp_path / "data")}
+
+    def one_process() -> tuple[Counter, dict]:
+        mark = time.time()
+        workers = Workers(tmp_path, path, 1, env=env)
+        workers.wait_for("ready")
+        workers.signal("go")
+        [(result, err)] = workers.finish()
+        assert "Traceback" not in err and "WARNING" not in err, err
+        time.sleep(0.3)  # the services write the request log after they answer
+        return Counter(f"{r['service']} {r['method']} {r['path']}"
+                       for r in openstack_sandbox.requests(since=mark)
+                       if "cloudnorm" in (r.get("user_agent") or "")), result
+
+    first, first_result = one_process()
+    assert first["keystone POST /v3/auth/tokens"] == 1, first
+    assert sum(first.values()) >= 8, first   # token, versions, images, flavors, networks...
+    second, second_result = one_process()
+    print(f"\nrequests before the first real call: first process {sum(first.values())}, "
+          f"next process {sum(second.values())}")
+    assert second == Counter(), f"the next process asked the cloud: {dict(second)}"
+    assert (second_result["image"], second_result["flavor"]) == \
+        (first_result["image"], first_result["flavor"])
+    # The token is in the keyring, never in the discovery file.
+    password = entry["auth"]["password"]
+    for stored in tmp_path.glob("discovery.dbm*"):
+        data = stored.read_bytes()
+        assert password.encode() not in data and b"gAAAAA" not in data, stored
+
+
 def _stored_values(server: RedisServer) -> dict[bytes, bytes]:
     import redis
 

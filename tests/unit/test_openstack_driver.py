@@ -182,6 +182,28 @@ def test_compute_microversion(connect, fake_os, max_version, expected):
     assert request.headers["OpenStack-API-Version"] == f"compute {expected}"
 
 
+def test_compute_microversion_is_kept_with_a_shared_cache(connect, fake_os, tmp_path):
+    """A process that shares the discovery cache of an earlier one (a file here)
+    asks no version document of Nova, and still sends the version that one found."""
+    top = {"cache": {"class": "dogpile.cache.dbm",
+                     "arguments": {"filename": str(tmp_path / "discovery.dbm")}}}
+    fake_os.compute_max_version = "2.60"
+    fake_os.nova("/flavors/detail", json=NOVA_FLAVORS)
+
+    def version_documents() -> int:
+        return sum(1 for r in fake_os.m.request_history if r.url.rstrip("/") == NOVA)
+
+    first = connect(top=top)
+    first.driver.list_flavors()
+    first.close()
+    assert version_documents() == 1
+    second = connect(top=top)
+    second.driver.list_flavors()
+    assert version_documents() == 1
+    request = fake_os.requests_to(NOVA + "/flavors/detail")[-1]
+    assert request.headers["OpenStack-API-Version"] == "compute 2.60"
+
+
 # -- cache through Cloud ----------------------------------------------------------------------
 def test_discovery_is_cached(connect, fake_os):
     fake_os.glance("/images", json={"images": [glance_image("ubuntu-22.04-x86_64")]})

@@ -13,7 +13,7 @@ import logging
 import re
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
@@ -38,6 +38,9 @@ from cloudnorm.profiles import Profile
 from cloudnorm.settings import CloudSettings
 from cloudnorm.state import Capabilities, ServerState
 from cloudnorm.userdata import SizeLimit
+
+if TYPE_CHECKING:  # pragma: no cover
+    from cloudnorm.cache import DiscoveryCache
 
 LOG = logging.getLogger(__name__)
 
@@ -384,6 +387,9 @@ class OpenStackDriver(Driver):
         if self._block_storage():
             found += self.volumes.owned(owner)
         return found
+
+    def keep_discovery_in(self, cache: DiscoveryCache) -> None:
+        self.transport.cache = cache
 
     def close(self) -> None:
         self.transport.close()
