@@ -147,6 +147,22 @@ def _measure(backend: Backend, lib: str, n: int, key_path: Path, operator_key: s
     }
 
 
+def _one_fleet(backend: Backend, label: str, skipped: list[str], **measure: Any
+               ) -> dict[str, Any] | None:
+    """One measured fleet and the sweep after it; None, said in ``skipped``, when the
+    fleet failed (its servers are swept all the same)."""
+    try:
+        out = _measure(backend, **measure)
+    except Exception as exc:
+        skipped.append(f"{label}: {type(exc).__name__}: {exc}")
+        traceback.print_exc()
+        with contextlib.suppress(Exception):
+            _clean_up(backend)
+        return None
+    out["cleanup"] = _clean_up(backend)
+    return out
+
+
 class Keeping:
     """What a library keeps between its processes when told to, as the docs show
     ("A process after another"): openstack.config's ``cache: auth: true`` keeps the
@@ -183,17 +199,13 @@ def _next_process(backend: Backend, key_path: Path, operator_key: str,
                 skipped.append(f"{lib} N=1 ({start}): not enough time left in the budget")
                 continue
             say(f"fleet: {lib} N=1, {start}, token and discovery kept ...")
-            try:
-                out = _measure(backend, lib, 1, key_path, operator_key, create_timeout(1),
-                               keeping, tag="-" + start.split()[0])
-            except Exception as exc:
-                skipped.append(f"{lib} N=1 ({start}): {type(exc).__name__}: {exc}")
-                traceback.print_exc()
-                with contextlib.suppress(Exception):
-                    _clean_up(backend)
+            out = _one_fleet(backend, f"{lib} N=1 ({start})", skipped, lib=lib, n=1,
+                             key_path=key_path, operator_key=operator_key,
+                             timeout=create_timeout(1), keeping=keeping,
+                             tag="-" + start.split()[0])
+            if out is None:
                 break
             out["start"] = start
-            out["cleanup"] = _clean_up(backend)
             say(f"fleet: {lib} N=1, {start}: {out['requests']} requests, "
                 f"{out['wall_until_all_returned']:.1f} s")
             runs.append(out)
@@ -259,15 +271,10 @@ def run(backend: Backend, budget: Budget, sizes: list[int], reserve: float) -> d
                 continue
             timeout = max(60.0, min(create_timeout(n), budget.left() - reserve - 60))
             say(f"fleet: {lib} N={n} (every create within {timeout:.0f} s) ...")
-            try:
-                out = _measure(backend, lib, n, key_path, operator_key, timeout=timeout)
-            except Exception as exc:
-                skipped.append(f"{lib} N={n}: {type(exc).__name__}: {exc}")
-                traceback.print_exc()
-                with contextlib.suppress(Exception):
-                    _clean_up(backend)
+            out = _one_fleet(backend, f"{lib} N={n}", skipped, lib=lib, n=n,
+                             key_path=key_path, operator_key=operator_key, timeout=timeout)
+            if out is None:
                 continue
-            out["cleanup"] = _clean_up(backend)
             say(f"fleet: {lib} N={n}: {out['ok']}/{n} logged in, "
                 f"{out['wall_until_all_returned']:.1f} s, "
                 f"{out['requests_per_server']:.1f} requests/server, status polls per "
