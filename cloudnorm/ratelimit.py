@@ -41,18 +41,18 @@ from typing import Any
 import attrs
 
 from cloudnorm import errors
+from cloudnorm.ratelimit_settings import DEFAULT_WINDOW, READ_FACTOR, RateLimit, for_cloud
+from cloudnorm.turns import Line, first_come
 
 LOG = logging.getLogger(__name__)
 
-#: Reads are this many times more frequent than writes by default.
-READ_FACTOR = 10
+# The settings live in their own module; drivers and users name them from here.
+__all__ = ["DEFAULT_WINDOW", "READ_FACTOR", "Limiter", "RateLimit", "first_come",
+           "for_cloud", "is_read", "limiter_for"]
+
 #: The longest one request waits for its turn before giving up with a Timeout.
 MAX_WAIT = 300.0
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-#: Seconds over which a rate is kept, by default: a create's handful of writes goes out
-#: at once, and a fleet of creates still averages the rate (clouds throttle the same
-#: way: EC2 with token buckets, GCE and API gateways with per-minute quotas).
-DEFAULT_WINDOW = 10.0
 #: Seconds a process limits on its own after its shared storage failed.
 RETRY_SHARED = 30.0
 #: Seconds one call to a shared storage may take before it counts as unreachable.
@@ -67,87 +67,6 @@ QUIET = 1.0
 #: The lowest adaptive rate; the seconds' worth of it that may go out at once; the seconds
 #: the sending rate is measured over; how long Redis keeps an idle account's state.
 MIN_RATE, BURST, MEASURE, STATE_TTL = 0.1, 1.0, 2.0, 3600
-
-
-@attrs.frozen
-class RateLimit:
-    """Requests per second allowed for reads and writes (None: unlimited), counted over a
-    moving window of ``window`` seconds; ``adaptive``: the rates are where an adaptive
-    budget starts and the most it climbs back to."""
-
-    reads: float | None
-    writes: float | None
-    storage: str = "memory://"
-    window: float = DEFAULT_WINDOW
-    adaptive: bool = False
-
-    @classmethod
-    def from_options(cls, writes: float, options: Any, cloud: str | None = None,
-                     adaptive: Mapping[str, float] | None = None) -> RateLimit:
-        """The ``rate_limit:`` mapping of a cloud's ``cloudnorm:`` section, validated;
-        ``writes`` per second (the provider's fixed default) when it names none. With
-        ``adaptive`` (a profile's start rates: ``writes``, optionally ``reads``), a
-        section that names no rates (or says ``adaptive: true``) gets an adaptive budget."""
-        if options is not None and not isinstance(options, dict):
-            raise errors.ConfigError(
-                "cloudnorm: rate_limit: must be a mapping like {reads: 10, writes: 1}",
-                cloud=cloud)
-        options = options or {}
-        unknown = sorted(set(options) - {"reads", "writes", "storage", "window", "adaptive"})
-        if unknown:
-            raise errors.ConfigError(
-                f"unknown key(s) {', '.join(map(str, unknown))} in cloudnorm: rate_limit:; "
-                "known keys: reads, writes, storage, window, adaptive", cloud=cloud)
-        window = options.get("window", DEFAULT_WINDOW)
-        if isinstance(window, bool) or not isinstance(window, (int, float)) \
-                or not 1 <= window <= 3600:
-            raise errors.ConfigError(
-                "cloudnorm: rate_limit: window: must be the seconds (1 to 3600) over which "
-                f"the rates are kept, not {window!r}", cloud=cloud)
-        values = {}
-        for key in ("reads", "writes"):
-            if key not in options:
-                continue
-            value = options[key]
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0 \
-                    or not math.isfinite(value):
-                raise errors.ConfigError(
-                    f"cloudnorm: rate_limit: {key}: must be a number of requests per second "
-                    f"(0 for unlimited), not {value!r}", cloud=cloud)
-            values[key] = float(value) or None
-        wanted = options.get("adaptive")
-        if wanted is not None and not isinstance(wanted, bool):
-            raise errors.ConfigError("cloudnorm: rate_limit: adaptive: must be true or false, "
-                                     f"not {wanted!r}", cloud=cloud)
-        storage = str(options.get("storage") or "memory://")
-        if wanted if wanted is not None else (adaptive and not values):
-            # Rates named here are where it starts; the others come from the profile
-            # (reads: ten times the writes unless it says).
-            if None in values.values():
-                raise errors.ConfigError(
-                    "cloudnorm: rate_limit: an adaptive rate limit starts from rates above "
-                    "0: name them (reads:, writes:) or leave adaptive: out", cloud=cloud)
-            start_writes = values.get("writes") or (adaptive or {}).get("writes") or writes
-            start_reads = values.get("reads") or (
-                (adaptive or {}).get("reads") if "writes" not in values else None)
-            return cls(reads=float(start_reads or start_writes * READ_FACTOR),
-                       writes=float(start_writes), storage=storage, window=float(window),
-                       adaptive=True)
-        writes_set = values["writes"] if "writes" in values else writes
-        # Unless named, reads follow writes: ten times as many, unlimited with them.
-        reads = values["reads"] if "reads" in values else (
-            writes_set * READ_FACTOR if writes_set else None)
-        return cls(reads=reads, writes=writes_set, storage=storage, window=float(window))
-
-
-def for_cloud(settings: Any, writes: float) -> RateLimit:
-    """The rate limit of a cloud (``CloudSettings``): adaptive from its profile's
-    ``adaptive_rate_limit:`` unless ``rate_limit:`` fixes rates (default: ``writes``)."""
-    from cloudnorm import profiles
-
-    start = profiles.load(settings.profile or settings.provider).adaptive_rate_limit
-    return RateLimit.from_options(writes, settings.options.get("rate_limit"), settings.name,
-                                  adaptive=start or None)
 
 
 def _item(per_second: float, window: float) -> Any:
@@ -315,6 +234,7 @@ class Limiter:
         self._logged: dict[str, float] = {}
         self._mine: dict[str, float] = {}  # when this process last slowed down, by kind
         self._thread = threading.local()  # the kind and time of this thread's last turn
+        self._lines = {"read": Line(), "write": Line()}
         self._configure(limit)
         if limit.adaptive and self._states is self._own_states \
                 and limit.storage != "memory://":
@@ -335,30 +255,36 @@ class Limiter:
                        "write": _item(limit.writes, limit.window) if limit.writes else None}
 
     def acquire(self, write: bool, deadline: float | None = None) -> float:
-        """Wait for a turn; returns the seconds waited. Raises Timeout past ``deadline``."""
+        """Wait for a turn, oldest work first (:mod:`cloudnorm.turns`); returns the seconds
+        waited. Raises Timeout past ``deadline``."""
         kind = "write" if write else "read"
         item = self._items[kind]
         started = time.monotonic()
         limit_at = min(deadline if deadline is not None else math.inf, started + MAX_WAIT)
-        if self.limit.adaptive:
-            self._acquire_adaptive(kind, started, limit_at)
-        elif item is not None:
-            while not self._fixed("hit", item, kind):
-                reset = float(self._fixed("get_window_stats", item, kind).reset_time)
-                # reset_time is wall-clock seconds; a small floor keeps threads from spinning.
-                pause = min(max(reset - time.time(), 0.01), 1.0)
-                if time.monotonic() + pause > limit_at:
-                    raise errors.Timeout(
-                        f"rate limit of {self.name} ({kind}s) left no turn "
-                        f"within {limit_at - started:.0f} s; raise cloudnorm: rate_limit: "
-                        f"{kind}s: in clouds.yaml or make fewer calls")
-                time.sleep(pause)
+        if self.limit.adaptive or item is not None:
+            with self._lines[kind].turn(limit_at, f"{self.name} ({kind}s)"):
+                if self.limit.adaptive:
+                    self._acquire_adaptive(kind, started, limit_at)
+                else:
+                    self._acquire_fixed(kind, item, started, limit_at)
         waited = time.monotonic() - started
         self._thread.kind = kind
         with self._lock:
             self.counts[kind] += 1
             self.waited[kind] += waited
         return waited
+
+    def _acquire_fixed(self, kind: str, item: Any, started: float, limit_at: float) -> None:
+        while not self._fixed("hit", item, kind):
+            reset = float(self._fixed("get_window_stats", item, kind).reset_time)
+            # reset_time is wall-clock seconds; a small floor keeps threads from spinning.
+            pause = min(max(reset - time.time(), 0.01), 1.0)
+            if time.monotonic() + pause > limit_at:
+                raise errors.Timeout(
+                    f"rate limit of {self.name} ({kind}s) left no turn "
+                    f"within {limit_at - started:.0f} s; raise cloudnorm: rate_limit: "
+                    f"{kind}s: in clouds.yaml or make fewer calls")
+            time.sleep(pause)
 
     def start_rate(self, kind: str) -> float:
         return float((self.limit.writes if kind == "write" else self.limit.reads) or math.inf)

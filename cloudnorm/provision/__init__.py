@@ -13,6 +13,7 @@ the typed contract of :mod:`cloudnorm.state`.
 
 from __future__ import annotations
 
+from cloudnorm import turns
 from cloudnorm.models import Server
 from cloudnorm.provision import login, steps
 from cloudnorm.provision.context import CloudView, Run
@@ -28,6 +29,14 @@ __all__ = ["ORDER", "STEPS", "CloudView", "CreateRequest", "Ledger", "Reporter",
 def create_server(cloud: CloudView, request: CreateRequest,
                   on_step: StepCallback | None = None) -> Server:
     """See :meth:`cloudnorm.cloud.Cloud.create_server`."""
+    # The creates of a fleet take the account's turns oldest first, so that the first
+    # servers boot while later ones wait rather than all of them booting late.
+    with turns.first_come():
+        return _create_server(cloud, request, on_step)
+
+
+def _create_server(cloud: CloudView, request: CreateRequest,
+                   on_step: StepCallback | None) -> Server:
     run = Run.start(cloud, request.with_defaults(cloud.settings.create_defaults), on_step)
     try:
         steps.register_node_key(run)
