@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import attrs
 
@@ -40,11 +40,16 @@ def log_in(run: Run) -> None:
     report.emit(run.step, "started", f"waiting for SSH on {address}")
     ssh.wait_for_port(address, run.ssh_port, timeout=run.left(),
                       on_attempt=lambda last: report.emit(STEPS[5], "waiting", last))
-    learned = run.cloud.host_keys_delay(run.image)
-    first_read = min(LATEST_FIRST_READ, max(FIRST_CONSOLE_READ, learned or 0.0))
+    image = run.image
+
+    def learned_wait() -> float:
+        learned = run.cloud.host_keys_delay(image)
+        return min(LATEST_FIRST_READ, max(FIRST_CONSOLE_READ, learned or 0.0))
+
+    first_read = learned_wait()
     announced, console, seen = announced_host_keys(driver, run.server.id, run.deadline,
                                                    request.verify_host_keys, report,
-                                                   first_read=first_read)
+                                                   first_read=first_read, learned=learned_wait)
     if seen is not None:
         run.cloud.remember_host_keys_delay(run.image, delay_to_learn(seen, first_read))
     users, users_why = run.users, run.users_why
@@ -109,12 +114,16 @@ def result(run: Run) -> Server:
 
 def announced_host_keys(driver: Driver, server_id: str, deadline: float, verify: bool,
                         report: Reporter, first_read: float = FIRST_CONSOLE_READ,
+                        learned: Callable[[], float] | None = None,
                         ) -> tuple[hostkeys.HostKeys, str, float | None]:
     """Host keys the server's guest environment published through the cloud's API (GCE's
     guest attributes), else those cloud-init printed on the console, waiting (bounded) for
     either; the console text (its login-user table is read either way); and, for keys
     read from the console, how many seconds after the call it showed them. The console
-    is first read ``first_read`` seconds after the call."""
+    is first read ``first_read`` seconds after the call; ``learned``, asked before every
+    read, is how long after sshd answered the image's servers lately showed their keys:
+    no read comes sooner, so that servers booting alongside, which learn it while this
+    one waits, spare it the reads they found useless."""
     if not verify:
         report.decide(Decision("host_keys", "not verified",
                                "verify_host_keys=False was passed: any host key is accepted"))
@@ -134,6 +143,8 @@ def announced_host_keys(driver: Driver, server_id: str, deadline: float, verify:
     first = True
     while True:
         wait = next(waits)
+        if learned is not None:
+            wait = max(wait, learned() - (time.monotonic() - started))
         keys: tuple[str, ...] = ()
         if published is not None:
             try:

@@ -104,3 +104,27 @@ def test_a_find_at_the_first_read_lowers_what_is_learned(cloud):
         cloud.remember_host_keys_delay(IMAGE, delay_to_learn(first, first))
         first = max(1.0, cloud.host_keys_delay(IMAGE) or 0.0)
     assert first < 2.0
+
+
+def test_what_servers_booting_alongside_learn_spares_the_next_reads(monkeypatch):
+    """Ten servers of one image boot together: when one shows its keys 6 s after sshd
+    answered, the others read next about then, not at their own growing waits."""
+    now = [0.0]
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        now[0] += seconds
+
+    monkeypatch.setattr(time, "sleep", sleep)
+    monkeypatch.setattr(time, "monotonic", lambda: now[0])
+    driver = Console(blank_reads=2)
+    # until this server's first read, nothing is known; then a sibling saw its keys at 6 s
+    announced_host_keys(driver, "web", 60.0, True, Reporter(None, "web"), first_read=1.0,
+                        learned=lambda: 6.0 if driver.reads else 1.0)
+    assert slept == [1.0, 0.5, 4.5] and driver.reads == 3
+    # without what the others learned: the waits of its own schedule
+    now[0], slept[:] = 0.0, []
+    driver = Console(blank_reads=2)
+    announced_host_keys(driver, "web", 60.0, True, Reporter(None, "web"), first_read=1.0)
+    assert slept == [1.0, 0.5, 0.75]
