@@ -65,10 +65,39 @@ def inspect_one(name: str, os_names: tuple[str, ...], min_ram: int) -> dict[str,
                               "note": f.raw.get("cloudnorm:passed_over")
                               or ("disabled" if f.disabled else "")} for f in flavors]
         report["quirks"] = quirks(cloud, networks)
+        report["next_process"] = next_process(cloud.settings)
         # Last: what discovery's requests taught the limiter is part of the answer.
         limiter = getattr(cloud.driver, "limiter", None)
         report["rate_limit"] = limiter.status() if limiter is not None else None
     return report
+
+
+#: Cache backends that live in the process and go with it.
+IN_PROCESS = ("dogpile.cache.memory", "dogpile.cache.null")
+
+
+def next_process(settings: Any) -> dict[str, Any]:
+    """What the next process on this cloud finds of this one: the discovery cache, and
+    (OpenStack) whether openstack.config keeps the token in the keyring."""
+    region = settings.openstack
+    return {"cache": settings.cache.backend,
+            "cache_kept": settings.cache.backend not in IN_PROCESS,
+            "lifetime": settings.cache.expiration_time,
+            "token_kept": None if region is None else not region.skip_auth_cache()}
+
+
+def next_process_line(kept: dict[str, Any] | None) -> str:
+    """One line on what a later process starts with (see :func:`next_process`)."""
+    if not kept:
+        return "next process: unknown"
+    cache = (f"discovery kept in {kept['cache']} for {kept['lifetime']:g} s"
+             if kept["cache_kept"] else
+             f"discovery not kept ({kept['cache']}: this process only)")
+    if kept["token_kept"] is None:
+        return f"next process: {cache}"
+    token = ("token kept in the keyring" if kept["token_kept"] else
+             "token not kept (cache: auth: true and a keyring keep it)")
+    return f"next process: {cache}; {token}"
 
 
 def rate_limit_line(status: dict[str, Any] | None) -> str:
@@ -123,6 +152,7 @@ def print_report(report: dict[str, Any]) -> None:
     mode = q.get("access") or {"mode": "public", "source": "the default"}
     click.echo(f"  access: {mode['mode']}  ({mode['source']})")
     click.echo(f"  {rate_limit_line(report.get('rate_limit'))}")
+    click.echo(f"  {next_process_line(report.get('next_process'))}")
     click.echo(f"  public access: {access.get('choice') or 'none possible'}  "
                f"({access.get('reason') or access.get('error')})")
     click.echo(f"  network service: {'yes' if q['network_service'] else 'no'}; security "

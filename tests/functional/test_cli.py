@@ -90,6 +90,10 @@ def test_inspect_reports_quirks_images_by_os_and_flavors(os_env):
     text = run_cli("inspect", "sandbox-no-neutron", env=os_env).stdout
     assert "public access: assigned by the cloud" in text
     assert "network service: no; security groups: no" in text
+    # The sandbox's clouds.yaml keeps nothing between processes; a user's may.
+    assert "next process: discovery not kept (dogpile.cache.memory: this process only); " \
+        "token not kept" in text
+    assert fip["next_process"]["cache_kept"] is False
 
 
 def test_inspect_of_an_unknown_cloud_exits_1(os_env):
